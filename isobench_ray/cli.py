@@ -1,0 +1,145 @@
+"""`isobench`: the command line. Thin: parses options, calls the runner, prints where things are."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+# Quiet, offline defaults for libraries that phone home at import (users can override them).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import typer  # noqa: E402
+
+from isobench_ray.settings import Settings  # noqa: E402
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ISO-Bench on Ray: agents, 3-way benchmarks, reports.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Work with task files.")
+app.add_typer(tasks_app, name="tasks")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _settings(rounds: int | None, warmup: int | None) -> Settings:
+    settings = Settings()
+    update = {k: v for k, v in {"rounds": rounds, "warmup_runs": warmup}.items() if v is not None}
+    return settings.model_copy(update=update)
+
+
+def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
+    from isobench_ray.agents import AgentConfigError, parse_agents
+    from isobench_ray.report import attempts_frame, print_summary
+    from isobench_ray.runner import PlanError, run
+    from isobench_ray.store import RunStore
+    from isobench_ray.tasks import TaskFileError
+
+    try:
+        specs = parse_agents(agents, agents_file)
+        report = run(tasks_file, specs, out, **kwargs)
+    except (PlanError, TaskFileError, AgentConfigError) as exc:
+        _fail(str(exc))
+    print_summary(attempts_frame(RunStore(out).records()))
+    typer.echo(f"\nReport: {report}\nTable:  {out / 'attempts.parquet'}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("results/demo"), help="Run directory."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming."),
+    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds of the three arms."),
+) -> None:
+    """Run human, noop and the bundled replays over the demo suite on a local Ray cluster (no GPU, no Docker)."""
+    from isobench_ray import demo as demo_suite
+
+    demo_suite.build_repo()
+    _execute(str(demo_suite.TASKS_FILE), demo_suite.agents_arg(), out, None, settings=_settings(rounds, None), fresh=fresh)
+
+
+@app.command("run")
+def run_cmd(
+    tasks_file: str = typer.Argument(..., metavar="TASKS", help="Task file (.yaml, upstream .json/.jsonl) or hf:NAME[:CONFIG[:SPLIT]]."),
+    agents: str = typer.Option(..., "--agents", help="Comma-separated: human, noop, replay:PATH[#model], or names from --agents-file."),
+    out: Path = typer.Option(..., "--out", help="Run directory, e.g. results/RUN. Rerunning resumes it."),
+    agents_file: Optional[Path] = typer.Option(None, help="YAML with `agents: [{name, kind, command, ...}]`."),
+    rollouts: int = typer.Option(1, min=1, help="Attempts per task and agent."),
+    task: Optional[list[str]] = typer.Option(None, "--task", help="Only these task ids (repeatable)."),
+    repo: Optional[str] = typer.Option(None, help="Local clone or URL of the task repository (resolves missing parents)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address; default RAY_ADDRESS or a new local cluster."),
+    num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs of a new local cluster."),
+    num_gpus: Optional[int] = typer.Option(None, help="Logical GPUs of a new local cluster."),
+    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds of the three arms."),
+    warmup: Optional[int] = typer.Option(None, help="Discarded warm-up runs after each server start."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
+) -> None:
+    """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, report."""
+    _execute(tasks_file, agents, out, agents_file, settings=_settings(rounds, warmup), rollouts=rollouts, task_ids=task,
+             repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
+             skip_invalid=skip_invalid)
+
+
+@tasks_app.command("validate")
+def tasks_validate(
+    path: str = typer.Argument(..., help="Task file or hf:NAME."),
+    repo: Optional[str] = typer.Option(None, help="Local clone of the repository, to resolve missing parent commits."),
+) -> None:
+    """Load every task and report every problem with file, task id and field. Exit 1 if any task is unusable."""
+    from isobench_ray.tasks import TaskFileError, load_tasks
+
+    try:
+        result = load_tasks(path, repo)
+    except TaskFileError as exc:
+        _fail(str(exc))
+    for problem in result.problems:
+        typer.echo(str(problem))
+    unusable = sorted({p.task_id for p in result.errors})
+    typer.echo(f"\n{result.records} records, {len(result.tasks)} usable tasks, {len(unusable)} unusable"
+               + (f": {', '.join(unusable)}" if unusable else ""))
+    raise typer.Exit(1 if unusable else 0)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Rebuild attempts.parquet and report.md from a run directory's records."""
+    from isobench_ray.report import print_summary, write_report
+
+    if not (run_dir / "attempts").is_dir():
+        _fail(f"{run_dir}: not a run directory (no attempts/)")
+    path, df = write_report(run_dir)
+    print_summary(df)
+    typer.echo(f"\nReport: {path}")
+
+
+@app.command("parse-metrics")
+def parse_metrics_cmd(
+    file: Path = typer.Argument(..., help="Benchmark output (text log or result JSON)."),
+    kind: Optional[str] = typer.Option(None, help="serving | latency | throughput | one_batch | ..."),
+) -> None:
+    """Print the metrics parsed from a benchmark's output as one JSON object."""
+    from isobench_ray.parsing import NoMetricsError, parse_metrics
+
+    text = file.read_text(errors="replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    as_json = isinstance(data, dict)
+    try:
+        metrics = parse_metrics(None if as_json else text, json_data=data if as_json else None, kind=kind)
+    except NoMetricsError as exc:
+        typer.secho(f"{file}: {exc}\n--- last lines ---\n{exc.tail}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

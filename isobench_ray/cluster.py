@@ -1,0 +1,219 @@
+"""The Ray layer, and the only module that imports Ray: it schedules the stages; the stages know nothing of it.
+
+- Agent sessions and validations are Ray tasks (CPU); at most `agent_concurrency` sessions at once.
+- Benchmarks run on benchmark actors, each holding one slot: `num_gpus=1` where the cluster has GPUs,
+  otherwise one actor pinned to each node with a CPU, because two CPU benchmarks side by side corrupt
+  each other's timings.
+- The driver pipelines attempts through the stages as results come back (a `ray.wait` loop, not an
+  ActorPool: a timed-out actor must never be handed a second benchmark), writes every stage result to the
+  run directory as it arrives, and retries what failed for transient reasons (a dead actor or node, an
+  exception in a stage) a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import time
+import traceback
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tqdm import tqdm
+
+from isobench_ray.agents import Agent
+from isobench_ray.benchmark import BenchSlot, ThreeWayBenchmark
+from isobench_ray.models import Attempt, AttemptRecord, Task
+from isobench_ray.pipeline import infra_record, make_record, next_stage
+from isobench_ray.session import run_session
+from isobench_ray.settings import Settings
+from isobench_ray.store import RunStore
+from isobench_ray.validation import validate
+
+MAX_TRIES = 3  # per attempt and stage, for transient failures
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join a cluster at `address` (or RAY_ADDRESS), or start a local one with logical resources."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ACCEPT_ENV_VARS_FROM_HOST", "1")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus or 0, include_dashboard=False,
+                 log_to_driver=True)
+
+
+class BenchWorker:
+    """A benchmark slot as a Ray actor: the GPU Ray gave it, or its node's CPU."""
+
+    def __init__(self, settings: Settings):
+        gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+        where = ray.util.get_node_ip_address()
+        name = f"{where}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{where}/cpu:{socket.gethostname()}:{os.getpid()}"
+        self.bench = ThreeWayBenchmark(BenchSlot(name=name, gpu_ids=gpu_ids), settings)
+
+    def slot(self) -> str:
+        return self.bench.slot.name
+
+    def run(self, attempt: Attempt, task: Task, patch: str):
+        return self.bench.run(attempt, task, patch)
+
+
+_session = ray.remote(num_cpus=1, max_retries=0)(run_session)
+_validate = ray.remote(num_cpus=1, max_retries=0)(validate)
+
+
+class Driver:
+    def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, Agent]], settings: Settings,
+                 retry_failed: bool = False, show_progress: bool = True):
+        self.store, self.settings = store, settings
+        self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
+        self.queue: collections.deque[str] = collections.deque()
+        self.bench_queue: collections.deque[str] = collections.deque()
+        self.in_flight: dict[Any, tuple[str, str, Any]] = {}
+        self.tries: collections.Counter = collections.Counter()
+        self.actors: dict[Any, str | None] = {}  # actor -> node id it is pinned to (CPU mode)
+        self.idle: list[Any] = []
+        self.counts: collections.Counter = collections.Counter()
+        self.actor_serial = 0
+        for attempt, _, _ in plan:
+            store.save_attempt(attempt)
+            if store.is_done(attempt.id, retry_failed):
+                self.counts["done"] += 1
+                continue
+            record = store.load_stage(attempt.id, "record")
+            if record is not None and (retry_failed and record.failure_cause is not None and record.failure_cause != "infra_error"):
+                store.clear_attempt(attempt.id)  # --retry-failed: the whole attempt again
+            elif record is not None:
+                (store.attempt_dir(attempt.id) / "record.json").unlink()  # infra error: keep finished stages
+            self.queue.append(attempt.id)
+        self.bar = tqdm(total=len(plan), initial=self.counts["done"], desc="attempts", unit="attempt",
+                        disable=not show_progress, dynamic_ncols=True)
+
+    # ------------------------------------------------------------ benchmark actors
+
+    def _ensure_actors(self) -> None:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus:
+            while len(self.actors) < gpus:
+                self._new_actor(ray.remote(num_gpus=1, num_cpus=1, max_restarts=0)(BenchWorker), None)
+            return
+        nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+        pinned = set(self.actors.values())
+        for node in nodes:
+            if node["NodeID"] not in pinned:
+                strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+                self._new_actor(ray.remote(num_cpus=1, max_restarts=0)(BenchWorker).options(scheduling_strategy=strategy), node["NodeID"])
+
+    def _new_actor(self, cls, node_id: str | None) -> None:
+        self.actor_serial += 1
+        actor = cls.options(name=f"bench-slot-{self.actor_serial}-{os.getpid()}").remote(self.settings)
+        self.actors[actor] = node_id
+        self.idle.append(actor)
+
+    def _drop_actor(self, actor) -> None:
+        self.actors.pop(actor, None)
+        if actor in self.idle:
+            self.idle.remove(actor)
+        try:
+            ray.kill(actor)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------ stages
+
+    def _advance(self, aid: str) -> None:
+        stage = next_stage(self.store, aid)
+        attempt, task, agent = self.by_id[aid]
+        if stage == "record":
+            self._finish(make_record(attempt, self.store, self.settings.hard_band_pct))
+        elif stage == "session":
+            self.queue.append(aid)
+        elif stage == "validation":
+            ref = _validate.options(name=f"validate:{aid}").remote(attempt, task, self.store.load_stage(aid, "session"), self.settings)
+            self.in_flight[ref] = (aid, "validation", None)
+        elif stage == "measurements":
+            self.bench_queue.append(aid)
+
+    def _finish(self, record: AttemptRecord) -> None:
+        self.store.save_stage(record.attempt.id, "record", record)
+        self.counts["done"] += 1
+        self.counts[record.status.value] += 1
+        self.bar.update(1)
+        self._status()
+
+    def _status(self) -> None:
+        running = collections.Counter(stage for _, stage, _ in self.in_flight.values())
+        self.bar.set_postfix(sessions=running["session"], validating=running["validation"], benchmarks=running["measurements"],
+                             ok=self.counts["success"], failed=self.counts["failed"], error=self.counts["error"], refresh=False)
+        self.store.write_json("status.json", {"total": len(self.by_id), **self.counts, "running": dict(running),
+                                              "queued_for_benchmark": len(self.bench_queue), "updated": time.time()})
+
+    def _dispatch(self) -> None:
+        sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
+        while self.queue and sessions < self.settings.agent_concurrency:
+            aid = self.queue.popleft()
+            stage = next_stage(self.store, aid)
+            if stage != "session":
+                self._advance(aid)
+                continue
+            attempt, task, agent = self.by_id[aid]
+            ref = _session.options(name=f"session:{aid}").remote(attempt, task, agent.spec, self.settings)
+            self.in_flight[ref] = (aid, "session", None)
+            sessions += 1
+        if self.bench_queue:
+            self._ensure_actors()
+        while self.bench_queue and self.idle:
+            aid = self.bench_queue.popleft()
+            actor = self.idle.pop(0)
+            attempt, task, _ = self.by_id[aid]
+            session = self.store.load_stage(aid, "session")
+            self.in_flight[actor.run.remote(attempt, task, session.patch)] = (aid, "measurements", actor)
+
+    def _failed(self, aid: str, stage: str, actor, error: BaseException) -> None:
+        if actor is not None:
+            self._drop_actor(actor)  # never trust an actor whose call failed: its slot may hold leftovers
+        self.tries[(aid, stage)] += 1
+        if self.tries[(aid, stage)] < MAX_TRIES:
+            time.sleep(min(2 ** self.tries[(aid, stage)], 10))  # backoff before the retry
+            (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
+        else:
+            attempt = self.by_id[aid][0]
+            self._finish(infra_record(attempt, self.store, stage, "".join(traceback.format_exception(error))))
+
+    def run(self) -> None:
+        for aid in list(self.queue):
+            self.queue.remove(aid)
+            self._advance(aid)
+        try:
+            while self.queue or self.bench_queue or self.in_flight:
+                self._dispatch()
+                if not self.in_flight:
+                    time.sleep(0.5)  # waiting for a benchmark actor to come up
+                    continue
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    aid, stage, actor = self.in_flight.pop(ref)
+                    try:
+                        model, logs = ray.get(ref)
+                    except (RayError, Exception) as exc:  # a dead node/actor or an exception in the stage
+                        self._failed(aid, stage, actor, exc)
+                        continue
+                    if actor is not None:
+                        self.idle.append(actor)
+                    self.store.save_stage(aid, "session" if stage == "session" else stage, model, logs)
+                    self._advance(aid)
+                self._status()
+        finally:
+            for ref, (_, _, actor) in self.in_flight.items():
+                try:
+                    ray.cancel(ref, force=actor is None)  # actor tasks cannot be force-cancelled
+                except Exception:
+                    pass
+            self.bar.close()

@@ -1,0 +1,223 @@
+"""The pipeline's boundary types: Task -> Attempt -> Session/Patch -> Validation -> Measurements -> Scores.
+
+Every stage takes and returns these pydantic models; the results store writes them as JSON and the
+report reads them back. They carry data only: no I/O, no Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BenchKind = Literal["serving", "latency", "throughput"]
+
+
+class FailureCause(StrEnum):
+    """Why an attempt did not produce a comparable measurement. Documented in docs/failure-causes.md."""
+
+    no_patch = "no_patch"  # the agent left the tree unchanged
+    agent_timeout = "agent_timeout"  # the session hit its time limit
+    agent_error = "agent_error"  # the agent process exited non-zero without a patch
+    patch_does_not_apply = "patch_does_not_apply"
+    compile_error = "compile_error"  # a changed Python file does not compile
+    import_error = "import_error"  # the package no longer imports
+    server_crash = "server_crash"  # the server exited before it answered, or during the benchmark
+    server_timeout = "server_timeout"  # the server never answered its health check in time
+    bench_timeout = "bench_timeout"  # the benchmark command ran past its limit
+    bench_error = "bench_error"  # the benchmark command exited non-zero
+    no_metrics = "no_metrics"  # the benchmark finished but printed no parsable result
+    partial_metrics = "partial_metrics"  # some requests failed: the numbers are not comparable
+    baseline_failed = "baseline_failed"  # baseline or human arm failed: the task, not the agent, is broken
+    infra_error = "infra_error"  # the harness or the machine failed (git, disk, process spawn, ...)
+
+
+class Status(StrEnum):
+    success = "success"
+    failed = "failed"  # the agent's patch is at fault
+    error = "error"  # the task or the infrastructure is at fault; not counted against the agent
+
+
+class HardClass(StrEnum):
+    beats = "beats"
+    similar = "similar"
+    worse = "worse"
+    failed = "failed"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def content_hash(data: Any, length: int = 12) -> str:
+    """Stable short hash of JSON-able data: the identity of tasks and attempts, independent of file order."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+# ---------------------------------------------------------------- tasks
+
+
+class RepoSpec(Frozen):
+    name: str
+    url: str  # git URL or local path (resolved to absolute when loaded)
+    server_command: str | None = None  # template: {model} {host} {port}
+    health_path: str = "/health"
+    import_name: str | None = None  # the package to import during validation (default: repo name)
+    setup_command: str | None = None  # run once in each prepared tree (e.g. a build step)
+
+    @property
+    def package(self) -> str:
+        return self.import_name or self.name
+
+
+class BenchmarkSpec(Frozen):
+    kind: BenchKind
+    command: str
+    primary_metric: str | None = None  # default per kind, see scoring.default_primary_metric
+    timeout_s: float = 1800.0
+
+
+class Task(Frozen):
+    id: str
+    repo: RepoSpec
+    human_commit: str
+    parent_commit: str
+    description: str
+    model: str | None = None
+    benchmark: BenchmarkSpec
+    source: str = ""  # file the task came from, for error messages
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What changes a task's results; `source` is only where we read it."""
+        return self.model_dump(exclude={"source"})
+
+
+# ---------------------------------------------------------------- agents and attempts
+
+
+class AgentSpec(Frozen):
+    """One agent configuration. `kind` picks the implementation in agents.py."""
+
+    name: str
+    kind: Literal["human", "noop", "replay", "command"]
+    # replay: a predictions JSONL, a .diff file, or a directory of <task_id>.diff / <task_id>/model_patch.diff
+    patches: str | None = None
+    model_name: str | None = None  # replay: pick this model_name_or_path out of a predictions file
+    # command: template with {workdir} {prompt_file} {time_limit_s} {task_id}
+    command: str | None = None
+    time_limit_s: float = 7200.0
+    network: bool = False  # command agents that call a model endpoint need it
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Attempt(Frozen):
+    task_id: str
+    agent: str
+    rollout: int = 0
+    id: str  # content hash of task fingerprint + agent spec + rollout
+
+    @classmethod
+    def make(cls, task: Task, agent: AgentSpec, rollout: int, agent_fingerprint: Any) -> "Attempt":
+        ident = content_hash({"task": task.fingerprint(), "agent": agent_fingerprint, "rollout": rollout})
+        return cls(task_id=task.id, agent=agent.name, rollout=rollout, id=f"{task.id}.{agent.name}.{rollout}.{ident}")
+
+
+# ---------------------------------------------------------------- stage outputs
+
+
+class Session(Frozen):
+    """What an agent session left behind: the patch, extracted by the harness with git diff."""
+
+    attempt_id: str
+    patch: str = ""
+    files_changed: list[str] = Field(default_factory=list)
+    exit_status: str = ""  # agent's own words: "done", "timeout", "exit 3", ...
+    duration_s: float = 0.0
+    failure_cause: FailureCause | None = None
+    detail: str = ""  # human-readable reason or log tail
+
+
+class Check(Frozen):
+    name: str  # apply | compile | import | server_start
+    ok: bool
+    detail: str = ""
+    duration_s: float = 0.0
+
+
+class Validation(Frozen):
+    attempt_id: str
+    checks: list[Check] = Field(default_factory=list)
+    failure_cause: FailureCause | None = None
+    apply_method: str | None = None  # which `git apply` variant worked
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_cause is None
+
+
+class Run(Frozen):
+    """One execution of the benchmark command for one arm."""
+
+    arm: str
+    round: int
+    warmup: bool = False
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    duration_s: float = 0.0
+    failure_cause: FailureCause | None = None
+    detail: str = ""
+
+
+class ArmResult(Frozen):
+    arm: Literal["baseline", "human", "agent"]
+    commit: str
+    command: str  # exactly what ran, after templating
+    server_command: str | None = None
+    runs: list[Run] = Field(default_factory=list)
+    failure_cause: FailureCause | None = None
+    detail: str = ""
+
+    def samples(self, metric: str) -> list[float]:
+        return [float(r.metrics[metric]) for r in self.runs if not r.warmup and r.failure_cause is None and metric in r.metrics]
+
+
+class Measurements(Frozen):
+    attempt_id: str
+    slot: str  # which benchmark slot measured it (node/GPU), all arms on the same one
+    primary_metric: str
+    arms: list[ArmResult]
+    order: list[list[str]] = Field(default_factory=list)  # arm order per round
+    duration_s: float = 0.0
+
+    def arm(self, name: str) -> ArmResult | None:
+        return next((a for a in self.arms if a.arm == name), None)
+
+
+class Scores(Frozen):
+    attempt_id: str
+    primary_metric: str
+    higher_is_better: bool
+    baseline_value: float | None = None
+    human_value: float | None = None
+    agent_value: float | None = None
+    speedup_vs_baseline: float | None = None  # agent over baseline, >1 is faster
+    human_speedup_vs_baseline: float | None = None
+    agent_vs_human_pct: float | None = None  # positive: agent better than human
+    hard_class: HardClass = HardClass.failed
+
+
+class AttemptRecord(Frozen):
+    """Everything known about one attempt; one row of attempts.parquet."""
+
+    attempt: Attempt
+    status: Status
+    failure_cause: FailureCause | None = None
+    failure_stage: str | None = None
+    detail: str = ""
+    session: Session | None = None
+    validation: Validation | None = None
+    measurements: Measurements | None = None
+    scores: Scores | None = None

@@ -1,0 +1,77 @@
+"""The attempt state machine, without Ray: what to plan, which stage comes next, and the final record.
+
+Stages in order: session -> validation -> measurements -> record. A stage that ends in a failure cause
+ends the attempt (a patch that does not apply is not benchmarked); the record is assembled from the stored
+stage outputs, so resuming is nothing more than asking `next_stage` again.
+"""
+
+from __future__ import annotations
+
+from isobench_ray.agents import Agent
+from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Measurements, Session, Status, Task, Validation
+from isobench_ray.scoring import outcome, score
+from isobench_ray.store import RunStore
+
+# Failures that are the agent's doing; anything else that stops an attempt is the task's or the machine's.
+AGENT_CAUSES = {
+    FailureCause.no_patch, FailureCause.agent_timeout, FailureCause.agent_error, FailureCause.patch_does_not_apply,
+    FailureCause.compile_error, FailureCause.import_error, FailureCause.server_crash, FailureCause.server_timeout,
+    FailureCause.bench_timeout, FailureCause.bench_error, FailureCause.no_metrics, FailureCause.partial_metrics,
+}
+
+
+def plan_attempts(tasks: list[Task], agents: list[Agent], rollouts: int = 1) -> list[tuple[Attempt, Task, Agent]]:
+    """tasks x agents x rollouts, skipping pairs an agent does not cover (a replay without that prediction)."""
+    plan = []
+    for task in tasks:
+        for agent in agents:
+            if not agent.covers(task):
+                continue
+            for rollout in range(rollouts):
+                attempt = Attempt.make(task, agent.spec, rollout, agent.fingerprint(task))
+                plan.append((attempt, task, agent))
+    return plan
+
+
+def next_stage(store: RunStore, attempt_id: str) -> str:
+    session = store.load_stage(attempt_id, "session")
+    if session is None:
+        return "session"
+    if session.failure_cause:
+        return "record"
+    validation = store.load_stage(attempt_id, "validation")
+    if validation is None:
+        return "validation"
+    if not validation.ok:
+        return "record"
+    if store.load_stage(attempt_id, "measurements") is None:
+        return "measurements"
+    return "record"
+
+
+def make_record(attempt: Attempt, store: RunStore, band_pct: float) -> AttemptRecord:
+    session: Session | None = store.load_stage(attempt.id, "session")
+    validation: Validation | None = store.load_stage(attempt.id, "validation")
+    measurements: Measurements | None = store.load_stage(attempt.id, "measurements")
+    fields = dict(attempt=attempt, session=session, validation=validation, measurements=measurements)
+    if session and session.failure_cause:
+        return AttemptRecord(**fields, status=Status.failed, failure_cause=session.failure_cause,
+                             failure_stage="session", detail=session.detail)
+    if validation and not validation.ok:
+        failed = next((c for c in validation.checks if not c.ok), None)
+        return AttemptRecord(**fields, status=Status.failed, failure_cause=validation.failure_cause,
+                             failure_stage="validation", detail=failed.detail if failed else "")
+    assert measurements is not None, f"{attempt.id}: record asked for before the benchmark"
+    scores = score(measurements, band_pct)
+    store.save_stage(attempt.id, "scores", scores)
+    status, cause, detail = outcome(measurements)
+    return AttemptRecord(**fields, scores=scores, status=status, failure_cause=cause,
+                         failure_stage="benchmark" if cause else None, detail=detail)
+
+
+def infra_record(attempt: Attempt, store: RunStore, stage: str, error: str) -> AttemptRecord:
+    """The machine failed after its retries: recorded so the report says so, redone on the next run."""
+    return AttemptRecord(attempt=attempt, status=Status.error, failure_cause=FailureCause.infra_error,
+                         failure_stage=stage, detail=error[-4000:],
+                         session=store.load_stage(attempt.id, "session"),
+                         validation=store.load_stage(attempt.id, "validation"))

@@ -1,0 +1,107 @@
+"""Stage 6, the report: attempt records -> attempts.parquet, summary tables (Polars) and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from isobench_ray.models import AttemptRecord
+from isobench_ray.store import RunStore, write_atomic
+
+COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
+           "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
+           "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "n_samples", "slot", "detail"]
+_SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
+    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64,
+    **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
+                               "human_speedup_vs_baseline", "agent_vs_human_pct"]},
+}
+
+
+def _row(rec: AttemptRecord) -> dict:
+    s, m = rec.scores, rec.measurements
+    agent_arm = m.arm("agent") if m else None
+    return {
+        "task_id": rec.attempt.task_id, "agent": rec.attempt.agent, "rollout": rec.attempt.rollout,
+        "attempt_id": rec.attempt.id, "status": rec.status.value,
+        "failure_cause": rec.failure_cause.value if rec.failure_cause else None, "failure_stage": rec.failure_stage,
+        "primary_metric": s.primary_metric if s else (m.primary_metric if m else None),
+        "higher_is_better": s.higher_is_better if s else None,
+        "baseline_value": s.baseline_value if s else None, "human_value": s.human_value if s else None,
+        "agent_value": s.agent_value if s else None, "speedup_vs_baseline": s.speedup_vs_baseline if s else None,
+        "human_speedup_vs_baseline": s.human_speedup_vs_baseline if s else None,
+        "agent_vs_human_pct": s.agent_vs_human_pct if s else None,
+        "hard_class": s.hard_class.value if s else "failed",
+        "n_samples": len(agent_arm.samples(m.primary_metric)) if agent_arm else 0,
+        "slot": m.slot if m else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
+    }
+
+
+def attempts_frame(records: list[AttemptRecord]) -> pl.DataFrame:
+    return pl.DataFrame([_row(r) for r in records], schema=_SCHEMA)
+
+
+def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
+    return (
+        df.group_by("agent", maintain_order=True)
+        .agg(
+            pl.len().alias("attempts"),
+            (pl.col("status") == "success").sum().alias("measured"),
+            (pl.col("hard_class") == "beats").sum().alias("beats"),
+            (pl.col("hard_class") == "similar").sum().alias("similar"),
+            (pl.col("hard_class") == "worse").sum().alias("worse"),
+            (pl.col("hard_class") == "failed").sum().alias("failed"),
+            pl.col("speedup_vs_baseline").median().round(3).alias("median_speedup"),
+            pl.col("agent_vs_human_pct").median().round(1).alias("median_vs_human_pct"),
+        )
+    )
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    cols = df.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.iter_rows():
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return str(v).replace("|", "\\|")
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
+    store = RunStore(run_dir)
+    df = attempts_frame(store.records())
+    store.root.mkdir(parents=True, exist_ok=True)
+    tmp = store.root / ".attempts.parquet.tmp"
+    df.write_parquet(tmp)
+    tmp.replace(store.root / "attempts.parquet")
+    per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
+                            "speedup_vs_baseline", "agent_vs_human_pct", "hard_class")
+    failures = (df.filter(pl.col("failure_cause").is_not_null())
+                .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
+                .sort("attempts", descending=True))
+    text = "\n\n".join([
+        f"# isobench report: {store.root.name}",
+        f"{df.height} attempts. Speedups are medians over interleaved rounds; > 1 is faster than baseline. "
+        "`agent_vs_human_pct` > 0 means the agent beat the human commit; hard class uses a ±5% band. "
+        "Status `error` means the task or machine failed, not the agent.",
+        "## By agent", _markdown(summary_by_agent(df)),
+        "## Attempts", _markdown(per_attempt),
+        "## Failures by cause", _markdown(failures) if failures.height else "None.",
+        "Files: `attempts.parquet` (one row per attempt), `attempts/<id>/` (patch, logs, every stage's JSON).",
+    ]) + "\n"
+    write_atomic(store.root / "report.md", text)
+    return store.root / "report.md", df
+
+
+def print_summary(df: pl.DataFrame) -> None:
+    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print(summary_by_agent(df))
+        print(df.select("task_id", "agent", "status", "failure_cause", "human_speedup_vs_baseline", "speedup_vs_baseline",
+                        "agent_vs_human_pct", "hard_class"))

@@ -1,0 +1,86 @@
+"""Stage 4, hard metrics: pure functions from Measurements to Scores.
+
+Speedup is oriented so that > 1 always means faster: value/baseline for throughput-like metrics,
+baseline/value for latency-like ones. agent_vs_human_pct compares the two speedups (positive: agent
+better). The hard class applies the ISO-Bench rule: beyond +band beats, within ±band similar, below worse.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from isobench_ray.models import FailureCause, HardClass, Measurements, Scores, Status
+
+# Preferred primary metric per task kind, first one present in the parsed output wins.
+PRIMARY_METRICS = {
+    "serving": ["output_throughput", "request_throughput", "total_token_throughput", "mean_tpot_ms", "mean_ttft_ms"],
+    "latency": ["avg_latency", "median_decode_latency", "total_latency", "cost_time", "mean_latency"],
+    "throughput": ["requests_per_second", "tokens_per_second", "output_tokens_per_second", "output_throughput"],
+}
+_LOWER_IS_BETTER = ("_ms", "latency", "duration", "time", "ttft", "tpot", "itl", "e2el")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Throughput-like metrics go up, latency-like go down (TTFT, TPOT, ITL, latency, elapsed time)."""
+    name = metric.lower()
+    if "throughput" in name or "per_second" in name:
+        return True
+    return not any(tag in name for tag in _LOWER_IS_BETTER)
+
+
+def default_primary_metric(kind: str, metrics: dict) -> str | None:
+    return next((m for m in PRIMARY_METRICS.get(kind, []) if m in metrics), None)
+
+
+def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
+    if value is None or baseline is None or value <= 0 or baseline <= 0:
+        return None
+    return value / baseline if higher_better else baseline / value
+
+
+def hard_class(agent_vs_human_pct: float | None, band_pct: float) -> HardClass:
+    if agent_vs_human_pct is None:
+        return HardClass.failed
+    if agent_vs_human_pct > band_pct:
+        return HardClass.beats
+    if agent_vs_human_pct < -band_pct:
+        return HardClass.worse
+    return HardClass.similar
+
+
+def median_of(measurements: Measurements, arm: str) -> float | None:
+    result = measurements.arm(arm)
+    samples = result.samples(measurements.primary_metric) if result else []
+    return statistics.median(samples) if samples else None
+
+
+def outcome(measurements: Measurements) -> tuple[Status, FailureCause | None, str]:
+    """Who is at fault when an arm failed: the task (baseline/human) or the agent."""
+    for arm in ("baseline", "human"):
+        result = measurements.arm(arm)
+        if result is None or result.failure_cause or median_of(measurements, arm) is None:
+            detail = f"{arm} arm: {result.failure_cause if result else 'missing'} {result.detail if result else ''}".strip()
+            return Status.error, FailureCause.baseline_failed, detail
+    agent = measurements.arm("agent")
+    if agent is None or agent.failure_cause or median_of(measurements, "agent") is None:
+        cause = (agent.failure_cause if agent else None) or FailureCause.no_metrics
+        return Status.failed, cause, agent.detail if agent else ""
+    return Status.success, None, ""
+
+
+def score(measurements: Measurements, band_pct: float = 5.0) -> Scores:
+    metric = measurements.primary_metric
+    hib = higher_is_better(metric)
+    b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
+    agent_speedup = speedup(a, b, hib) if a is not None and b is not None else None
+    human_speedup = speedup(h, b, hib) if h is not None and b is not None else None
+    status, _, _ = outcome(measurements)
+    vs_human = None
+    if status is Status.success and agent_speedup and human_speedup:
+        vs_human = (agent_speedup / human_speedup - 1.0) * 100.0
+    return Scores(
+        attempt_id=measurements.attempt_id, primary_metric=metric, higher_is_better=hib,
+        baseline_value=b, human_value=h, agent_value=a, speedup_vs_baseline=agent_speedup,
+        human_speedup_vs_baseline=human_speedup, agent_vs_human_pct=vs_human,
+        hard_class=hard_class(vs_human, band_pct),
+    )

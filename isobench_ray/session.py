@@ -1,0 +1,57 @@
+"""Stage 1, the agent session: a detached tree at the parent commit, the agent in a sandbox, the patch by git diff."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from isobench_ray.agents import SessionContext, make_agent
+from isobench_ray.models import AgentSpec, Attempt, FailureCause, Session, Task
+from isobench_ray.sandbox import LocalSandbox, reap_tagged
+from isobench_ray.settings import Settings
+from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror
+
+PROMPT = """\
+You are working in a checkout of the {repo} repository: {workdir}
+
+{description}
+Make the workload faster while keeping the repository functionally equivalent. Edit non-test source files
+in place; your changes are collected with `git diff` when the session ends. Put any scratch scripts under
+{workdir}/{scratch}/ (not part of the patch). You have {minutes} minutes.
+"""
+
+
+def render_prompt(task: Task, workdir, time_limit_s: float) -> str:
+    return PROMPT.format(repo=task.repo.name, workdir=workdir, description=task.description.strip() + "\n",
+                         scratch=SCRATCH_DIRS[0], minutes=int(time_limit_s // 60))
+
+
+def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings) -> tuple[Session, dict[str, str]]:
+    """Returns the Session and its logs {file name: text}; the caller stores both."""
+    started = time.monotonic()
+    base = settings.work_path / attempt.id / "session"
+    workdir, log_dir = base / "tree", base / "logs"
+    shutil.rmtree(base, ignore_errors=True)
+    log_dir.mkdir(parents=True)
+    try:
+        mirror_path = mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit))
+        detached_tree(mirror_path, task.parent_commit, workdir)
+        prompt = render_prompt(task, workdir, spec.time_limit_s)
+        prompt_file = log_dir / "prompt.md"
+        prompt_file.write_text(prompt)
+        sandbox = LocalSandbox(attempt.id, isolate=settings.isolate_agents, network=spec.network, writable=[workdir])
+        ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
+        outcome = make_agent(spec).run(ctx)
+        reap_tagged(attempt.id)
+        patch, files = extract_patch(workdir)
+        cause = outcome.failure_cause
+        if cause is None and not patch.strip():
+            cause = FailureCause.no_patch
+        logs = {"prompt.md": prompt, "patch.diff": patch}
+        agent_log = log_dir / "agent.log"
+        if agent_log.exists():
+            logs["agent.log"] = agent_log.read_text(errors="replace")[-1_000_000:]
+        return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
+                       duration_s=time.monotonic() - started, failure_cause=cause, detail=outcome.detail), logs
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

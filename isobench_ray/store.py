@@ -1,0 +1,111 @@
+"""The run directory is the record: every finished stage of every attempt, written at once and atomically.
+
+    results/<run>/
+      run.json                      settings, inputs, versions
+      plan.json                     the attempts, in plan order
+      attempts/<attempt id>/
+        attempt.json  session.json  patch.diff  agent.log  prompt.md
+        validation.json  measurements.json  bench/*.log  scores.json
+        record.json                 the attempt's final record: its presence means "done"
+      attempts.parquet  report.md   written by the report stage
+
+Only the driver writes here (results travel back through Ray), so no two writers race on a file.
+A stage's JSON exists only when the stage finished; a rerun skips what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Type, TypeVar
+
+from pydantic import BaseModel
+
+from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Measurements, Scores, Session, Validation
+
+M = TypeVar("M", bound=BaseModel)
+STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {
+    "session": ("session.json", Session),
+    "validation": ("validation.json", Validation),
+    "measurements": ("measurements.json", Measurements),
+    "scores": ("scores.json", Scores),
+    "record": ("record.json", AttemptRecord),
+}
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Temp file in the same folder + fsync + rename: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+
+    def attempt_dir(self, attempt_id: str) -> Path:
+        return self.root / "attempts" / attempt_id
+
+    def write_model(self, path: Path, model: BaseModel) -> None:
+        write_atomic(path, model.model_dump_json(indent=2))
+
+    def write_json(self, name: str, data) -> None:
+        write_atomic(self.root / name, json.dumps(data, indent=2, default=str))
+
+    def read_json(self, name: str):
+        path = self.root / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_attempt(self, attempt: Attempt) -> None:
+        path = self.attempt_dir(attempt.id) / "attempt.json"
+        if not path.exists():
+            self.write_model(path, attempt)
+
+    def save_stage(self, attempt_id: str, stage: str, model: BaseModel, logs: dict[str, str] | None = None) -> None:
+        # Logs first, the stage JSON last: the JSON is the marker that the stage is complete.
+        for name, text in (logs or {}).items():
+            write_atomic(self.attempt_dir(attempt_id) / name, text)
+        self.write_model(self.attempt_dir(attempt_id) / STAGE_FILES[stage][0], model)
+
+    def load_stage(self, attempt_id: str, stage: str) -> BaseModel | None:
+        name, cls = STAGE_FILES[stage]
+        path = self.attempt_dir(attempt_id) / name
+        if not path.exists():
+            return None
+        return cls.model_validate_json(path.read_text())
+
+    def clear_attempt(self, attempt_id: str) -> None:
+        for name, _ in STAGE_FILES.values():
+            (self.attempt_dir(attempt_id) / name).unlink(missing_ok=True)
+
+    def records(self) -> list[AttemptRecord]:
+        """Every finished attempt, in plan order when a plan exists."""
+        plan = self.read_json("plan.json") or []
+        order = {a["id"]: i for i, a in enumerate(plan)}
+        out = []
+        for path in sorted((self.root / "attempts").glob("*/record.json")):
+            out.append(AttemptRecord.model_validate_json(path.read_text()))
+        return sorted(out, key=lambda r: order.get(r.attempt.id, len(order)))
+
+    def is_done(self, attempt_id: str, retry_failed: bool = False) -> bool:
+        record = self.load_stage(attempt_id, "record")
+        if record is None:
+            return False
+        if record.failure_cause is FailureCause.infra_error:
+            return False  # the machine failed, not the attempt: always worth another go
+        return not (retry_failed and record.failure_cause is not None)
+
+
+def load_model(path: Path, cls: Type[M]) -> M:
+    return cls.model_validate_json(path.read_text())
