@@ -23,7 +23,7 @@ from isobench_ray.sandbox import LocalSandbox, reap_tagged
 from isobench_ray.scoring import default_primary_metric
 from isobench_ray.servers import start_server, wait_healthy
 from isobench_ray.settings import Settings
-from isobench_ray.workspace import apply_patch, detached_tree, mirror
+from isobench_ray.workspace import apply_patch, detached_tree, mirror, scratch
 
 ARMS = ("baseline", "human", "agent")
 LOG_LIMIT = 200_000
@@ -125,40 +125,38 @@ class ThreeWayBenchmark:
 
     def run(self, attempt: Attempt, task: Task, patch: str) -> tuple[Measurements, dict[str, str]]:
         started = time.monotonic()
-        base = self.settings.work_path / attempt.id / "bench"
-        shutil.rmtree(base, ignore_errors=True)
-        log_dir = base / "logs"
-        log_dir.mkdir(parents=True)
         logs: dict[str, str] = {}
         tag = f"{attempt.id}.bench"
-        try:
-            trees = self._prepare(attempt, task, patch, base)
-            sandbox = LocalSandbox(tag, extra_env=self.slot.env)
-            if task.repo.setup_command:
-                for arm, tree in trees.items():
-                    res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=3600, log_path=log_dir / f"{arm}.setup.log")
-                    if not res.ok:
-                        raise RuntimeError(f"setup of the {arm} tree failed: {res.tail()}")
-            states = {arm: _ArmState() for arm in ARMS}
-            order = []
-            for rnd in range(self.settings.rounds):
-                order.append(arm_order(rnd))
-                for arm in order[-1]:
-                    if states[arm].failure is None:  # a failed arm is deterministic: not run again
-                        self._round(sandbox, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
-            arms = []
-            for arm in ARMS:
-                st = states[arm]
-                arms.append(ArmResult(
-                    arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
-                    command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
-                    failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
-            metric = task.benchmark.primary_metric or _first_primary(task, arms) or "unknown"
-            return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric, arms=arms,
-                                order=order, duration_s=time.monotonic() - started), logs
-        finally:
-            reap_tagged(tag)
-            shutil.rmtree(base, ignore_errors=True)
+        with scratch(self.settings.work_path, attempt.id, "bench") as base:
+            log_dir = base / "logs"
+            log_dir.mkdir()
+            try:
+                trees = self._prepare(attempt, task, patch, base)
+                sandbox = LocalSandbox(tag, extra_env=self.slot.env)
+                if task.repo.setup_command:
+                    for arm, tree in trees.items():
+                        res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=3600, log_path=log_dir / f"{arm}.setup.log")
+                        if not res.ok:
+                            raise RuntimeError(f"setup of the {arm} tree failed: {res.tail()}")
+                states = {arm: _ArmState() for arm in ARMS}
+                order = []
+                for rnd in range(self.settings.rounds):
+                    order.append(arm_order(rnd))
+                    for arm in order[-1]:
+                        if states[arm].failure is None:  # a failed arm is deterministic: not run again
+                            self._round(sandbox, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
+                arms = []
+                for arm in ARMS:
+                    st = states[arm]
+                    arms.append(ArmResult(
+                        arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
+                        command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
+                        failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
+                metric = task.benchmark.primary_metric or _first_primary(task, arms) or "unknown"
+                return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric, arms=arms,
+                                    order=order, duration_s=time.monotonic() - started), logs
+            finally:
+                reap_tagged(tag)  # whatever outlived its server's process group
 
 
 def _first_primary(task: Task, arms: list[ArmResult]) -> str | None:

@@ -141,5 +141,9 @@ def parse_metrics_cmd(
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 
-def main() -> None:  # pragma: no cover
+def main() -> None:
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

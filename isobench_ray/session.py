@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 from isobench_ray.agents import SessionContext, make_agent
 from isobench_ray.models import AgentSpec, Attempt, FailureCause, Session, Task
 from isobench_ray.sandbox import LocalSandbox, reap_tagged
 from isobench_ray.settings import Settings
-from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror
+from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror, scratch
 
 PROMPT = """\
 You are working in a checkout of the {repo} repository: {workdir}
@@ -29,17 +28,15 @@ def render_prompt(task: Task, workdir, time_limit_s: float) -> str:
 def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings) -> tuple[Session, dict[str, str]]:
     """Returns the Session and its logs {file name: text}; the caller stores both."""
     started = time.monotonic()
-    base = settings.work_path / attempt.id / "session"
-    workdir, log_dir = base / "tree", base / "logs"
-    shutil.rmtree(base, ignore_errors=True)
-    log_dir.mkdir(parents=True)
-    try:
+    with scratch(settings.work_path, attempt.id, "session") as base:
+        workdir, log_dir = base / "tree", base / "logs"
+        log_dir.mkdir()
         mirror_path = mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit))
         detached_tree(mirror_path, task.parent_commit, workdir)
         prompt = render_prompt(task, workdir, spec.time_limit_s)
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(prompt)
-        sandbox = LocalSandbox(attempt.id, isolate=settings.isolate_agents, network=spec.network, writable=[workdir])
+        sandbox = LocalSandbox(attempt.id, isolate=settings.isolate_agents, network=spec.network, writable=[workdir, log_dir])
         ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
         outcome = make_agent(spec).run(ctx)
         reap_tagged(attempt.id)
@@ -53,5 +50,3 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
             logs["agent.log"] = agent_log.read_text(errors="replace")[-1_000_000:]
         return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
                        duration_s=time.monotonic() - started, failure_cause=cause, detail=outcome.detail), logs
-    finally:
-        shutil.rmtree(base, ignore_errors=True)

@@ -118,26 +118,28 @@ def _build(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, probl
 
     human = raw.get("human_commit")
     parent = raw.get("parent_commit")
+    usable = True  # keep checking after the first problem: the user sees them all at once
     if not human or not _SHA.match(str(human)):
         problem("human_commit", f"missing or not a commit hash: {human!r}")
-        return None
-    human = resolver.full(str(human))
-    if not parent:
-        parent = resolver.parent_of(human)
-        if parent:
-            problem("parent_commit", f"missing; resolved as {human[:12]}^ = {parent[:12]}", "warning")
-        else:
-            problem("parent_commit", f"missing; give --repo PATH to resolve it as {human[:12]}^")
-            return None
-    elif not _SHA.match(str(parent)):
+        usable = False
+    else:
+        human = resolver.full(str(human))
+        if not parent:
+            parent = resolver.parent_of(human)
+            if parent:
+                problem("parent_commit", f"missing; resolved as {human[:12]}^ = {parent[:12]}", "warning")
+            else:
+                problem("parent_commit", f"missing; give --repo PATH to resolve it as {human[:12]}^")
+                usable = False
+    if parent and not _SHA.match(str(parent)):
         problem("parent_commit", f"not a commit hash: {parent!r}")
-        return None
+        usable = False
     bench = dict(raw.get("benchmark") or {})
     model = raw.get("model")
     cmd = commands.analyze(bench.get("command"), model=model, declared_kind=declared_kind or bench.get("kind"))
     for f in cmd.findings:
         problem("benchmark.command" if f.field == "perf_command" else f.field, f.message, f.severity)
-    if any(f.severity == "error" for f in cmd.findings):
+    if not usable or any(f.severity == "error" for f in cmd.findings):
         return None
     if model is None and "--model" in cmd.argv:
         model = cmd.argv[cmd.argv.index("--model") + 1]

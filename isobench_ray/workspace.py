@@ -69,6 +69,23 @@ def diff_between(mirror_path: Path, old: str, new: str) -> str:
     return git.Repo(mirror_path).git.diff(old, new, "--binary", "--full-index") + "\n"
 
 
+@contextmanager
+def scratch(work_root: Path, attempt_id: str, stage: str):
+    """A fresh folder for one stage of one attempt, removed afterwards whatever happens (full disks lost
+    whole runs upstream: nothing a stage leaves behind may accumulate)."""
+    base = work_root / attempt_id / stage
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        try:
+            base.parent.rmdir()
+        except OSError:
+            pass  # another stage of the attempt still has its folder
+
+
 def _init_repo(dest: Path, message: str) -> git.Repo:
     repo = git.Repo.init(dest, initial_branch="main")
     with repo.config_writer() as cw:

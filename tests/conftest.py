@@ -1,0 +1,42 @@
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "upstream-samples"
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> dict:
+    """A two-commit repository: `parent` has a slow function, `human` makes it fast."""
+    repo = tmp_path / "tiny"
+    (repo / "tiny").mkdir(parents=True)
+    (repo / "tiny" / "__init__.py").write_text("def work(n):\n    return sum(i for i in range(n))\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "initial")
+    parent = git(repo, "rev-parse", "HEAD")
+    (repo / "tiny" / "__init__.py").write_text("def work(n):\n    return n * (n - 1) // 2\n")
+    git(repo, "commit", "-qam", "[Perf] closed form")
+    human = git(repo, "rev-parse", "HEAD")
+    return {"path": repo, "parent": parent, "human": human}
+
+
+@pytest.fixture
+def shared_samples() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"upstream samples not found at {SHARED}")
+    return SHARED
