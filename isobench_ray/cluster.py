@@ -65,6 +65,7 @@ class BenchWorker:
         return self.bench.run(attempt, task, patch)
 
 
+_BenchActor = ray.remote(num_cpus=1, max_restarts=0)(BenchWorker)
 _session = ray.remote(num_cpus=1, max_retries=0)(run_session)
 _validate = ray.remote(num_cpus=1, max_retries=0)(validate)
 
@@ -82,6 +83,7 @@ class Driver:
         self.idle: list[Any] = []
         self.counts: collections.Counter = collections.Counter()
         self.actor_serial = 0
+        self._gpus: int | None = None
         for attempt, _, _ in plan:
             store.save_attempt(attempt)
             if store.is_done(attempt.id, retry_failed):
@@ -100,20 +102,25 @@ class Driver:
 
     def _ensure_actors(self) -> None:
         gpus = int(ray.cluster_resources().get("GPU", 0))
+        self._gpus = gpus
         if gpus:
             while len(self.actors) < gpus:
-                self._new_actor(ray.remote(num_gpus=1, num_cpus=1, max_restarts=0)(BenchWorker), None)
+                self._new_actor(None, num_gpus=1)
             return
         nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
         pinned = set(self.actors.values())
         for node in nodes:
             if node["NodeID"] not in pinned:
-                strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-                self._new_actor(ray.remote(num_cpus=1, max_restarts=0)(BenchWorker).options(scheduling_strategy=strategy), node["NodeID"])
+                self._new_actor(node["NodeID"], scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False))
 
-    def _new_actor(self, cls, node_id: str | None) -> None:
+    def _cpu_only(self) -> bool:
+        if self._gpus is None:
+            self._gpus = int(ray.cluster_resources().get("GPU", 0))
+        return self._gpus == 0
+
+    def _new_actor(self, node_id: str | None, **options) -> None:
         self.actor_serial += 1
-        actor = cls.options(name=f"bench-slot-{self.actor_serial}-{os.getpid()}").remote(self.settings)
+        actor = _BenchActor.options(name=f"bench-slot-{self.actor_serial}-{os.getpid()}", **options).remote(self.settings)
         self.actors[actor] = node_id
         self.idle.append(actor)
 
@@ -157,7 +164,8 @@ class Driver:
 
     def _dispatch(self) -> None:
         sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
-        while self.queue and sessions < self.settings.agent_concurrency:
+        benchmarking = any(stage == "measurements" for _, stage, _ in self.in_flight.values())
+        while self.queue and sessions < self.settings.agent_concurrency and not (benchmarking and self._cpu_only()):
             aid = self.queue.popleft()
             stage = next_stage(self.store, aid)
             if stage != "session":
@@ -167,6 +175,10 @@ class Driver:
             ref = _session.options(name=f"session:{aid}").remote(attempt, task, agent.spec, self.settings)
             self.in_flight[ref] = (aid, "session", None)
             sessions += 1
+        if self.bench_queue and self._cpu_only():
+            # A CPU benchmark shares the cores with every other stage: measure only when nothing else runs.
+            if any(stage != "measurements" for _, stage, _ in self.in_flight.values()) or self.queue:
+                return
         if self.bench_queue:
             self._ensure_actors()
         while self.bench_queue and self.idle:

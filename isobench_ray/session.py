@@ -42,7 +42,7 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         reap_tagged(attempt.id)
         patch, files = extract_patch(workdir)
         cause = outcome.failure_cause
-        if cause is None and not patch.strip():
+        if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
             cause = FailureCause.no_patch
         logs = {"prompt.md": prompt, "patch.diff": patch}
         agent_log = log_dir / "agent.log"
