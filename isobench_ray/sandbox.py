@@ -54,7 +54,9 @@ class Sandbox(Protocol):
     def start(self, command: str, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path) -> Process: ...
 
 
-def _kill_group(pgid: int, grace_s: float) -> None:
+def _kill_group(popen: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM the process group, SIGKILL what is left after grace_s."""
+    pgid = popen.pid
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(pgid, sig)
@@ -62,11 +64,12 @@ def _kill_group(pgid: int, grace_s: float) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            popen.poll()  # reap the leader: a zombie would keep the group "alive"
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
 
 def reap_tagged(tag: str, key: str = "ISOBENCH_TAG") -> list[int]:
@@ -95,7 +98,7 @@ class LocalProcess:
         return self.popen.poll()
 
     def stop(self, grace_s: float = 5.0) -> None:
-        _kill_group(self.popen.pid, grace_s)
+        _kill_group(self.popen, grace_s)
         try:
             self.popen.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -158,7 +161,7 @@ class LocalSandbox:
             except subprocess.TimeoutExpired:
                 timed_out = True
             # The leader may have exited while children linger; the group goes either way.
-            _kill_group(popen.pid, grace_s=3.0)
+            _kill_group(popen, grace_s=3.0)
             popen.wait()
         reap_tagged(proc_tag, "ISOBENCH_PROC")
         with open(log_path, "rb") as fh:

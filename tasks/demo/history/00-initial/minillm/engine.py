@@ -1,112 +1,93 @@
-"""The engine (vLLM: vllm/engine/llm_engine.py): add_request, then step() until every sequence finished."""
+"""The engine. Mirrors vllm/engine/llm_engine.py.
+
+add_request() queues a request; step() runs one iteration of continuous batching (schedule, run the
+model, sample, detokenize, check the stop conditions) and returns the current state of every request
+that took part in it.
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+import logging
 
-import numpy as np
-
-from minillm.block_manager import BlockManager
-from minillm.model import TinyLM
-from minillm.sampler import sample
-from minillm.scheduler import Scheduler
+from minillm.config import CacheConfig, EngineArgs, ModelConfig, SchedulerConfig
+from minillm.core.scheduler import Scheduler
+from minillm.model_runner import ModelRunner
+from minillm.outputs import RequestOutput
+from minillm.sampling_params import SamplingParams
+from minillm.sequence import Sequence, SequenceStatus
 from minillm.tokenizer import Detokenizer, Tokenizer
 
-
-@dataclass
-class SamplingParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-
-
-@dataclass
-class EngineArgs:
-    model: str = "demo-tiny"
-    num_blocks: int = 2048
-    block_size: int = 4
-    max_num_seqs: int = 256
-    enable_prefix_caching: bool = False
-    seed: int = 0
-
-    @staticmethod
-    def add_cli_args(parser) -> None:
-        parser.add_argument("--model", default="demo-tiny")
-        parser.add_argument("--num-blocks", type=int, default=2048)
-        parser.add_argument("--block-size", type=int, default=4)
-        parser.add_argument("--max-num-seqs", type=int, default=256)
-        parser.add_argument("--enable-prefix-caching", action="store_true")
-        parser.add_argument("--seed", type=int, default=0)
-
-    @classmethod
-    def from_cli_args(cls, args) -> "EngineArgs":
-        return cls(model=args.model, num_blocks=args.num_blocks, block_size=args.block_size,
-                   max_num_seqs=args.max_num_seqs, enable_prefix_caching=args.enable_prefix_caching, seed=args.seed)
-
-
-@dataclass
-class Sequence:
-    seq_id: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    output_ids: list[int] = field(default_factory=list)
-    output_text: str = ""
-    context: np.ndarray | None = None
-
-    @property
-    def all_ids(self) -> list[int]:
-        return self.prompt_ids + self.output_ids
-
-    @property
-    def finished(self) -> bool:
-        return len(self.output_ids) >= self.params.max_tokens
-
-
-@dataclass
-class StepOutput:
-    seq: Sequence
-    delta: str
-    finished: bool
+logger = logging.getLogger(__name__)
 
 
 class LLMEngine:
-    def __init__(self, args: EngineArgs, stream: bool = False) -> None:
-        self.model = TinyLM(args.model)
-        self.tokenizer = Tokenizer()
+    def __init__(self, model_config: ModelConfig, cache_config: CacheConfig, scheduler_config: SchedulerConfig,
+                 seed: int):
+        logger.info("Initializing an LLM engine with model=%s, block_size=%d, num_gpu_blocks=%d, "
+                    "enable_prefix_caching=%s, max_num_seqs=%d, seed=%d", model_config.name,
+                    cache_config.block_size, cache_config.num_gpu_blocks, cache_config.enable_prefix_caching,
+                    scheduler_config.max_num_seqs, seed)
+        self.model_config = model_config
+        self.cache_config = cache_config
+        self.tokenizer = Tokenizer(model_config.vocab_size)
         self.detokenizer = Detokenizer(self.tokenizer)
-        self.block_manager = BlockManager(args.num_blocks, args.block_size, args.enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, args.max_num_seqs)
-        self.rng = np.random.default_rng(args.seed)
-        self.stream = stream  # streaming servers detokenize every step; offline generate decodes at the end
-        self._ids = itertools.count()
+        self.scheduler = Scheduler(scheduler_config, cache_config, model_config.max_model_len)
+        self.model_runner = ModelRunner(model_config, cache_config, seed)
+        self._seq_counter = itertools.count()
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams) -> Sequence:
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        seq = Sequence(next(self._ids), ids or [0], params)
-        self.scheduler.add(seq)
-        return seq
+    @classmethod
+    def from_engine_args(cls, engine_args: EngineArgs) -> "LLMEngine":
+        return cls(*engine_args.create_engine_configs(), seed=engine_args.seed)
+
+    def get_tokenizer(self) -> Tokenizer:
+        return self.tokenizer
+
+    def validate_prompt(self, prompt_token_ids: list[int]) -> None:
+        """Raises ValueError for a prompt this engine cannot run."""
+        if not prompt_token_ids:
+            raise ValueError("The prompt is empty")
+        if len(prompt_token_ids) >= self.model_config.max_model_len:
+            raise ValueError(f"The prompt is {len(prompt_token_ids)} tokens long; the model's maximum context "
+                             f"length is {self.model_config.max_model_len}")
+        if not all(0 <= t < self.model_config.vocab_size for t in prompt_token_ids):
+            raise ValueError(f"Token ids must lie in [0, {self.model_config.vocab_size})")
+
+    def add_request(self, request_id: str, prompt: str | None, sampling_params: SamplingParams,
+                    prompt_token_ids: list[int] | None = None) -> None:
+        if prompt_token_ids is None:
+            if prompt is None:
+                raise ValueError("Either prompt or prompt_token_ids is needed")
+            prompt_token_ids = self.tokenizer.encode(prompt)
+        prompt_token_ids = [int(t) for t in prompt_token_ids]
+        self.validate_prompt(prompt_token_ids)
+        seq = Sequence(next(self._seq_counter), request_id, prompt, prompt_token_ids, sampling_params,
+                       self.cache_config.block_size)
+        self.scheduler.add_seq(seq)
+
+    def abort_request(self, request_id: str) -> None:
+        self.scheduler.abort_seq(request_id)
 
     def has_unfinished_requests(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self.scheduler.has_unfinished_seqs()
 
-    def step(self) -> list[StepOutput]:
-        admitted, running = self.scheduler.schedule()
-        for seq in admitted:  # prefill
-            seq.context = self.model.context_of(seq.prompt_ids)
-        if not running:
-            return []
-        last = np.asarray([seq.all_ids[-1] for seq in running])
-        logits = self.model.forward(last, np.stack([seq.context for seq in running]))
-        tokens = sample(logits, [seq.params.temperature for seq in running], self.rng)
-        outputs = []
-        for seq, token in zip(running, tokens):
-            seq.output_ids.append(token)
-            seq.context = 0.9 * seq.context + 0.1 * self.model.embed[token]
-            self.block_manager.append_slot(seq.seq_id, seq.all_ids)
-            delta = self.detokenizer.decode_delta(seq) if self.stream else ""
-            if seq.finished:
-                self.scheduler.finish(seq)
-                if not self.stream:
-                    seq.output_text = self.tokenizer.decode(seq.output_ids)
-            outputs.append(StepOutput(seq, delta, seq.finished))
+    def step(self) -> list[RequestOutput]:
+        scheduler_outputs = self.scheduler.schedule()
+        outputs = [RequestOutput.from_seq(seq) for seq in scheduler_outputs.ignored_seqs]
+        if scheduler_outputs.is_empty():
+            return outputs
+        next_tokens = self.model_runner.execute_model(scheduler_outputs)
+        for seq, token_id in zip(scheduler_outputs.scheduled_seqs, next_tokens):
+            seq.append_token_id(token_id)
+            self.detokenizer.decode_sequence_inplace(seq)
+            self._check_stop(seq)
+            outputs.append(RequestOutput.from_seq(seq))
+        self.scheduler.free_finished_seqs()
         return outputs
+
+    def _check_stop(self, seq: Sequence) -> None:
+        params = seq.sampling_params
+        if not params.ignore_eos and seq.get_last_token_id() == self.tokenizer.eos_token_id:
+            seq.status = SequenceStatus.FINISHED_STOPPED
+        elif len(seq.output_token_ids) >= params.max_tokens or seq.get_len() >= self.model_config.max_model_len:
+            seq.status = SequenceStatus.FINISHED_LENGTH_CAPPED
