@@ -1,0 +1,118 @@
+"""End to end on a local Ray cluster: the demo suite's real engine, servers, benchmarks and replays.
+
+One run covers every stage: human and noop on a latency task and a serving task, plus the replays that
+must fail with a named cause. A second invocation over the same run directory must do nothing again.
+"""
+
+import json
+import os
+
+import polars as pl
+import pytest
+import ray
+
+from isobench_ray import demo, runner
+from isobench_ray.agents import parse_agents
+from isobench_ray.settings import Settings
+from isobench_ray.store import RunStore
+
+pytestmark = pytest.mark.slow
+
+
+def _replay_tasks() -> dict[str, str]:
+    return {json.loads(line)["model_name_or_path"]: json.loads(line)["instance_id"]
+            for line in demo.PREDICTIONS.read_text().splitlines() if line.strip()}
+
+
+def _latency_task() -> str:
+    import yaml
+
+    return next(t["id"] for t in yaml.safe_load(demo.TASKS_FILE.read_text())["tasks"] if t["benchmark"]["kind"] == "latency")
+
+
+# a serving task carrying the broken replays, and the latency task
+CRASH_TASK = _replay_tasks()["replay-crash"]
+TASKS = [_latency_task(), CRASH_TASK]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    demo.build_repo()
+    base = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=3)
+    out = base / "run"
+    specs = parse_agents(demo.agents_arg())
+    runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, num_cpus=2, show_progress=False)
+    yield out, specs, settings
+    ray.shutdown()
+
+
+def _rows(out):
+    return {(r["task_id"], r["agent"]): r for r in pl.read_parquet(out / "attempts.parquet").iter_rows(named=True)}
+
+
+def test_human_oracle_is_measurably_faster(finished_run):
+    rows = _rows(finished_run[0])
+    for task in TASKS:
+        row = rows[(task, "human")]
+        assert row["status"] == "success", row
+        assert row["speedup_vs_baseline"] >= 1.3 and row["human_speedup_vs_baseline"] >= 1.3, row
+
+
+def test_noop_is_the_a_a_control(finished_run):
+    rows = _rows(finished_run[0])
+    for task in TASKS:
+        row = rows[(task, "noop")]
+        assert row["status"] == "success", row
+        assert 0.85 <= row["speedup_vs_baseline"] <= 1.15, row  # the demo's own figures: benchmarks/ and the note
+        assert row["hard_class"] == "worse"  # the human commit is faster than doing nothing
+
+
+def test_broken_patches_fail_with_their_cause_and_never_count(finished_run):
+    rows = _rows(finished_run[0])
+    assert _replay_tasks()["replay-noapply"] == CRASH_TASK
+    assert rows[(CRASH_TASK, "replay-noapply")]["failure_cause"] == "patch_does_not_apply"
+    crash = rows[(CRASH_TASK, "replay-crash")]
+    assert crash["failure_cause"] == "server_crash" and crash["status"] == "failed"
+    check = RunStore(finished_run[0]).load_stage(crash["attempt_id"], "validation").checks[-1]
+    assert check.name == "server_start" and not check.ok and "exited" in check.detail
+    for key in [(CRASH_TASK, "replay-noapply"), (CRASH_TASK, "replay-crash")]:
+        assert rows[key]["hard_class"] == "failed" and rows[key]["speedup_vs_baseline"] is None
+
+
+def test_every_stage_is_on_disk_with_the_exact_commands(finished_run):
+    store = RunStore(finished_run[0])
+    for record in store.records():
+        folder = store.attempt_dir(record.attempt.id)
+        assert (folder / "session.json").exists() and (folder / "record.json").exists()
+        if record.status.value == "success":
+            m = record.measurements
+            assert {a.arm for a in m.arms} == {"baseline", "human", "agent"}
+            assert all(len(a.samples(m.primary_metric)) == 3 for a in m.arms)
+            assert m.order[:3] == [["baseline", "human", "agent"], ["human", "agent", "baseline"], ["agent", "baseline", "human"]]
+            assert len({a.command for a in m.arms}) == 1  # the same workload for every arm
+    assert (finished_run[0] / "report.md").read_text().startswith("# isobench report")
+
+
+def test_rerun_does_no_work_and_reports_the_same(finished_run):
+    out, specs, settings = finished_run
+    before = {p: p.stat().st_mtime_ns for p in out.glob("attempts/*/*.json")}
+    table_before = pl.read_parquet(out / "attempts.parquet")
+    runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, show_progress=False)
+    after = {p: p.stat().st_mtime_ns for p in out.glob("attempts/*/*.json")}
+    assert before == after
+    assert pl.read_parquet(out / "attempts.parquet").equals(table_before)
+
+
+def test_resume_redoes_only_what_is_missing(finished_run):
+    out, specs, settings = finished_run
+    store = RunStore(out)
+    victim = next(r for r in store.records() if r.attempt.agent == "noop" and r.attempt.task_id == TASKS[0])
+    folder = store.attempt_dir(victim.attempt.id)
+    for name in ("measurements.json", "scores.json", "record.json"):
+        os.remove(folder / name)  # as if the driver died during this attempt's benchmark
+    untouched = {p: p.stat().st_mtime_ns for p in out.glob("attempts/*/record.json")}
+    session_mtime = (folder / "session.json").stat().st_mtime_ns
+    runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, show_progress=False)
+    assert (folder / "record.json").exists() and (folder / "session.json").stat().st_mtime_ns == session_mtime
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
