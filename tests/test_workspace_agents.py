@@ -54,7 +54,8 @@ def test_patch_that_does_not_apply_says_why(tiny_repo, tmp_path):
         apply_patch(tree, bad)
 
 
-@pytest.mark.parametrize("kind, expect_patch, cause", [("human", True, None), ("noop", False, FailureCause.no_patch)])
+# noop's empty patch is not a failure: it is the A/A control and gets benchmarked
+@pytest.mark.parametrize("kind, expect_patch, cause", [("human", True, None), ("noop", False, None)])
 def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, cause):
     task = _task(tiny_repo)
     spec = AgentSpec(name=kind, kind=kind)
@@ -90,6 +91,13 @@ def test_replay_predictions_and_a_patch_that_does_not_apply(tiny_repo, tmp_path)
         results[agent.spec.name] = run_session(attempt, task, agent.spec, _settings(tmp_path))[0]
     assert results["good"].failure_cause is None and "n * (n - 1) // 2" in results["good"].patch
     assert results["stale"].failure_cause == FailureCause.patch_does_not_apply
+
+
+def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path):
+    task = _task(tiny_repo)
+    spec = AgentSpec(name="lazy", kind="command", command="true")
+    attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
+    assert run_session(attempt, task, spec, _settings(tmp_path))[0].failure_cause == FailureCause.no_patch
 
 
 def test_command_agent_edits_and_times_out(tiny_repo, tmp_path):
