@@ -2,9 +2,11 @@
 
 Every arm runs the same workload: the benchmark script is taken from the baseline tree (an agent that
 edits the benchmark cannot change what is measured), with the same command, model, server flags and slot.
-Rounds rotate the arm order (B H A, H A B, A B H, ...) so that drift in the machine hits every arm alike.
+A second baseline arm (baseline2, same tree) measures the task's own noise in the same rounds.
+Rounds rotate the arm order (B H A B2, H A B2 B, ...) so that drift in the machine hits every arm alike.
 Each (arm, round) starts the server (serving tasks), runs `warmup_runs` discarded and `runs_per_round`
-measured benchmark runs, then stops the server and its whole process group.
+measured benchmark runs, then stops the server and its whole process group. Rounds go on from
+`rounds` to `max_rounds` until both speedup intervals are narrower than `ci_target_pct`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from isobench_ray import commands
 from isobench_ray.models import ArmResult, Attempt, FailureCause, Measurements, Run, Task
 from isobench_ray.parsing import NoMetricsError, parse_metrics
 from isobench_ray.sandbox import LocalSandbox, reap_tagged
-from isobench_ray.scoring import default_primary_metric
+from isobench_ray.scoring import default_primary_metric, higher_is_better
+from isobench_ray.stats import speedup_interval
 from isobench_ray.servers import start_server, wait_healthy
 from isobench_ray.settings import Settings
 from isobench_ray.workspace import apply_patch, detached_tree, mirror, scratch
 
 ARMS = ("baseline", "human", "agent")
+NOISE_ARM = "baseline2"
 LOG_LIMIT = 200_000
 
 
@@ -41,9 +45,18 @@ class BenchSlot:
         return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, self.gpu_ids))} if self.gpu_ids else {}
 
 
-def arm_order(round_index: int) -> list[str]:
-    k = round_index % len(ARMS)
-    return list(ARMS[k:] + ARMS[:k])
+def arm_order(round_index: int, arms: tuple[str, ...] = ARMS) -> list[str]:
+    k = round_index % len(arms)
+    return list(arms[k:] + arms[:k])
+
+
+def interval_half_widths(arms: dict[str, list[float]], higher_is_better: bool, confidence: float) -> float:
+    """The wider of the agent-vs-baseline and agent-vs-human intervals, in percent (inf if unknown)."""
+    widths = []
+    for ref in ("baseline", "human"):
+        iv = speedup_interval(arms["agent"], arms[ref], higher_is_better, confidence=confidence)
+        widths.append(iv.half_width_pct if iv else float("inf"))
+    return max(widths)
 
 
 def _num_prompts(command: str) -> int | None:
@@ -123,6 +136,26 @@ class ThreeWayBenchmark:
                 proc.stop()
                 logs[f"bench/{arm}.r{rnd}.server.log"] = proc.output()[-LOG_LIMIT:]
 
+    def _stop_reason(self, task: Task, states: dict[str, "_ArmState"], rounds: int) -> str:
+        settings = self.settings
+        failed = [arm for arm, st in states.items() if st.failure]
+        if failed:
+            return f"{', '.join(failed)} failed"
+        if rounds < settings.rounds:
+            return ""
+        metric = task.benchmark.primary_metric or next(
+            (default_primary_metric(task.benchmark.kind, r.metrics) for st in states.values() for r in st.result_runs if r.metrics), None)
+        if metric is None:
+            return "no metric"
+        samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if not r.warmup and metric in r.metrics]
+                   for arm, st in states.items()}
+        width = interval_half_widths(samples, higher_is_better(metric), settings.confidence)
+        if width <= settings.ci_target_pct:
+            return f"interval half-width {width:.2f}% <= {settings.ci_target_pct}% after {rounds} rounds"
+        if rounds >= settings.max_rounds:
+            return f"max rounds ({rounds}); interval half-width still {width:.2f}%"
+        return ""
+
     def run(self, attempt: Attempt, task: Task, patch: str) -> tuple[Measurements, dict[str, str]]:
         started = time.monotonic()
         logs: dict[str, str] = {}
@@ -138,15 +171,19 @@ class ThreeWayBenchmark:
                         res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=3600, log_path=log_dir / f"{arm}.setup.log")
                         if not res.ok:
                             raise RuntimeError(f"setup of the {arm} tree failed: {res.tail()}")
-                states = {arm: _ArmState() for arm in ARMS}
-                order = []
-                for rnd in range(self.settings.rounds):
-                    order.append(arm_order(rnd))
+                arm_names = ARMS + ((NOISE_ARM,) if self.settings.noise_arm else ())
+                trees[NOISE_ARM] = trees["baseline"]
+                states = {arm: _ArmState() for arm in arm_names}
+                order, stop_reason = [], ""
+                while not stop_reason:
+                    rnd = len(order)
+                    order.append(arm_order(rnd, arm_names))
                     for arm in order[-1]:
                         if states[arm].failure is None:  # a failed arm is deterministic: not run again
                             self._round(sandbox, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
+                    stop_reason = self._stop_reason(task, states, len(order))
                 arms = []
-                for arm in ARMS:
+                for arm in arm_names:
                     st = states[arm]
                     arms.append(ArmResult(
                         arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
@@ -154,7 +191,7 @@ class ThreeWayBenchmark:
                         failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
                 metric = task.benchmark.primary_metric or _first_primary(task, arms) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric, arms=arms,
-                                    order=order, duration_s=time.monotonic() - started), logs
+                                    order=order, stop_reason=stop_reason, duration_s=time.monotonic() - started), logs
             finally:
                 reap_tagged(tag)  # whatever outlived its server's process group
 

@@ -28,10 +28,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _settings(rounds: int | None, warmup: int | None) -> Settings:
-    settings = Settings()
-    update = {k: v for k, v in {"rounds": rounds, "warmup_runs": warmup}.items() if v is not None}
-    return settings.model_copy(update=update)
+def _settings(rounds: int | None = None, warmup: int | None = None, max_rounds: int | None = None,
+              ci_target: float | None = None) -> Settings:
+    given = {"rounds": rounds, "warmup_runs": warmup, "max_rounds": max_rounds, "ci_target_pct": ci_target}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.max_rounds < settings.rounds:
+        settings = settings.model_copy(update={"max_rounds": settings.rounds})
+    return settings
 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
@@ -54,13 +57,15 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
 def demo(
     out: Path = typer.Option(Path("results/demo"), help="Run directory."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming."),
-    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds of the three arms."),
+    rounds: int = typer.Option(3, help="Interleaved rounds at least."),
+    max_rounds: int = typer.Option(4, help="Rounds at most (kept low so the demo takes minutes)."),
 ) -> None:
     """Run human, noop and the bundled replays over the demo suite on a local Ray cluster (no GPU, no Docker)."""
     from isobench_ray import demo as demo_suite
 
     demo_suite.build_repo()
-    _execute(str(demo_suite.TASKS_FILE), demo_suite.agents_arg(), out, None, settings=_settings(rounds, None), fresh=fresh)
+    _execute(str(demo_suite.TASKS_FILE), demo_suite.agents_arg(), out, None,
+             settings=_settings(rounds=rounds, max_rounds=max_rounds), fresh=fresh)
 
 
 @app.command("run")
@@ -75,14 +80,16 @@ def run_cmd(
     address: Optional[str] = typer.Option(None, help="Ray cluster address; default RAY_ADDRESS or a new local cluster."),
     num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs of a new local cluster."),
     num_gpus: Optional[int] = typer.Option(None, help="Logical GPUs of a new local cluster."),
-    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds of the three arms."),
+    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds at least (default 3)."),
+    max_rounds: Optional[int] = typer.Option(None, help="Rounds at most, while intervals are wider than --ci-target (default 8)."),
+    ci_target: Optional[float] = typer.Option(None, help="Target half-width of the speedup intervals, percent (default 2)."),
     warmup: Optional[int] = typer.Option(None, help="Discarded warm-up runs after each server start."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
 ) -> None:
     """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, report."""
-    _execute(tasks_file, agents, out, agents_file, settings=_settings(rounds, warmup), rollouts=rollouts, task_ids=task,
+    _execute(tasks_file, agents, out, agents_file, settings=_settings(rounds, warmup, max_rounds, ci_target), rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
              skip_invalid=skip_invalid)
 

@@ -45,6 +45,7 @@ class HardClass(StrEnum):
     beats = "beats"
     similar = "similar"
     worse = "worse"
+    inconclusive = "inconclusive"  # hard_class_ci only: the interval straddles the band's edge
     failed = "failed"
 
 
@@ -172,7 +173,7 @@ class Run(Frozen):
 
 
 class ArmResult(Frozen):
-    arm: Literal["baseline", "human", "agent"]
+    arm: Literal["baseline", "human", "agent", "baseline2"]  # baseline2: the A/A noise arm
     commit: str
     command: str  # exactly what ran, after templating
     server_command: str | None = None
@@ -190,6 +191,7 @@ class Measurements(Frozen):
     primary_metric: str
     arms: list[ArmResult]
     order: list[list[str]] = Field(default_factory=list)  # arm order per round
+    stop_reason: str = ""  # why the rounds stopped: interval narrow enough, max rounds, an arm failed
     duration_s: float = 0.0
 
     def arm(self, name: str) -> ArmResult | None:
@@ -206,7 +208,16 @@ class Scores(Frozen):
     speedup_vs_baseline: float | None = None  # agent over baseline, >1 is faster
     human_speedup_vs_baseline: float | None = None
     agent_vs_human_pct: float | None = None  # positive: agent better than human
-    hard_class: HardClass = HardClass.failed
+    hard_class: HardClass = HardClass.failed  # the paper's rule: point estimate against ±5%
+    # 95% bootstrap intervals (ratio of medians), the task's own noise and the strict class
+    speedup_ci: tuple[float, float] | None = None
+    human_speedup_ci: tuple[float, float] | None = None
+    agent_vs_human_ci_pct: tuple[float, float] | None = None
+    noise_pct: float | None = None  # baseline against itself (baseline2), in percent
+    band_pct: float = 5.0  # max(5%, 2 x noise)
+    hard_class_ci: HardClass = HardClass.failed
+    not_discriminative: bool = False  # the human speedup lies inside the task's own noise
+    rounds: int = 0
 
 
 class AttemptRecord(Frozen):

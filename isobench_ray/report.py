@@ -11,11 +11,15 @@ from isobench_ray.store import RunStore, write_atomic
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
-           "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "n_samples", "slot", "detail"]
+           "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
+           "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct", "hard_class_ci",
+           "not_discriminative", "rounds", "n_samples", "slot", "detail"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
-    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64,
+    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64,
+    "not_discriminative": pl.Boolean,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
-                               "human_speedup_vs_baseline", "agent_vs_human_pct"]},
+                               "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
+                               "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
 }
 
 
@@ -33,6 +37,13 @@ def _row(rec: AttemptRecord) -> dict:
         "human_speedup_vs_baseline": s.human_speedup_vs_baseline if s else None,
         "agent_vs_human_pct": s.agent_vs_human_pct if s else None,
         "hard_class": s.hard_class.value if s else "failed",
+        "speedup_ci_low": s.speedup_ci[0] if s and s.speedup_ci else None,
+        "speedup_ci_high": s.speedup_ci[1] if s and s.speedup_ci else None,
+        "agent_vs_human_ci_low_pct": s.agent_vs_human_ci_pct[0] if s and s.agent_vs_human_ci_pct else None,
+        "agent_vs_human_ci_high_pct": s.agent_vs_human_ci_pct[1] if s and s.agent_vs_human_ci_pct else None,
+        "noise_pct": s.noise_pct if s else None, "band_pct": s.band_pct if s else None,
+        "hard_class_ci": s.hard_class_ci.value if s else "failed",
+        "not_discriminative": s.not_discriminative if s else None, "rounds": s.rounds if s else None,
         "n_samples": len(agent_arm.samples(m.primary_metric)) if agent_arm else 0,
         "slot": m.slot if m else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
     }
@@ -52,6 +63,7 @@ def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
             (pl.col("hard_class") == "similar").sum().alias("similar"),
             (pl.col("hard_class") == "worse").sum().alias("worse"),
             (pl.col("hard_class") == "failed").sum().alias("failed"),
+            (pl.col("hard_class_ci") == "inconclusive").sum().alias("inconclusive_ci"),
             pl.col("speedup_vs_baseline").median().round(3).alias("median_speedup"),
             pl.col("agent_vs_human_pct").median().round(1).alias("median_vs_human_pct"),
         )
@@ -82,18 +94,24 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     df.write_parquet(tmp)
     tmp.replace(store.root / "attempts.parquet")
     per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
-                            "speedup_vs_baseline", "agent_vs_human_pct", "hard_class")
+                            "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
+                            "hard_class", "hard_class_ci", "noise_pct", "rounds")
+    flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
     failures = (df.filter(pl.col("failure_cause").is_not_null())
                 .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
     text = "\n\n".join([
         f"# isobench report: {store.root.name}",
         f"{df.height} attempts. Speedups are medians over interleaved rounds; > 1 is faster than baseline. "
-        "`agent_vs_human_pct` > 0 means the agent beat the human commit; hard class uses a ±5% band. "
+        "`agent_vs_human_pct` > 0 means the agent beat the human commit; `hard_class` applies the ±5% band to the "
+        "point estimate (the paper's rule); `hard_class_ci` asks the whole 95% interval to clear max(5%, 2 x the task's noise). "
         "Status `error` means the task or machine failed, not the agent.",
         "## By agent", _markdown(summary_by_agent(df)),
         "## Attempts", _markdown(per_attempt),
         "## Failures by cause", _markdown(failures) if failures.height else "None.",
+        "## Tasks flagged not_discriminative",
+        ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
+         + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.",
         "Files: `attempts.parquet` (one row per attempt), `attempts/<id>/` (patch, logs, every stage's JSON).",
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
@@ -104,4 +122,4 @@ def print_summary(df: pl.DataFrame) -> None:
     with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
         print(summary_by_agent(df))
         print(df.select("task_id", "agent", "status", "failure_cause", "human_speedup_vs_baseline", "speedup_vs_baseline",
-                        "agent_vs_human_pct", "hard_class"))
+                        "agent_vs_human_pct", "hard_class", "hard_class_ci"))

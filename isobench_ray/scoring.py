@@ -7,8 +7,10 @@ better). The hard class applies the ISO-Bench rule: beyond +band beats, within Â
 
 from __future__ import annotations
 
+import math
 import statistics
 
+from isobench_ray import stats
 from isobench_ray.models import FailureCause, HardClass, Measurements, Scores, Status
 
 # Preferred primary metric per task kind, first one present in the parsed output wins.
@@ -68,19 +70,43 @@ def outcome(measurements: Measurements) -> tuple[Status, FailureCause | None, st
     return Status.success, None, ""
 
 
-def score(measurements: Measurements, band_pct: float = 5.0) -> Scores:
+def _samples(measurements: Measurements, arm: str) -> list[float]:
+    result = measurements.arm(arm)
+    return result.samples(measurements.primary_metric) if result else []
+
+
+def _pair(iv: stats.Interval | None, scale: float = 1.0, shift: float = 0.0) -> tuple[float, float] | None:
+    """An interval as stored; None when there is none (fewer than two samples make an infinite one)."""
+    if iv is None or not math.isfinite(iv.low) or not math.isfinite(iv.high):
+        return None
+    return ((iv.low + shift) * scale, (iv.high + shift) * scale)
+
+
+def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95) -> Scores:
     metric = measurements.primary_metric
     hib = higher_is_better(metric)
     b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
+    base, human, agent = (_samples(measurements, arm) for arm in ("baseline", "human", "agent"))
+    agent_iv = stats.speedup_interval(agent, base, hib, confidence=confidence)
+    human_iv = stats.speedup_interval(human, base, hib, confidence=confidence)
+    aa_iv = stats.speedup_interval(_samples(measurements, "baseline2"), base, hib, confidence=confidence)
+    noise = stats.noise_pct(aa_iv)
+    band = stats.band_pct(noise)
     agent_speedup = speedup(a, b, hib) if a is not None and b is not None else None
     human_speedup = speedup(h, b, hib) if h is not None and b is not None else None
     status, _, _ = outcome(measurements)
-    vs_human = None
+    vs_human, vs_human_iv = None, None
     if status is Status.success and agent_speedup and human_speedup:
         vs_human = (agent_speedup / human_speedup - 1.0) * 100.0
+        vs_human_iv = stats.speedup_interval(agent, human, hib, confidence=confidence)
     return Scores(
         attempt_id=measurements.attempt_id, primary_metric=metric, higher_is_better=hib,
         baseline_value=b, human_value=h, agent_value=a, speedup_vs_baseline=agent_speedup,
         human_speedup_vs_baseline=human_speedup, agent_vs_human_pct=vs_human,
         hard_class=hard_class(vs_human, band_pct),
+        speedup_ci=_pair(agent_iv), human_speedup_ci=_pair(human_iv),
+        agent_vs_human_ci_pct=_pair(vs_human_iv, 100.0, -1.0), noise_pct=noise, band_pct=band,
+        hard_class_ci=stats.hard_class_ci(vs_human_iv, band) if vs_human_iv else HardClass.failed,
+        not_discriminative=stats.not_discriminative(human_iv, noise),
+        rounds=len(measurements.order),
     )

@@ -25,7 +25,11 @@ class Settings(BaseModel):
     server_start_timeout_s: float = 600.0
     validate_server: bool = True  # start the agent's server once during validation (cheap on CPU; off for GPU-only engines)
     import_timeout_s: float = 300.0
-    rounds: int = Field(3, ge=1)  # interleaved rounds of the three arms
+    rounds: int = Field(3, ge=2)  # interleaved rounds at least (see docs/measurement.md)
+    max_rounds: int = Field(8, ge=2)  # ... and at most, while the intervals are wider than the target
+    ci_target_pct: float = 2.0  # stop when both speedup intervals' half-widths are under this
+    confidence: float = 0.95
+    noise_arm: bool = True  # a second baseline arm in the same rounds: the task's own noise floor
     warmup_runs: int = Field(0, ge=0)  # discarded runs after each server start
     runs_per_round: int = Field(1, ge=1)  # measured runs per server start
     hard_band_pct: float = 5.0
