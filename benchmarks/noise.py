@@ -1,0 +1,83 @@
+"""A/A noise on the demo suite: how noisy is each task, how many rounds do intervals need, and does any
+A/A pair get classified as anything but `similar`?
+
+    .venv/bin/python benchmarks/noise.py [--rollouts 3] [--max-rounds 8] [--ci-target 2]
+
+Runs the `noop` agent (agent arm = baseline code) over every demo task; every attempt also carries the
+baseline2 arm. Each attempt gives two A/A pairs: noop vs baseline and baseline2 vs baseline. Prints, per
+task, the coefficient of variation of the primary metric, the interval half-width reached, the rounds it
+took, and the classification of every A/A pair under the strict rule (hard_class_ci, the task's band)
+and under the paper's rule (point estimate against ±5%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from isobench_ray import demo, runner
+from isobench_ray.agents import parse_agents
+from isobench_ray.scoring import hard_class
+from isobench_ray.settings import Settings
+from isobench_ray.stats import hard_class_ci, speedup_interval
+from isobench_ray.store import RunStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rollouts", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-rounds", type=int, default=8)
+    parser.add_argument("--ci-target", type=float, default=2.0)
+    parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    args = parser.parse_args()
+
+    demo.build_repo()
+    out = Path(args.out or tempfile.mkdtemp(prefix="isobench-noise-"))
+    settings = Settings(rounds=args.rounds, max_rounds=args.max_rounds, ci_target_pct=args.ci_target)
+    started = time.monotonic()
+    runner.run(str(demo.TASKS_FILE), parse_agents("noop"), out, settings, rollouts=args.rollouts, show_progress=False)
+    elapsed = time.monotonic() - started
+
+    per_task = collections.defaultdict(list)
+    for record in RunStore(out).records():
+        per_task[record.attempt.task_id].append(record)
+    strict, paper = collections.Counter(), collections.Counter()
+    print(f"\nA/A on the demo suite: {args.rollouts} noop attempts per task, rounds {args.rounds}..{args.max_rounds}, "
+          f"target half-width {args.ci_target}% ({elapsed:.0f} s, run dir {out})\n")
+    print(f"{'task':30} {'metric':20} {'CV %':>6} {'half-width %':>13} {'rounds':>7} {'noise %':>8} {'band %':>7}  pairs (strict / paper)")
+    for task_id, records in sorted(per_task.items()):
+        cvs, widths, rounds, noises, bands, labels = [], [], [], [], [], []
+        for rec in records:
+            m, s = rec.measurements, rec.scores
+            if m is None or s is None:
+                labels.append(f"{rec.failure_cause}")
+                continue
+            base = m.arm("baseline").samples(m.primary_metric)
+            cvs.append(statistics.stdev(base) / statistics.mean(base) * 100)
+            rounds.append(len(m.order))
+            noises.append(s.noise_pct or 0.0)
+            bands.append(s.band_pct)
+            for arm in ("agent", "baseline2"):
+                iv = speedup_interval(m.arm(arm).samples(m.primary_metric), base, s.higher_is_better)
+                widths.append(iv.half_width_pct)
+                strict_class = hard_class_ci(iv, s.band_pct)
+                paper_class = hard_class((iv.point - 1) * 100, 5.0)
+                strict[strict_class.value] += 1
+                paper[paper_class.value] += 1
+                labels.append(f"{strict_class.value}/{paper_class.value}")
+        print(f"{task_id:30} {records[0].scores.primary_metric if records[0].scores else '-':20} "
+              f"{statistics.median(cvs):6.2f} {statistics.median(widths):13.2f} {statistics.median(rounds):7.0f} "
+              f"{statistics.median(noises):8.2f} {statistics.median(bands):7.2f}  {', '.join(labels)}")
+    pairs = sum(strict.values())
+    print(f"\nA/A pairs: {pairs}. Strict rule (hard_class_ci): {dict(strict)}. Paper's rule (point vs ±5%): {dict(paper)}.")
+    print(f"A/A pairs classified beats or worse: strict {strict['beats'] + strict['worse']} of {pairs}, "
+          f"paper {paper['beats'] + paper['worse']} of {pairs}")
+
+
+if __name__ == "__main__":
+    main()
