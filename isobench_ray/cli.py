@@ -126,6 +126,28 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None
     typer.echo(f"\nReport: {path}")
 
 
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="A run directory, finished or in progress.")) -> None:
+    """Where a run stands: attempts done by status and cause, what is running, what is queued."""
+    import collections
+
+    from isobench_ray.store import RunStore
+
+    store = RunStore(run_dir)
+    plan = store.read_json("plan.json")
+    if plan is None:
+        _fail(f"{run_dir}: not a run directory (no plan.json)")
+    records = store.records()
+    by_status = collections.Counter(r.status.value for r in records)
+    causes = collections.Counter(r.failure_cause.value for r in records if r.failure_cause)
+    live = store.read_json("status.json") or {}
+    typer.echo(f"{run_dir}: {len(records)}/{len(plan)} attempts done " + str(dict(by_status)))
+    if causes:
+        typer.echo("failure causes: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
+    if live.get("running"):
+        typer.echo(f"running (driver's last word): {live['running']}, queued for a benchmark slot: {live.get('queued_for_benchmark', 0)}")
+
+
 @app.command("parse-metrics")
 def parse_metrics_cmd(
     file: Path = typer.Argument(..., help="Benchmark output (text log or result JSON)."),

@@ -1,0 +1,33 @@
+"""The console script as a user runs it: real subprocesses."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bench_outputs"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _isobench(*args):
+    return subprocess.run([sys.executable, "-m", "isobench_ray.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_parse_metrics_prints_the_expected_json():
+    proc = _isobench("parse-metrics", str(FIXTURES / "vllm_serving_2024-07_printed-twice.txt"))
+    assert proc.returncode == 0, proc.stderr
+    expected = json.loads((FIXTURES / "vllm_serving_2024-07_printed-twice.expected.json").read_text())
+    got = json.loads(proc.stdout)
+    assert {k: got[k] for k in expected if k in got} == {k: v for k, v in expected.items() if k in got}
+    assert got["kind"] == "serving" and got["completed"] == expected["completed"]
+
+
+def test_parse_metrics_without_a_result_exits_1_with_the_last_lines():
+    proc = _isobench("parse-metrics", str(FIXTURES / "upstream_ad8d696a_argparse-error.log"))
+    assert proc.returncode == 1
+    assert "last lines" in proc.stderr and "error" in proc.stderr.lower()
+
+
+def test_status_and_report_refuse_a_folder_that_is_not_a_run(tmp_path):
+    assert _isobench("status", str(tmp_path)).returncode == 2
+    assert "not a run directory" in _isobench("report", str(tmp_path)).stderr
