@@ -42,7 +42,11 @@ class BenchSlot:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, self.gpu_ids))} if self.gpu_ids else {}
+        # ISOBENCH_SLOT marks every process of this slot, so a later actor on it can reap leftovers.
+        env = {"ISOBENCH_SLOT": self.name}
+        if self.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
+        return env
 
 
 def arm_order(round_index: int, arms: tuple[str, ...] = ARMS) -> list[str]:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import collections
 import os
-import socket
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from ray.exceptions import RayError
@@ -25,13 +24,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from isobench_ray.agents import Agent
-from isobench_ray.benchmark import BenchSlot, ThreeWayBenchmark
+from isobench_ray.benchmark import BenchSlot
 from isobench_ray.models import Attempt, AttemptRecord, Task
 from isobench_ray.pipeline import infra_record, make_record, next_stage
-from isobench_ray.session import run_session
+from isobench_ray.sandbox import reap_tagged
 from isobench_ray.settings import Settings
+from isobench_ray.stages import Stages
 from isobench_ray.store import RunStore
-from isobench_ray.validation import validate
 
 MAX_TRIES = 3  # per attempt and stage, for transient failures
 
@@ -50,30 +49,44 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
 
 
 class BenchWorker:
-    """A benchmark slot as a Ray actor: the GPU Ray gave it, or its node's CPU."""
+    """A benchmark slot as a Ray actor: the GPU Ray gave it, or its node's CPU.
 
-    def __init__(self, settings: Settings):
+    Before its first benchmark it reaps whatever an earlier actor on the same slot left running (engine
+    workers outlive a SIGKILL of their server and would hold the GPU)."""
+
+    def __init__(self, settings: Settings, benchmark: Callable[..., Any]):
         gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
-        where = ray.util.get_node_ip_address()
-        name = f"{where}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{where}/cpu:{socket.gethostname()}:{os.getpid()}"
-        self.bench = ThreeWayBenchmark(BenchSlot(name=name, gpu_ids=gpu_ids), settings)
+        # node IP for people, node id because simulated nodes on one machine share the IP
+        node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+        name = f"{node}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{node}/cpu"
+        reap_tagged(name, "ISOBENCH_SLOT")
+        self.bench = benchmark(BenchSlot(name=name, gpu_ids=gpu_ids), settings)
 
-    def slot(self) -> str:
-        return self.bench.slot.name
+    def __repr__(self) -> str:  # the dashboard's actor list and log prefixes show this
+        return f"BenchSlot({self.bench.slot.name})"
 
     def run(self, attempt: Attempt, task: Task, patch: str):
         return self.bench.run(attempt, task, patch)
 
 
 _BenchActor = ray.remote(num_cpus=1, max_restarts=0)(BenchWorker)
-_session = ray.remote(num_cpus=1, max_retries=0)(run_session)
-_validate = ray.remote(num_cpus=1, max_retries=0)(validate)
+
+
+def _stage_task(fn: Callable[..., Any], name: str):
+    def stage(*args):
+        return fn(*args)
+
+    stage.__name__ = stage.__qualname__ = name
+    return ray.remote(num_cpus=1, max_retries=0)(stage)
 
 
 class Driver:
     def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, Agent]], settings: Settings,
-                 retry_failed: bool = False, show_progress: bool = True):
+                 retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None):
         self.store, self.settings = store, settings
+        self.stages = stages or Stages()
+        self._session = _stage_task(self.stages.session, "session")
+        self._validate = _stage_task(self.stages.validate, "validate")
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
         self.queue: collections.deque[str] = collections.deque()
         self.bench_queue: collections.deque[str] = collections.deque()
@@ -120,7 +133,8 @@ class Driver:
 
     def _new_actor(self, node_id: str | None, **options) -> None:
         self.actor_serial += 1
-        actor = _BenchActor.options(name=f"bench-slot-{self.actor_serial}-{os.getpid()}", **options).remote(self.settings)
+        actor = _BenchActor.options(name=f"bench-slot-{self.actor_serial}-{os.getpid()}", **options).remote(
+            self.settings, self.stages.benchmark)
         self.actors[actor] = node_id
         self.idle.append(actor)
 
@@ -143,7 +157,7 @@ class Driver:
         elif stage == "session":
             self.queue.append(aid)
         elif stage == "validation":
-            ref = _validate.options(name=f"validate:{aid}").remote(attempt, task, self.store.load_stage(aid, "session"), self.settings)
+            ref = self._validate.options(name=f"validate:{aid}").remote(attempt, task, self.store.load_stage(aid, "session"), self.settings)
             self.in_flight[ref] = (aid, "validation", None)
         elif stage == "measurements":
             self.bench_queue.append(aid)
@@ -172,7 +186,7 @@ class Driver:
                 self._advance(aid)
                 continue
             attempt, task, agent = self.by_id[aid]
-            ref = _session.options(name=f"session:{aid}").remote(attempt, task, agent.spec, self.settings)
+            ref = self._session.options(name=f"session:{aid}").remote(attempt, task, agent.spec, self.settings)
             self.in_flight[ref] = (aid, "session", None)
             sessions += 1
         if self.bench_queue and self._cpu_only():

@@ -1,0 +1,83 @@
+"""A stand-in workload for the cluster layer: stages that sleep instead of working.
+
+Used by `benchmarks/scheduling.py` (makespan against the ideal on many GPUs) and by the tests that kill
+nodes and drivers: they test scheduling, retries and resume, which do not depend on what a stage does.
+Durations are drawn from a seeded distribution per attempt (agent sessions of minutes, benchmarks of a
+few minutes), scaled down by `scale` seconds per simulated minute.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from functools import partial
+
+from isobench_ray.models import (AgentSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, RepoSpec, Run,
+                                 Session, Task, Validation)
+from isobench_ray.settings import Settings
+from isobench_ray.stages import Stages
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds for each stage of one attempt (already scaled)."""
+
+    session: float
+    validation: float
+    benchmark: float
+
+
+def durations(attempt_id: str, scale: float) -> Durations:
+    rng = random.Random(attempt_id)
+    # agent sessions: 2-30 min, most around 10; validation: ~0.5 min; 3-way benchmark: 3-8 min
+    return Durations(session=scale * min(30.0, max(2.0, rng.lognormvariate(2.3, 0.5))),
+                     validation=scale * rng.uniform(0.3, 0.8), benchmark=scale * rng.uniform(3.0, 8.0))
+
+
+def tasks(n: int) -> list[Task]:
+    repo = RepoSpec(name="sim", url="sim://nowhere")
+    return [Task(id=f"sim-{i:04d}", repo=repo, human_commit=f"{i:040x}", parent_commit=f"{i + 1:040x}", description="simulated",
+                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model sim"))
+            for i in range(n)]
+
+
+class SimAgent:
+    def __init__(self) -> None:
+        self.spec = AgentSpec(name="sim", kind="noop")
+
+    def covers(self, task: Task) -> bool:
+        return True
+
+    def fingerprint(self, task: Task):
+        return {"kind": "sim"}
+
+
+def session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings, *, scale: float):
+    time.sleep(durations(attempt.id, scale).session)
+    return Session(attempt_id=attempt.id, patch="--- simulated\n", files_changed=["x.py"], exit_status="done"), {}
+
+
+def validate(attempt: Attempt, task: Task, session: Session, settings: Settings, *, scale: float):
+    time.sleep(durations(attempt.id, scale).validation)
+    return Validation(attempt_id=attempt.id, checks=[Check(name="apply", ok=True)]), {}
+
+
+class SimBenchmark:
+    """Sleeps for the benchmark's duration; B, H, A get fixed latencies so scoring has numbers."""
+
+    def __init__(self, slot, settings: Settings, *, scale: float):
+        self.slot, self.settings, self.scale = slot, settings, scale
+
+    def run(self, attempt: Attempt, task: Task, patch: str):
+        time.sleep(durations(attempt.id, self.scale).benchmark)
+        arms = [ArmResult(arm=arm, commit="sim", command=task.benchmark.command,
+                          runs=[Run(arm=arm, round=r, metrics={"avg_latency": value}) for r in range(3)])
+                for arm, value in (("baseline", 1.0), ("human", 0.5), ("agent", 0.8))]
+        return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric="avg_latency", arms=arms,
+                            order=[["baseline", "human", "agent"]] * 3, stop_reason="simulated"), {}
+
+
+def stages(scale: float) -> Stages:
+    return Stages(session=partial(session, scale=scale), validate=partial(validate, scale=scale),
+                  benchmark=partial(SimBenchmark, scale=scale))

@@ -1,0 +1,129 @@
+"""The cluster layer on real multi-node Ray clusters on this machine: dead nodes, dead drivers, job submit.
+
+Stages are the simulated ones (isobench_ray/simulate.py): these tests are about scheduling, retries and
+resume, which do not depend on what a stage does. The real stages run in test_pipeline.py.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from isobench_ray import demo, simulate
+from isobench_ray.cluster import Driver
+from isobench_ray.pipeline import plan_attempts
+from isobench_ray.settings import Settings
+from isobench_ray.store import RunStore
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    doomed = cluster.add_node(num_cpus=8, num_gpus=2)
+    cluster.add_node(num_cpus=8, num_gpus=2)
+    ray.init(address=cluster.address)
+    try:
+        plan = plan_attempts(simulate.tasks(24), [simulate.SimAgent()])
+        store = RunStore(tmp_path / "run")
+        driver = Driver(store, plan, Settings(agent_concurrency=16, work_dir=str(tmp_path / "work")),
+                        stages=simulate.stages(0.05), show_progress=False)
+
+        def kill_when_busy():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and driver.counts["done"] < 4:
+                time.sleep(0.1)
+            cluster.remove_node(doomed, allow_graceful=False)
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        driver.run()
+        killer.join()
+        records = store.records()
+        assert sorted(r.attempt.id for r in records) == sorted(a.id for a, _, _ in plan)  # every one, once
+        assert driver.counts["done"] == len(plan)  # no attempt finished twice
+        assert all(r.status.value == "success" for r in records), [r.detail for r in records if r.status.value != "success"]
+        assert not list((tmp_path / "run").rglob("*.tmp"))
+        assert len({r.measurements.slot for r in records}) >= 2
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+DRIVER = textwrap.dedent("""
+    import sys, ray
+    from isobench_ray import simulate
+    from isobench_ray.cluster import Driver
+    from isobench_ray.pipeline import plan_attempts
+    from isobench_ray.settings import Settings
+    from isobench_ray.store import RunStore
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
+    plan = plan_attempts(simulate.tasks(16), [simulate.SimAgent()])
+    Driver(RunStore(sys.argv[1]), plan, Settings(agent_concurrency=4, work_dir=sys.argv[1] + "-work"),
+           stages=simulate.stages(0.1), show_progress=False).run()
+""")
+
+
+def test_a_killed_driver_resumes_without_redoing_or_losing_anything(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    out = tmp_path / "run"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("attempts/*/record.json"))) < 4:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    first = {p: p.stat().st_mtime_ns for p in out.glob("attempts/*/record.json")}
+    assert 4 <= len(first) < 16
+    subprocess.run([sys.executable, str(script), str(out)], env=env, check=True, timeout=300)
+    records = list(out.glob("attempts/*/record.json"))
+    assert len(records) == 16
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # finished attempts were not redone
+    assert not list(out.rglob("*.tmp"))
+    for path in out.glob("attempts/*/*.json"):
+        json.loads(path.read_text())  # nothing half-written
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
+    demo.build_repo()
+    ray_bin = Path(sys.executable).parent / "ray"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+    port, dash = _free_port(), _free_port()
+    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                    f"--temp-dir={tmp_path / 'ray'}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
+    try:
+        out = tmp_path / "results" / "job-run"
+        preds = demo.PREDICTIONS
+        submit = subprocess.run(
+            [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
+             str(ROOT / "runtime_envs" / "local.yaml"), "--working-dir", str(ROOT), "--",
+             sys.executable, "-m", "isobench_ray.cli", "run", str(demo.TASKS_FILE),
+             "--agents", f"replay:{preds}#replay-noapply,replay:{preds}#replay-syntax", "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=400)
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        assert "succeeded" in submit.stdout
+        causes = sorted(json.loads(p.read_text())["failure_cause"] for p in out.glob("attempts/*/record.json"))
+        assert causes == ["compile_error", "patch_does_not_apply"]
+        assert (out / "attempts.parquet").exists()
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
