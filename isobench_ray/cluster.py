@@ -114,13 +114,14 @@ class Driver:
     # ------------------------------------------------------------ benchmark actors
 
     def _ensure_actors(self) -> None:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        gpus = int(sum(n["Resources"].get("GPU", 0) for n in alive))  # not cluster_resources(): it lags a dead node
         self._gpus = gpus
         if gpus:
             while len(self.actors) < gpus:
                 self._new_actor(None, num_gpus=1)
             return
-        nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+        nodes = [n for n in alive if n["Resources"].get("CPU", 0) >= 1]
         pinned = set(self.actors.values())
         for node in nodes:
             if node["NodeID"] not in pinned:

@@ -6,10 +6,12 @@ resume, which do not depend on what a stage does. The real stages run in test_pi
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -108,9 +110,10 @@ def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
     ray_bin = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
     port, dash = _free_port(), _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
     subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                    f"--temp-dir={tmp_path / 'ray'}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
+                    f"--temp-dir={temp_dir}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
     try:
         out = tmp_path / "results" / "job-run"
         preds = demo.PREDICTIONS
@@ -127,3 +130,4 @@ def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
         assert (out / "attempts.parquet").exists()
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
