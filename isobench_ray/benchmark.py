@@ -26,27 +26,12 @@ from isobench_ray.scoring import default_primary_metric, higher_is_better
 from isobench_ray.stats import speedup_interval
 from isobench_ray.servers import start_server, wait_healthy
 from isobench_ray.settings import Settings
+from isobench_ray.stages import BenchSlot
 from isobench_ray.workspace import apply_patch, detached_tree, mirror, scratch
 
 ARMS = ("baseline", "human", "agent")
 NOISE_ARM = "baseline2"
 LOG_LIMIT = 200_000
-
-
-@dataclass(frozen=True)
-class BenchSlot:
-    """One benchmark slot: a GPU (or, without GPUs, a whole node's CPU) that runs one arm at a time."""
-
-    name: str
-    gpu_ids: tuple[int, ...] = ()
-
-    @property
-    def env(self) -> dict[str, str]:
-        # ISOBENCH_SLOT marks every process of this slot, so a later actor on it can reap leftovers.
-        env = {"ISOBENCH_SLOT": self.name}
-        if self.gpu_ids:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
-        return env
 
 
 def arm_order(round_index: int, arms: tuple[str, ...] = ARMS) -> list[str]:

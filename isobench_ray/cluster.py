@@ -16,21 +16,22 @@ import collections
 import os
 import time
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
-from isobench_ray.agents import Agent
-from isobench_ray.benchmark import BenchSlot
 from isobench_ray.models import Attempt, AttemptRecord, Task
 from isobench_ray.pipeline import infra_record, make_record, next_stage
 from isobench_ray.sandbox import reap_tagged
 from isobench_ray.settings import Settings
-from isobench_ray.stages import Stages
+from isobench_ray.stages import BenchSlot, Stages
 from isobench_ray.store import RunStore
+
+if TYPE_CHECKING:
+    from isobench_ray.agents import Agent
 
 MAX_TRIES = 3  # per attempt and stage, for transient failures
 
@@ -81,10 +82,10 @@ def _stage_task(fn: Callable[..., Any], name: str):
 
 
 class Driver:
-    def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, Agent]], settings: Settings,
+    def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, "Agent"]], settings: Settings,
                  retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None):
         self.store, self.settings = store, settings
-        self.stages = stages or Stages()
+        self.stages = stages or Stages.real()
         self._session = _stage_task(self.stages.session, "session")
         self._validate = _stage_task(self.stages.validate, "validate")
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
@@ -97,6 +98,7 @@ class Driver:
         self.counts: collections.Counter = collections.Counter()
         self.actor_serial = 0
         self._gpus: int | None = None
+        self._status_written = 0.0
         for attempt, _, _ in plan:
             store.save_attempt(attempt)
             if store.is_done(attempt.id, retry_failed):
@@ -108,8 +110,17 @@ class Driver:
             elif record is not None:
                 (store.attempt_dir(attempt.id) / "record.json").unlink()  # infra error: keep finished stages
             self.queue.append(attempt.id)
-        self.bar = tqdm(total=len(plan), initial=self.counts["done"], desc="attempts", unit="attempt",
+        # One bar per stage (done/failed/running, ETA) and one for whole attempts, in the job's log.
+        pending = collections.Counter(next_stage(store, aid) for aid in self.queue)
+        needs = {"session": pending["session"], "validation": pending["session"] + pending["validation"],
+                 "measurements": pending["session"] + pending["validation"] + pending["measurements"]}
+        self.bars = {stage: tqdm(total=needs[stage], desc=f"{label:>15}", position=i, unit="attempt", leave=True,
+                                 disable=not show_progress, dynamic_ncols=True)
+                     for i, (stage, label) in enumerate([("session", "agent sessions"), ("validation", "validation"),
+                                                         ("measurements", "3-way benchmarks")])}
+        self.bar = tqdm(total=len(plan), initial=self.counts["done"], desc=f"{'attempts':>15}", position=3, unit="attempt",
                         disable=not show_progress, dynamic_ncols=True)
+        self.stage_failed: collections.Counter = collections.Counter()
 
     # ------------------------------------------------------------ benchmark actors
 
@@ -164,6 +175,13 @@ class Driver:
             self.bench_queue.append(aid)
 
     def _finish(self, record: AttemptRecord) -> None:
+        # an attempt that ended early will not need the later stages' bars
+        stages = ["session", "validation", "measurements"]
+        reached = stages.index(record.failure_stage) if record.failure_stage in ("session", "validation") else 2
+        for later in stages[reached + 1:]:
+            bar = self.bars[later]
+            bar.total = max(bar.n, bar.total - 1)
+            bar.refresh()
         self.store.save_stage(record.attempt.id, "record", record)
         self.counts["done"] += 1
         self.counts[record.status.value] += 1
@@ -172,8 +190,13 @@ class Driver:
 
     def _status(self) -> None:
         running = collections.Counter(stage for _, stage, _ in self.in_flight.values())
-        self.bar.set_postfix(sessions=running["session"], validating=running["validation"], benchmarks=running["measurements"],
-                             ok=self.counts["success"], failed=self.counts["failed"], error=self.counts["error"], refresh=False)
+        for stage, bar in self.bars.items():
+            bar.set_postfix(running=running[stage], failed=self.stage_failed[stage],
+                            **({"queued": len(self.bench_queue)} if stage == "measurements" else {}), refresh=False)
+        self.bar.set_postfix(ok=self.counts["success"], failed=self.counts["failed"], error=self.counts["error"], refresh=False)
+        if time.monotonic() - self._status_written < 1.0 and self.counts["done"] < len(self.by_id):
+            return  # at most once a second: `isobench status` reads it, nobody needs it faster
+        self._status_written = time.monotonic()
         self.store.write_json("status.json", {"total": len(self.by_id), **self.counts, "running": dict(running),
                                               "queued_for_benchmark": len(self.bench_queue), "updated": time.time()})
 
@@ -224,7 +247,10 @@ class Driver:
                 if not self.in_flight:
                     time.sleep(0.5)  # waiting for a benchmark actor to come up
                     continue
-                ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=1.0)
+                refs = list(self.in_flight)
+                ready, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+                if ready:  # take everything that is done, not one per loop
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                 for ref in ready:
                     aid, stage, actor = self.in_flight.pop(ref)
                     try:
@@ -234,7 +260,10 @@ class Driver:
                         continue
                     if actor is not None:
                         self.idle.append(actor)
-                    self.store.save_stage(aid, "session" if stage == "session" else stage, model, logs)
+                    self.store.save_stage(aid, stage, model, logs)
+                    self.bars[stage].update(1)
+                    if getattr(model, "failure_cause", None) or any(getattr(a, "failure_cause", None) for a in getattr(model, "arms", [])):
+                        self.stage_failed[stage] += 1
                     self._advance(aid)
                 self._status()
         finally:
@@ -243,4 +272,5 @@ class Driver:
                     ray.cancel(ref, force=actor is None)  # actor tasks cannot be force-cancelled
                 except Exception:
                     pass
-            self.bar.close()
+            for bar in [*self.bars.values(), self.bar]:
+                bar.close()
