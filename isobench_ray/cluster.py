@@ -108,7 +108,7 @@ class Driver:
             if record is not None and (retry_failed and record.failure_cause is not None and record.failure_cause != "infra_error"):
                 store.clear_attempt(attempt.id)  # --retry-failed: the whole attempt again
             elif record is not None:
-                (store.attempt_dir(attempt.id) / "record.json").unlink()  # infra error: keep finished stages
+                store.clear_attempt(attempt.id, ("record",))  # infra error: keep finished stages
             self.queue.append(attempt.id)
         # One bar per stage (done/failed/running, ETA) and one for whole attempts, in the job's log.
         pending = collections.Counter(next_stage(store, aid) for aid in self.queue)
@@ -137,6 +137,12 @@ class Driver:
         for node in nodes:
             if node["NodeID"] not in pinned:
                 self._new_actor(node["NodeID"], scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False))
+
+    def start_slots(self) -> int:
+        """Create the benchmark actors now and wait until each is up; returns how many."""
+        self._ensure_actors()
+        ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+        return len(self.actors)
 
     def _cpu_only(self) -> bool:
         if self._gpus is None:
@@ -241,6 +247,10 @@ class Driver:
         for aid in list(self.queue):
             self.queue.remove(aid)
             self._advance(aid)
+        if any(next_stage(self.store, aid) in ("session", "validation", "measurements") for aid in self.by_id
+               if not self.store.is_done(aid)):
+            # Benchmark actors first: created later they would wait for CPUs that agent sessions hold.
+            self._ensure_actors()
         try:
             while self.queue or self.bench_queue or self.in_flight:
                 self._dispatch()
@@ -274,3 +284,4 @@ class Driver:
                     pass
             for bar in [*self.bars.values(), self.bar]:
                 bar.close()
+            self.store.flush()

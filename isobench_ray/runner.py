@@ -43,7 +43,7 @@ def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
-    store = RunStore(out)
+    store = RunStore(out, background_writes=True)
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("run.json", {
         "tasks": str(tasks_path), "agents": [s.model_dump() for s in agent_specs], "rollouts": rollouts,

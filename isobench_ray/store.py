@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Type, TypeVar
 
@@ -51,17 +52,38 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 class RunStore:
-    def __init__(self, run_dir: str | Path):
+    """Stage results on disk. With `background_writes`, files are written in order by one writer thread
+    (each still atomic and fsynced) while reads are served from memory, so a driver handling hundreds of
+    results a minute does not wait on the disk; `flush()` waits for every pending write."""
+
+    def __init__(self, run_dir: str | Path, background_writes: bool = False):
         self.root = Path(run_dir)
+        self._cache: dict[tuple[str, str], BaseModel] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-store") if background_writes else None
+        self._pending: list[Future] = []
+
+    def _write(self, path: Path, data: str | bytes) -> None:
+        if self._writer is None:
+            write_atomic(path, data)
+        else:
+            for future in [f for f in self._pending if f.done()]:
+                future.result()  # a failed write (a full disk) stops the driver here, not silently
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._writer.submit(write_atomic, path, data))
+
+    def flush(self) -> None:
+        for future in self._pending:
+            future.result()  # re-raises a failed write (a full disk) instead of losing it silently
+        self._pending = []
 
     def attempt_dir(self, attempt_id: str) -> Path:
         return self.root / "attempts" / attempt_id
 
     def write_model(self, path: Path, model: BaseModel) -> None:
-        write_atomic(path, model.model_dump_json(indent=2))
+        self._write(path, model.model_dump_json(indent=2))
 
     def write_json(self, name: str, data) -> None:
-        write_atomic(self.root / name, json.dumps(data, indent=2, default=str))
+        self._write(self.root / name, json.dumps(data, indent=2, default=str))
 
     def read_json(self, name: str):
         path = self.root / name
@@ -75,22 +97,30 @@ class RunStore:
     def save_stage(self, attempt_id: str, stage: str, model: BaseModel, logs: dict[str, str] | None = None) -> None:
         # Logs first, the stage JSON last: the JSON is the marker that the stage is complete.
         for name, text in (logs or {}).items():
-            write_atomic(self.attempt_dir(attempt_id) / name, text)
+            self._write(self.attempt_dir(attempt_id) / name, text)
+        self._cache[(attempt_id, stage)] = model
         self.write_model(self.attempt_dir(attempt_id) / STAGE_FILES[stage][0], model)
 
     def load_stage(self, attempt_id: str, stage: str) -> BaseModel | None:
+        if (attempt_id, stage) in self._cache:
+            return self._cache[(attempt_id, stage)]
         name, cls = STAGE_FILES[stage]
         path = self.attempt_dir(attempt_id) / name
         if not path.exists():
             return None
-        return cls.model_validate_json(path.read_text())
+        model = cls.model_validate_json(path.read_text())
+        self._cache[(attempt_id, stage)] = model
+        return model
 
-    def clear_attempt(self, attempt_id: str) -> None:
-        for name, _ in STAGE_FILES.values():
-            (self.attempt_dir(attempt_id) / name).unlink(missing_ok=True)
+    def clear_attempt(self, attempt_id: str, stages: tuple[str, ...] = tuple(STAGE_FILES)) -> None:
+        self.flush()
+        for stage in stages:
+            self._cache.pop((attempt_id, stage), None)
+            (self.attempt_dir(attempt_id) / STAGE_FILES[stage][0]).unlink(missing_ok=True)
 
     def records(self) -> list[AttemptRecord]:
         """Every finished attempt, in plan order when a plan exists."""
+        self.flush()
         plan = self.read_json("plan.json") or []
         order = {a["id"]: i for i, a in enumerate(plan)}
         out = []
