@@ -99,6 +99,8 @@ class Driver:
         self.actor_serial = 0
         self._gpus: int | None = None
         self._status_written = 0.0
+        self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
+        self.node_commits: collections.defaultdict[str | None, set[str]] = collections.defaultdict(set)
         for attempt, _, _ in plan:
             store.save_attempt(attempt)
             if store.is_done(attempt.id, retry_failed):
@@ -216,7 +218,8 @@ class Driver:
                 self._advance(aid)
                 continue
             attempt, task, agent = self.by_id[aid]
-            ref = self._session.options(name=f"session:{aid}").remote(attempt, task, agent.spec, self.settings)
+            # an agent that runs its own GPU experiments asks for GPUs in its config
+            ref = self._session.options(name=f"session:{aid}", num_gpus=agent.spec.gpus).remote(attempt, task, agent.spec, self.settings)
             self.in_flight[ref] = (aid, "session", None)
             sessions += 1
         if self.bench_queue and self._cpu_only():
@@ -227,10 +230,17 @@ class Driver:
             self._ensure_actors()
         while self.bench_queue and self.idle:
             aid = self.bench_queue.popleft()
-            actor = self.idle.pop(0)
             attempt, task, _ = self.by_id[aid]
+            actor = self._pick_actor(task)
             session = self.store.load_stage(aid, "session")
             self.in_flight[actor.run.remote(attempt, task, session.patch)] = (aid, "measurements", actor)
+
+    def _pick_actor(self, task: Task):
+        """An idle slot on a node that already holds this task's trees and mirror if there is one, else any."""
+        warm = [a for a in self.idle if task.parent_commit in self.node_commits[self.actor_node.get(a)]]
+        actor = (warm or self.idle)[0]
+        self.idle.remove(actor)
+        return actor
 
     def _failed(self, aid: str, stage: str, actor, error: BaseException) -> None:
         if actor is not None:
@@ -270,6 +280,9 @@ class Driver:
                         continue
                     if actor is not None:
                         self.idle.append(actor)
+                        node = model.slot.rsplit("/", 1)[0]  # "<ip>/<node id>/gpuN" -> the node
+                        self.actor_node[actor] = node
+                        self.node_commits[node].add(self.by_id[aid][1].parent_commit)
                     self.store.save_stage(aid, stage, model, logs)
                     self.bars[stage].update(1)
                     if getattr(model, "failure_cause", None) or any(getattr(a, "failure_cause", None) for a in getattr(model, "arms", [])):

@@ -112,6 +112,7 @@ class AgentSpec(Frozen):
     command: str | None = None
     time_limit_s: float = 7200.0
     network: bool = False  # command agents that call a model endpoint need it
+    gpus: float = 0  # GPUs the session itself needs (an agent that profiles on a GPU)
     env: dict[str, str] = Field(default_factory=dict)
 
 
