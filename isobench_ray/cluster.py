@@ -99,6 +99,7 @@ class Driver:
         self.actor_serial = 0
         self._gpus: int | None = None
         self._status_written = 0.0
+        self.delayed: list[tuple[float, str, str]] = []  # (retry at, attempt, stage) after a transient failure
         self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
         self.node_commits: collections.defaultdict[str | None, set[str]] = collections.defaultdict(set)
         for attempt, _, _ in plan:
@@ -209,6 +210,11 @@ class Driver:
                                               "queued_for_benchmark": len(self.bench_queue), "updated": time.time()})
 
     def _dispatch(self) -> None:
+        now = time.monotonic()
+        for due in [d for d in self.delayed if d[0] <= now]:
+            self.delayed.remove(due)
+            _, aid, stage = due
+            (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
         sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
         benchmarking = any(stage == "measurements" for _, stage, _ in self.in_flight.values())
         while self.queue and sessions < self.settings.agent_concurrency and not (benchmarking and self._cpu_only()):
@@ -247,8 +253,8 @@ class Driver:
             self._drop_actor(actor)  # never trust an actor whose call failed: its slot may hold leftovers
         self.tries[(aid, stage)] += 1
         if self.tries[(aid, stage)] < MAX_TRIES:
-            time.sleep(min(2 ** self.tries[(aid, stage)], 10))  # backoff before the retry
-            (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
+            # back off before the retry without stalling the loop: other results keep flowing
+            self.delayed.append((time.monotonic() + min(2 ** self.tries[(aid, stage)], 10), aid, stage))
         else:
             attempt = self.by_id[aid][0]
             self._finish(infra_record(attempt, self.store, stage, "".join(traceback.format_exception(error))))
@@ -262,7 +268,7 @@ class Driver:
             # Benchmark actors first: created later they would wait for CPUs that agent sessions hold.
             self._ensure_actors()
         try:
-            while self.queue or self.bench_queue or self.in_flight:
+            while self.queue or self.bench_queue or self.in_flight or self.delayed:
                 self._dispatch()
                 if not self.in_flight:
                     time.sleep(0.5)  # waiting for a benchmark actor to come up
