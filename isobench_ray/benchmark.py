@@ -21,7 +21,7 @@ from pathlib import Path
 from isobench_ray import commands
 from isobench_ray.models import ArmResult, Attempt, FailureCause, Measurements, Run, Task
 from isobench_ray.parsing import NoMetricsError, parse_metrics
-from isobench_ray.sandbox import LocalSandbox, reap_tagged
+from isobench_ray.sandbox import LocalSandbox, reap_tagged, tail
 from isobench_ray.scoring import default_primary_metric, higher_is_better
 from isobench_ray.stats import speedup_interval
 from isobench_ray.servers import start_server, wait_healthy
@@ -103,7 +103,7 @@ class ThreeWayBenchmark:
                 logs[f"bench/{arm}.r{rnd}.{i}.log"] = res.output[-LOG_LIMIT:]
                 run = Run(arm=arm, round=rnd, warmup=warm, duration_s=res.duration_s)
                 if proc is not None and proc.poll() is not None:
-                    state.failure = (FailureCause.server_crash, f"server exited with {proc.poll()} during the benchmark:\n{_tail(proc.output())}")
+                    state.failure = (FailureCause.server_crash, f"server exited with {proc.poll()} during the benchmark:\n{tail(proc.output(), 15)}")
                 elif res.timed_out:
                     state.failure = (FailureCause.bench_timeout, f"benchmark ran past {bench.timeout_s:.0f}s:\n{res.tail()}")
                 else:
@@ -192,6 +192,3 @@ def _first_primary(task: Task, arms: list[ArmResult]) -> str | None:
                 return default_primary_metric(task.benchmark.kind, run.metrics)
     return None
 
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])

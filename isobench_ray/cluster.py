@@ -23,12 +23,12 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
-from isobench_ray.models import Attempt, AttemptRecord, Task
+from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Task
 from isobench_ray.pipeline import infra_record, make_record, next_stage
 from isobench_ray.sandbox import reap_tagged
 from isobench_ray.settings import Settings
 from isobench_ray.stages import BenchSlot, Stages
-from isobench_ray.store import RunStore
+from isobench_ray.store import STAGE_FILES, RunStore
 
 if TYPE_CHECKING:
     from isobench_ray.agents import Agent
@@ -108,10 +108,10 @@ class Driver:
                 self.counts["done"] += 1
                 continue
             record = store.load_stage(attempt.id, "record")
-            if record is not None and (retry_failed and record.failure_cause is not None and record.failure_cause != "infra_error"):
-                store.clear_attempt(attempt.id)  # --retry-failed: the whole attempt again
-            elif record is not None:
-                store.clear_attempt(attempt.id, ("record",))  # infra error: keep finished stages
+            if record is not None:
+                # not done yet recorded: an infra error keeps its finished stages, --retry-failed redoes all
+                infra = record.failure_cause is FailureCause.infra_error
+                store.clear_attempt(attempt.id, ("record",) if infra else tuple(STAGE_FILES))
             self.queue.append(attempt.id)
         # One bar per stage (done/failed/running, ETA) and one for whole attempts, in the job's log.
         pending = collections.Counter(next_stage(store, aid) for aid in self.queue)

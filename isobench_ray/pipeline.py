@@ -12,14 +12,6 @@ from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Measuremen
 from isobench_ray.scoring import outcome, score
 from isobench_ray.store import RunStore
 
-# Failures that are the agent's doing; anything else that stops an attempt is the task's or the machine's.
-AGENT_CAUSES = {
-    FailureCause.no_patch, FailureCause.agent_timeout, FailureCause.agent_error, FailureCause.patch_does_not_apply,
-    FailureCause.compile_error, FailureCause.import_error, FailureCause.server_crash, FailureCause.server_timeout,
-    FailureCause.bench_timeout, FailureCause.bench_error, FailureCause.no_metrics, FailureCause.partial_metrics,
-}
-
-
 def plan_attempts(tasks: list[Task], agents: list[Agent], rollouts: int = 1) -> list[tuple[Attempt, Task, Agent]]:
     """tasks x agents x rollouts, skipping pairs an agent does not cover (a replay without that prediction)."""
     plan = []

@@ -24,6 +24,11 @@ from typing import Protocol
 OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes of output kept in memory per command; the log file keeps all
 
 
+def tail(text: str, lines: int = 20) -> str:
+    """The last lines of a command's output: what an error message shows."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 @dataclass
 class ExecResult:
     returncode: int | None
@@ -36,7 +41,7 @@ class ExecResult:
         return self.returncode == 0 and not self.timed_out
 
     def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.output.strip().splitlines()[-lines:])
+        return tail(self.output, lines)
 
 
 class Process(Protocol):

@@ -51,8 +51,7 @@ def hard_class(agent_vs_human_pct: float | None, band_pct: float) -> HardClass:
 
 
 def median_of(measurements: Measurements, arm: str) -> float | None:
-    result = measurements.arm(arm)
-    samples = result.samples(measurements.primary_metric) if result else []
+    samples = _samples(measurements, arm)
     return statistics.median(samples) if samples else None
 
 

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from isobench_ray.models import FailureCause, Task
-from isobench_ray.sandbox import Process, Sandbox
+from isobench_ray.sandbox import Process, Sandbox, tail
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,7 +29,7 @@ def wait_healthy(proc: Process, url: str, timeout_s: float) -> tuple[FailureCaus
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            return FailureCause.server_crash, f"server exited with code {code} before it answered:\n{_tail(proc.output())}"
+            return FailureCause.server_crash, f"server exited with code {code} before it answered:\n{tail(proc.output(), 15)}"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -37,7 +37,7 @@ def wait_healthy(proc: Process, url: str, timeout_s: float) -> tuple[FailureCaus
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         time.sleep(0.1)
-    return FailureCause.server_timeout, f"no answer from {url} within {timeout_s:.0f}s:\n{_tail(proc.output())}"
+    return FailureCause.server_timeout, f"no answer from {url} within {timeout_s:.0f}s:\n{tail(proc.output(), 15)}"
 
 
 def start_server(sandbox: Sandbox, task: Task, tree: Path, host: str, log_path: Path,
@@ -46,6 +46,3 @@ def start_server(sandbox: Sandbox, task: Task, tree: Path, host: str, log_path: 
     command = server_command(task, host, port)
     return sandbox.start(command, cwd=tree, env=env, log_path=log_path), command, port
 
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])

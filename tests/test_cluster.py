@@ -131,3 +131,29 @@ def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_failures_are_kept_unless_retry_failed_and_infra_errors_are_redone(tmp_path):
+    from isobench_ray.models import FailureCause, Status
+
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    try:
+        plan = plan_attempts(simulate.tasks(3), [simulate.SimAgent()])
+        settings = Settings(work_dir=str(tmp_path / "work"))
+
+        def run(retry_failed=False):
+            store = RunStore(tmp_path / "run")
+            Driver(store, plan, settings, stages=simulate.stages(0.01), retry_failed=retry_failed, show_progress=False).run()
+            return {r.attempt.id: r for r in RunStore(tmp_path / "run").records()}
+
+        first = run()
+        failed_id, infra_id, _ = (a.id for a, _, _ in plan)
+        store = RunStore(tmp_path / "run")
+        for aid, cause, status in ((failed_id, FailureCause.no_patch, Status.failed), (infra_id, FailureCause.infra_error, Status.error)):
+            store.save_stage(aid, "record", first[aid].model_copy(update={"failure_cause": cause, "status": status}))
+        second = run()
+        assert second[failed_id].failure_cause is FailureCause.no_patch  # a recorded failure stays
+        assert second[infra_id].status is Status.success  # an infra error is redone
+        assert run(retry_failed=True)[failed_id].status is Status.success  # unless asked
+    finally:
+        ray.shutdown()
