@@ -21,9 +21,9 @@ from pathlib import Path
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
-from isobench_ray.scoring import hard_class
-from isobench_ray.settings import Settings
-from isobench_ray.stats import hard_class_ci, speedup_interval
+from isobench_ray.scoring.hard import hard_class
+from isobench_ray.config import Settings
+from isobench_ray.scoring.stats import hard_class_ci, speedup_interval
 from isobench_ray.store import RunStore
 
 

@@ -19,16 +19,16 @@ import time
 import ray
 from ray.cluster_utils import Cluster
 
-from isobench_ray import simulate
-from isobench_ray.cluster import Driver
+from isobench_ray.cluster import simulate
+from isobench_ray.cluster.driver import Driver
 from isobench_ray.pipeline import plan_attempts
-from isobench_ray.settings import Settings
+from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
 
 
 @ray.remote(num_cpus=1)
 def _warm() -> None:
-    import isobench_ray.simulate  # noqa: F401  (what the stage workers will import)
+    import isobench_ray.cluster.simulate  # noqa: F401  (what the stage workers will import)
 
     time.sleep(2.0)
 

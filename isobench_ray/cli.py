@@ -16,7 +16,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import typer  # noqa: E402
 
-from isobench_ray.settings import Settings  # noqa: E402
+from isobench_ray.config import Settings  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ISO-Bench on Ray: agents, 3-way benchmarks, reports.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Work with task files.")
@@ -30,16 +30,15 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _settings(rounds: int | None = None, warmup: int | None = None, max_rounds: int | None = None,
               ci_target: float | None = None) -> Settings:
+    if rounds is not None and max_rounds is not None and max_rounds < rounds:
+        max_rounds = rounds  # "at least 5 rounds" with a smaller maximum means exactly 5
     given = {"rounds": rounds, "warmup_runs": warmup, "max_rounds": max_rounds, "ci_target_pct": ci_target}
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    if settings.max_rounds < settings.rounds:
-        settings = settings.model_copy(update={"max_rounds": settings.rounds})
-    return settings
+    return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
     from isobench_ray.agents import AgentConfigError, parse_agents
-    from isobench_ray.report import attempts_frame, print_summary
+    from isobench_ray.report.tables import attempts_frame, print_summary
     from isobench_ray.runner import PlanError, run
     from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
@@ -117,7 +116,7 @@ def tasks_validate(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Rebuild attempts.parquet and report.md from a run directory's records."""
-    from isobench_ray.report import print_summary, write_report
+    from isobench_ray.report.tables import print_summary, write_report
 
     if not (run_dir / "attempts").is_dir():
         _fail(f"{run_dir}: not a run directory (no attempts/)")
@@ -154,7 +153,7 @@ def parse_metrics_cmd(
     kind: Optional[str] = typer.Option(None, help="serving | latency | throughput | one_batch | ..."),
 ) -> None:
     """Print the metrics parsed from a benchmark's output as one JSON object."""
-    from isobench_ray.parsing import NoMetricsError, parse_metrics
+    from isobench_ray.engines.parsing import NoMetricsError, parse_metrics
 
     text = file.read_text(errors="replace")
     try:

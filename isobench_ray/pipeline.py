@@ -8,8 +8,8 @@ stage outputs, so resuming is nothing more than asking `next_stage` again.
 from __future__ import annotations
 
 from isobench_ray.agents import Agent
-from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Measurements, Session, Status, Task, Validation
-from isobench_ray.scoring import outcome, score
+from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measurements, Session, Status, Task, Validation
+from isobench_ray.scoring.hard import outcome, score
 from isobench_ray.store import RunStore
 
 def plan_attempts(tasks: list[Task], agents: list[Agent], rollouts: int = 1) -> list[tuple[Attempt, Task, Agent]]:
@@ -61,9 +61,10 @@ def make_record(attempt: Attempt, store: RunStore, band_pct: float, confidence: 
                          failure_stage="benchmark" if cause else None, detail=detail)
 
 
-def infra_record(attempt: Attempt, store: RunStore, stage: str, error: str) -> AttemptRecord:
-    """The machine failed after its retries: recorded so the report says so, redone on the next run."""
-    return AttemptRecord(attempt=attempt, status=Status.error, failure_cause=FailureCause.infra_error,
-                         failure_stage=stage, detail=error[-4000:],
+def error_record(attempt: Attempt, store: RunStore, stage: str, cause: FailureCause, detail: str) -> AttemptRecord:
+    """The task or the machine failed, not the agent: recorded so the report says so. An `infra_error`
+    is redone on the next run; any other cause only with --retry-failed."""
+    return AttemptRecord(attempt=attempt, status=Status.error, failure_cause=cause, failure_stage=stage,
+                         detail=detail[-4000:] if cause is not FailureCause.infra_error else detail[:4000],
                          session=store.load_stage(attempt.id, "session"),
                          validation=store.load_stage(attempt.id, "validation"))

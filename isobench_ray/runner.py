@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -10,10 +9,10 @@ from pathlib import Path
 
 from isobench_ray import __version__
 from isobench_ray.agents import make_agent
-from isobench_ray.models import AgentSpec
+from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
-from isobench_ray.report import write_report
-from isobench_ray.settings import Settings
+from isobench_ray.report.tables import write_report
+from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
 from isobench_ray.tasks import LoadResult, load_tasks
 
@@ -32,6 +31,30 @@ def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = 
     return loaded
 
 
+def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], settings: Settings) -> dict:
+    """What the numbers in a run directory depend on: measurement settings and every fingerprint."""
+    agents = {a.spec.name: a for _, _, a in plan}
+    return {
+        "measurement": settings.measurement(),
+        "tasks": {t.id: content_hash(t.fingerprint(), 16) for t in tasks},
+        "agents": {s.name: {t.id: agents[s.name].fingerprint(t) for t in tasks if agents[s.name].covers(t)}
+                   for s in agent_specs if s.name in agents},
+    }
+
+
+def check_resume(out: Path, settings: Settings) -> None:
+    """Numbers measured under other settings must not mix with these: stop and say which setting differs."""
+    previous = RunStore(out).read_json("run.json")
+    if not previous or "identity" not in previous:
+        return
+    before = previous["identity"]["measurement"]
+    now = settings.measurement()
+    changed = [f"{k}: {before.get(k)!r} in the run, {now[k]!r} now" for k in now if before.get(k) != now[k]]
+    if changed:
+        raise PlanError(f"{out} was measured with other settings ({'; '.join(changed)}). Resuming would mix "
+                        f"numbers measured differently: pass --fresh to start over, or a new --out.")
+
+
 def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings: Settings, *, rollouts: int = 1,
         task_ids: list[str] | None = None, repo: str | None = None, address: str | None = None,
         num_cpus: int | None = None, num_gpus: int | None = None, fresh: bool = False, retry_failed: bool = False,
@@ -43,13 +66,15 @@ def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
+    check_resume(out, settings)
     store = RunStore(out, background_writes=True)
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("run.json", {
-        "tasks": str(tasks_path), "agents": [s.model_dump() for s in agent_specs], "rollouts": rollouts,
+        "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, settings),
+        # env values may be secrets: only their names are written (their hashes are in the identity)
+        "agents": [s.model_dump() | {"env": sorted(s.env)} for s in agent_specs],
         "settings": settings.model_dump(), "isobench_version": __version__, "python": platform.python_version(),
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "tasks_hash": json.dumps(sorted(t.id for t in tasks)),
     })
     from isobench_ray import cluster  # Ray is imported only where the run needs it
 

@@ -24,7 +24,7 @@ from typing import Type, TypeVar
 
 from pydantic import BaseModel
 
-from isobench_ray.models import Attempt, AttemptRecord, FailureCause, Measurements, Scores, Session, Validation
+from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measurements, Scores, Session, Validation
 
 M = TypeVar("M", bound=BaseModel)
 STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {

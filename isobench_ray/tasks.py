@@ -21,22 +21,21 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from isobench_ray import commands
-from isobench_ray.models import BenchmarkSpec, RepoSpec, Task
+from isobench_ray.engines import engine_named
+from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task
 
 KNOWN_REPOS: dict[str, dict[str, str]] = {
-    "vllm": {
-        "url": "https://github.com/vllm-project/vllm.git",
-        "server_command": "python -m vllm.entrypoints.openai.api_server --model {model} --host {host} --port {port}",
-        "health_path": "/health",
-    },
-    "sglang": {
-        "url": "https://github.com/sgl-project/sglang.git",
-        "server_command": "python -m sglang.launch_server --model-path {model} --host {host} --port {port}",
-        "health_path": "/health",
-        "import_name": "sglang",
-    },
+    "vllm": {"url": "https://github.com/vllm-project/vllm.git"},
+    "sglang": {"url": "https://github.com/sgl-project/sglang.git"},
 }
+
+
+def repo_spec(name: str, fields: dict[str, Any]) -> RepoSpec:
+    """A repository entry with its engine's defaults (server command, readiness path, package name)."""
+    spec = {**KNOWN_REPOS.get(name, {}), **fields, "name": name}
+    engine = engine_named(spec.get("engine") or name)
+    defaults = {"server_command": engine.server_template, "health_path": engine.health_path, "import_name": engine.import_name}
+    return RepoSpec(**{k: v for k, v in defaults.items() if v is not None} | spec)
 # upstream `benchmark_mode` values; `standalone` means an offline script, the command says which
 _MODES = {"serving": "serving", "standalone": None, "prefix_caching": "latency", "latency": "latency", "throughput": "throughput"}
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -136,7 +135,12 @@ def _build(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, probl
         usable = False
     bench = dict(raw.get("benchmark") or {})
     model = raw.get("model")
-    cmd = commands.analyze(bench.get("command"), model=model, declared_kind=declared_kind or bench.get("kind"))
+    engine = engine_named(repo.engine_name)
+    cmd = engine.analyze(bench.get("command"), model=model, declared_kind=declared_kind or bench.get("kind"))
+    metric = bench.get("primary_metric")
+    if metric and not engine.knows_metric(metric):
+        problem("benchmark.primary_metric", f"unknown metric {metric!r} for engine {engine.name}: its direction is not known")
+        usable = False
     for f in cmd.findings:
         problem("benchmark.command" if f.field == "perf_command" else f.field, f.message, f.severity)
     if not usable or any(f.severity == "error" for f in cmd.findings):
@@ -178,12 +182,12 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
     out = LoadResult(records=len(doc["tasks"]))
     repos: dict[str, RepoSpec] = {}
     for name, spec in (doc.get("repos") or {}).items():
-        spec = {**KNOWN_REPOS.get(name, {}), **(spec or {}), "name": name}
+        spec = dict(spec or {})
         url = spec.get("url", "")
         if url and "://" not in url and not url.startswith("git@"):
             spec["url"] = str((path.parent / url).resolve())
         try:
-            repos[name] = RepoSpec(**spec)
+            repos[name] = repo_spec(name, spec)
         except ValidationError as exc:
             for err in exc.errors():
                 out.problems.append(Problem(source, f"repos.{name}", ".".join(map(str, err["loc"])), err["msg"]))
@@ -201,7 +205,7 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
             continue
         seen.add(task_id)
         repo_name = raw.get("repo")
-        repo = repos.get(repo_name) or (RepoSpec(name=repo_name, **KNOWN_REPOS[repo_name]) if repo_name in KNOWN_REPOS else None)
+        repo = repos.get(repo_name) or (repo_spec(repo_name, {}) if repo_name in KNOWN_REPOS else None)
         if repo is None:
             out.problems.append(Problem(source, task_id, "repo", f"unknown repo {repo_name!r}; define it under `repos:`"))
             continue
@@ -227,10 +231,10 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
 
 def _repo_for(name_hint: str, command: str | None, repo_override: str | None) -> RepoSpec:
     name = "sglang" if ("sglang" in name_hint.lower() or "sglang" in (command or "")) else "vllm"
-    spec = {**KNOWN_REPOS[name], "name": name}
+    fields = {}
     if repo_override:
-        spec["url"] = str(Path(repo_override).resolve()) if Path(repo_override).exists() else repo_override
-    return RepoSpec(**spec)
+        fields["url"] = str(Path(repo_override).resolve()) if Path(repo_override).exists() else repo_override
+    return repo_spec(name, fields)
 
 
 def _upstream_kind(rec: dict[str, Any], key: str, source: str, problems: list[Problem]) -> str | None:

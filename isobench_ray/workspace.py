@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import io
 import shutil
-import subprocess
 import tarfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import git
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from isobench_ray.models import content_hash
+from isobench_ray.sandbox.base import Sandbox
+from isobench_ray.schema import FailureCause, StageError, content_hash
 
 # Scratch folders agents are told to use; never part of the patch.
 SCRATCH_DIRS = (".bench_scratch", ".isobench")
@@ -38,11 +38,31 @@ def _locked(path: Path):
         yield
 
 
-@retry(stop=stop_after_attempt(3), wait=wait_exponential(min=2, max=30), reraise=True,
-       retry=retry_if_exception_type(git.GitCommandError))
+_NOT_FOUND = ("does not exist", "not found", "not a git repository", "could not read from remote", "no such")
+
+
 def mirror(url: str, cache_dir: Path, need: tuple[str, ...] = ()) -> Path:
     """The shared bare mirror of `url` under cache_dir, cloned once (file-locked across processes) and
-    fetched again when it lacks a commit in `need`. Network hiccups are retried with backoff."""
+    fetched again when it lacks a commit in `need`. Network hiccups are retried with backoff; a repository
+    that does not exist or a commit it does not have is the task's problem (StageError), never retried."""
+    try:
+        path = _mirror(url, cache_dir, need)
+    except git.GitCommandError as exc:
+        words = f"{exc.stderr or ''} {exc.stdout or ''}".strip()
+        if any(w in words.lower() for w in _NOT_FOUND):
+            raise StageError(FailureCause.repo_missing, f"cannot clone {url}: {words[-500:]}") from None
+        raise
+    missing = [c for c in need if not _has(git.Repo(path), c)]
+    if missing:
+        raise StageError(FailureCause.commit_missing, f"{url} has no commit {', '.join(missing)}")
+    return path
+
+
+@retry(stop=stop_after_attempt(3), wait=wait_exponential(min=2, max=30), reraise=True,
+       retry=retry_if_exception_type(git.GitCommandError))
+def _mirror(url: str, cache_dir: Path, need: tuple[str, ...]) -> Path:
+    if "://" not in url and not url.startswith("git@") and not Path(url).exists():
+        raise StageError(FailureCause.repo_missing, f"no repository at {url}")
     name = Path(url.rstrip("/")).name.removesuffix(".git") + "-" + content_hash(url, 8) + ".git"
     path = cache_dir / "mirrors" / name
     with _locked(path):
@@ -112,17 +132,20 @@ def detached_tree(mirror_path: Path, commit: str, dest: Path) -> Path:
     return dest
 
 
-def apply_patch(tree: Path, patch: str) -> str:
-    """Apply a patch in `tree`; returns the method that worked. Raises PatchApplyError with git's words."""
+def apply_patch(sandbox: Sandbox, tree: Path, patch: str, patch_file: Path) -> str:
+    """Apply a patch in `tree`, inside the sandbox where the tree is used; returns the method that worked.
+    Raises PatchApplyError with git's words. `patch_file` is a path outside the tree the sandbox can read."""
     if not patch.strip():
         return "empty"
+    sandbox.write_file(patch_file, patch)
     attempts = [("git apply", ["--whitespace=nowarn"]), ("git apply --recount --ignore-whitespace", ["--recount", "--ignore-whitespace", "--whitespace=nowarn"])]
     errors = []
     for method, flags in attempts:
-        proc = subprocess.run(["git", "apply", *flags, "-"], cwd=tree, input=patch.encode(), capture_output=True)
-        if proc.returncode == 0:
+        res = sandbox.exec(["git", "apply", *flags, str(patch_file)], cwd=tree, timeout_s=120,
+                           log_path=patch_file.with_suffix(".apply.log"))
+        if res.ok:
             return method
-        errors.append(f"{method}: {proc.stderr.decode(errors='replace').strip()}")
+        errors.append(f"{method}: {res.output.strip()}")
     raise PatchApplyError("\n".join(errors))
 
 

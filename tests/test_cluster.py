@@ -21,10 +21,11 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from isobench_ray import demo, simulate
-from isobench_ray.cluster import Driver
+from isobench_ray import demo
+from isobench_ray.cluster import simulate
+from isobench_ray.cluster.driver import Driver
 from isobench_ray.pipeline import plan_attempts
-from isobench_ray.settings import Settings
+from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
 
         def kill_when_busy():
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and driver.counts["done"] < 4:
+            while time.monotonic() < deadline and driver.progress.counts["done"] < 4:
                 time.sleep(0.1)
             cluster.remove_node(doomed, allow_graceful=False)
 
@@ -54,7 +55,7 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
         killer.join()
         records = store.records()
         assert sorted(r.attempt.id for r in records) == sorted(a.id for a, _, _ in plan)  # every one, once
-        assert driver.counts["done"] == len(plan)  # no attempt finished twice
+        assert driver.progress.counts["done"] == len(plan)  # no attempt finished twice
         assert all(r.status.value == "success" for r in records), [r.detail for r in records if r.status.value != "success"]
         assert not list((tmp_path / "run").rglob("*.tmp"))
         assert len({r.measurements.slot for r in records}) >= 2
@@ -65,10 +66,10 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
 
 DRIVER = textwrap.dedent("""
     import sys, ray
-    from isobench_ray import simulate
-    from isobench_ray.cluster import Driver
+    from isobench_ray.cluster import simulate
+    from isobench_ray.cluster.driver import Driver
     from isobench_ray.pipeline import plan_attempts
-    from isobench_ray.settings import Settings
+    from isobench_ray.config import Settings
     from isobench_ray.store import RunStore
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
     plan = plan_attempts(simulate.tasks(16), [simulate.SimAgent()])
@@ -134,7 +135,7 @@ def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
 
 
 def test_failures_are_kept_unless_retry_failed_and_infra_errors_are_redone(tmp_path):
-    from isobench_ray.models import FailureCause, Status
+    from isobench_ray.schema import FailureCause, Status
 
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:

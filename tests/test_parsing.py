@@ -1,4 +1,4 @@
-"""Tests of isobench_ray.parsing against real benchmark outputs (tests/fixtures/bench_outputs, see SOURCES.md)."""
+"""Tests of isobench_ray.engines.parsing against real benchmark outputs (tests/fixtures/bench_outputs, see SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from isobench_ray.parsing import (
+from isobench_ray.engines.parsing import (
     BENCH_KINDS,
     NoMetricsError,
     detect_kind,

@@ -13,7 +13,7 @@ import ray
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
-from isobench_ray.settings import Settings
+from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,10 @@ def test_noop_is_the_a_a_control(finished_run):
     for task in TASKS:
         row = rows[(task, "noop")]
         assert row["status"] == "success", row
-        assert 0.85 <= row["speedup_vs_baseline"] <= 1.15, row  # the demo's own figures: benchmarks/ and the note
+        # doing nothing measures as nothing, within the task's own noise as measured in the same rounds
+        # (baseline against baseline2); fixed bounds fail on a noisy shared machine, the band does not
+        assert abs(row["speedup_vs_baseline"] - 1) * 100 <= row["band_pct"], row
+        assert row["hard_class_ci"] != "beats", row
         assert row["hard_class"] == "worse"  # the human commit is faster than doing nothing
 
 
@@ -120,3 +123,29 @@ def test_resume_redoes_only_what_is_missing(finished_run):
     runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, show_progress=False)
     assert (folder / "record.json").exists() and (folder / "session.json").stat().st_mtime_ns == session_mtime
     assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
+
+
+def test_resuming_with_other_measurement_settings_stops_and_names_them(finished_run):
+    out, specs, settings = finished_run
+    other = settings.model_copy(update={"rounds": 5, "max_rounds": 5})
+    with pytest.raises(runner.PlanError, match=r"rounds: 3 in the run, 5 now.*--fresh"):
+        runner.run(str(demo.TASKS_FILE), specs, out, other, task_ids=TASKS, show_progress=False)
+
+
+def test_a_failing_setup_is_the_tasks_error_recorded_once(finished_run, tmp_path):
+    import yaml
+
+    _, _, settings = finished_run
+    doc = yaml.safe_load(demo.TASKS_FILE.read_text())
+    doc["repos"]["minillm"] |= {"url": str(demo.REPO_DIR), "setup_command": "echo 'no compiler here' >&2; exit 7"}
+    tasks_file = tmp_path / "tasks.yaml"
+    tasks_file.write_text(yaml.safe_dump(doc))
+    out, human = tmp_path / "run", parse_agents("human")
+    runner.run(str(tasks_file), human, out, settings, task_ids=[TASKS[0]], show_progress=False)
+    [record] = RunStore(out).records()
+    assert (record.status.value, record.failure_cause.value, record.failure_stage) == ("error", "setup_failed", "measurements")
+    assert "no compiler here" in record.detail
+    record_file = RunStore(out).attempt_dir(record.attempt.id) / "record.json"
+    mtime = record_file.stat().st_mtime_ns
+    runner.run(str(tasks_file), human, out, settings, task_ids=[TASKS[0]], show_progress=False)
+    assert record_file.stat().st_mtime_ns == mtime  # not run again by a plain rerun

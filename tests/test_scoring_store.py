@@ -5,9 +5,10 @@ import json
 import polars as pl
 import pytest
 
-from isobench_ray.models import ArmResult, Attempt, AttemptRecord, FailureCause, HardClass, Measurements, Run, Status
-from isobench_ray.report import COLUMNS, attempts_frame
-from isobench_ray.scoring import hard_class, higher_is_better, outcome, score, speedup
+from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, FailureCause, HardClass, Measurements, Run, Status
+from isobench_ray.report.tables import COLUMNS, attempts_frame
+from isobench_ray.engines import ENGINES, GENERIC
+from isobench_ray.scoring.hard import hard_class, outcome, score, speedup
 from isobench_ray.store import RunStore, write_atomic
 
 
@@ -15,14 +16,20 @@ def _measurements(metric, b, h, a, agent_cause=None):
     def arm(name, values, cause=None):
         return ArmResult(arm=name, commit="c", command="x", runs=[Run(arm=name, round=i, metrics={metric: v}) for i, v in enumerate(values)],
                          failure_cause=cause)
-    return Measurements(attempt_id="t.a.0.x", slot="cpu", primary_metric=metric,
+    return Measurements(attempt_id="t.a.0.x", slot="cpu", primary_metric=metric, higher_is_better=GENERIC.higher_is_better(metric),
                         arms=[arm("baseline", b), arm("human", h), arm("agent", a, agent_cause)])
 
 
 @pytest.mark.parametrize("metric, expected", [("output_throughput", True), ("requests_per_second", True), ("tokens_per_second", True),
                                               ("avg_latency", False), ("mean_ttft_ms", False), ("median_tpot_ms", False), ("p99_itl_ms", False)])
-def test_direction_of_metrics(metric, expected):
-    assert higher_is_better(metric) is expected
+def test_direction_of_metrics_comes_from_each_engines_table(metric, expected):
+    for engine in (*ENGINES.values(), GENERIC):
+        assert engine.higher_is_better(metric) is expected
+
+
+def test_an_unknown_metric_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="unknown metric 'speed_score'"):
+        GENERIC.higher_is_better("speed_score")
 
 
 def test_speedup_is_oriented_so_that_above_one_is_faster():

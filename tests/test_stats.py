@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from isobench_ray.models import HardClass
-from isobench_ray.stats import Interval, band_pct, hard_class_ci, noise_pct, not_discriminative, speedup_interval
+from isobench_ray.schema import HardClass
+from isobench_ray.scoring.stats import Interval, band_pct, hard_class_ci, noise_pct, not_discriminative, speedup_interval
 
 
 def _noisy(center, n, cv, seed):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from isobench_ray import commands
+from isobench_ray.engines import perf_command as commands
 from isobench_ray.tasks import TaskFileError, load_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

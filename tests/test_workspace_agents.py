@@ -7,10 +7,13 @@ import git
 import pytest
 
 from isobench_ray.agents import AgentConfigError, make_agent, parse_agents
-from isobench_ray.models import AgentSpec, Attempt, FailureCause, RepoSpec, Task, BenchmarkSpec
-from isobench_ray.session import run_session
-from isobench_ray.settings import Settings
+from isobench_ray.schema import AGENT_SPEC, Attempt, FailureCause, RepoSpec, Task, BenchmarkSpec
+from isobench_ray.sandbox.local import LocalSandboxes
+from isobench_ray.stages.session import run_session
+from isobench_ray.config import Settings
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, diff_between, extract_patch, mirror
+
+SANDBOXES = LocalSandboxes()
 
 
 def _task(repo: dict) -> Task:
@@ -43,7 +46,7 @@ def test_extract_patch_sees_new_and_changed_files_but_not_scratch(tiny_repo, tmp
     assert sorted(files) == ["tiny/__init__.py", "tiny/fast.py"]
     assert ".bench_scratch" not in patch
     fresh = detached_tree(mirror(str(tiny_repo["path"]), tmp_path / "cache"), tiny_repo["parent"], tmp_path / "fresh")
-    assert apply_patch(fresh, patch) == "git apply"
+    assert apply_patch(SANDBOXES("t", writable=[tmp_path], network=False), fresh, patch, tmp_path / "p.diff") == "git apply"
     assert (fresh / "tiny" / "fast.py").exists()
 
 
@@ -51,16 +54,16 @@ def test_patch_that_does_not_apply_says_why(tiny_repo, tmp_path):
     tree = detached_tree(mirror(str(tiny_repo["path"]), tmp_path / "cache"), tiny_repo["parent"], tmp_path / "tree")
     bad = "--- a/tiny/__init__.py\n+++ b/tiny/__init__.py\n@@ -1,2 +1,2 @@\n def nothing_like_this():\n-    pass\n+    return 1\n"
     with pytest.raises(PatchApplyError, match="patch failed|does not apply|corrupt"):
-        apply_patch(tree, bad)
+        apply_patch(SANDBOXES("t", writable=[tmp_path], network=False), tree, bad, tmp_path / "p.diff")
 
 
 # noop's empty patch is not a failure: it is the A/A control and gets benchmarked
 @pytest.mark.parametrize("kind, expect_patch, cause", [("human", True, None), ("noop", False, None)])
 def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, cause):
     task = _task(tiny_repo)
-    spec = AgentSpec(name=kind, kind=kind)
+    spec = AGENT_SPEC.validate_python(dict(name=kind, kind=kind))
     attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-    session, logs = run_session(attempt, task, spec, _settings(tmp_path))
+    session, logs = run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)
     assert session.failure_cause == cause
     assert bool(session.patch) == expect_patch
     if expect_patch:
@@ -88,33 +91,33 @@ def test_replay_predictions_and_a_patch_that_does_not_apply(tiny_repo, tmp_path)
     results = {}
     for agent in agents[:2]:
         attempt = Attempt.make(task, agent.spec, 0, agent.fingerprint(task))
-        results[agent.spec.name] = run_session(attempt, task, agent.spec, _settings(tmp_path))[0]
+        results[agent.spec.name] = run_session(attempt, task, agent.spec, _settings(tmp_path), sandboxes=SANDBOXES)[0]
     assert results["good"].failure_cause is None and "n * (n - 1) // 2" in results["good"].patch
     assert results["stale"].failure_cause == FailureCause.patch_does_not_apply
 
 
 def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path):
     task = _task(tiny_repo)
-    spec = AgentSpec(name="lazy", kind="command", command="true")
+    spec = AGENT_SPEC.validate_python(dict(name="lazy", kind="command", command="true"))
     attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-    assert run_session(attempt, task, spec, _settings(tmp_path))[0].failure_cause == FailureCause.no_patch
+    assert run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)[0].failure_cause == FailureCause.no_patch
 
 
 def test_command_agent_edits_and_times_out(tiny_repo, tmp_path):
     task = _task(tiny_repo)
-    editing = AgentSpec(name="sed", kind="command", command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py && cat {prompt_file} > /dev/null")
-    hanging = AgentSpec(name="hang", kind="command", command="echo start; sleep 600", time_limit_s=1.5)
+    editing = AGENT_SPEC.validate_python(dict(name="sed", kind="command", command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py && cat {prompt_file} > /dev/null"))
+    hanging = AGENT_SPEC.validate_python(dict(name="hang", kind="command", command="echo start; sleep 600", time_limit_s=1.5))
     out = {}
     for spec in (editing, hanging):
         attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-        out[spec.name] = run_session(attempt, task, spec, _settings(tmp_path))[0]
+        out[spec.name] = run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)[0]
     assert out["sed"].failure_cause is None and "n*(n-1)//2" in out["sed"].patch
     assert out["hang"].failure_cause == FailureCause.agent_timeout
 
 
 def test_attempt_ids_are_stable_and_content_derived(tiny_repo):
     task = _task(tiny_repo)
-    spec = AgentSpec(name="human", kind="human")
+    spec = AGENT_SPEC.validate_python(dict(name="human", kind="human"))
     fp = make_agent(spec).fingerprint(task)
     assert Attempt.make(task, spec, 0, fp).id == Attempt.make(task, spec, 0, fp).id
     assert Attempt.make(task, spec, 0, fp).id != Attempt.make(task, spec, 1, fp).id

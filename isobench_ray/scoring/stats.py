@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from isobench_ray.models import HardClass
+from isobench_ray.schema import HardClass
 
 MIN_BAND_PCT = 5.0  # the ISO-Bench band; a noisy task gets a wider one
 

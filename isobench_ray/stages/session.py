@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from isobench_ray.agents import SessionContext, make_agent
-from isobench_ray.models import AgentSpec, Attempt, FailureCause, Session, Task
-from isobench_ray.sandbox import LocalSandbox, reap_tagged
-from isobench_ray.settings import Settings
+from isobench_ray.config import Settings
+from isobench_ray.sandbox.base import SandboxFactory, SandboxUnavailable
+from isobench_ray.schema import AgentSpec, Attempt, FailureCause, Session, StageError, Task
 from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror, scratch
 
 PROMPT = """\
@@ -25,9 +25,11 @@ def render_prompt(task: Task, workdir, time_limit_s: float) -> str:
                          scratch=SCRATCH_DIRS[0], minutes=int(time_limit_s // 60))
 
 
-def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings) -> tuple[Session, dict[str, str]]:
+def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings, *,
+                sandboxes: SandboxFactory) -> tuple[Session, dict[str, str]]:
     """Returns the Session and its logs {file name: text}; the caller stores both."""
     started = time.monotonic()
+    agent = make_agent(spec)
     with scratch(settings.work_path, attempt.id, "session") as base:
         workdir, log_dir = base / "tree", base / "logs"
         log_dir.mkdir()
@@ -36,10 +38,19 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         prompt = render_prompt(task, workdir, spec.time_limit_s)
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(prompt)
-        sandbox = LocalSandbox(attempt.id, isolate=settings.isolate_agents, network=spec.network, writable=[workdir, log_dir])
+        # an agent that runs code is contained or not run at all; a replay is contained where it can be
+        isolate = settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
+        try:
+            sandbox = sandboxes(attempt.id, writable=[workdir, log_dir], network=spec.network, isolate=isolate, env=spec.env)
+        except SandboxUnavailable as exc:
+            raise StageError(FailureCause.sandbox_unavailable, f"agent {spec.name}: {exc}") from None
         ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
-        outcome = make_agent(spec).run(ctx)
-        reap_tagged(attempt.id)
+        agent_started = time.monotonic()
+        try:
+            outcome = agent.run(ctx)
+        finally:
+            sandbox.cleanup()
+        agent_s = time.monotonic() - agent_started
         patch, files = extract_patch(workdir)
         cause = outcome.failure_cause
         if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
@@ -49,4 +60,4 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         if agent_log.exists():
             logs["agent.log"] = agent_log.read_text(errors="replace")[-1_000_000:]
         return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
-                       duration_s=time.monotonic() - started, failure_cause=cause, detail=outcome.detail), logs
+                       duration_s=time.monotonic() - started, agent_s=agent_s, failure_cause=cause, detail=outcome.detail), logs

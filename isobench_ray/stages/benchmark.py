@@ -18,16 +18,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isobench_ray import commands
-from isobench_ray.models import ArmResult, Attempt, FailureCause, Measurements, Run, Task
-from isobench_ray.parsing import NoMetricsError, parse_metrics
-from isobench_ray.sandbox import LocalSandbox, reap_tagged, tail
-from isobench_ray.scoring import default_primary_metric, higher_is_better
-from isobench_ray.stats import speedup_interval
-from isobench_ray.servers import start_server, wait_healthy
-from isobench_ray.settings import Settings
-from isobench_ray.stages import BenchSlot
-from isobench_ray.workspace import apply_patch, detached_tree, mirror, scratch
+from isobench_ray.config import Settings
+from isobench_ray.engines import Engine, engine_named
+from isobench_ray.engines import perf_command as commands
+from isobench_ray.engines.parsing import NoMetricsError
+from isobench_ray.engines.server import launch
+from isobench_ray.sandbox.base import Sandbox, SandboxFactory, tail
+from isobench_ray.schema import ArmResult, Attempt, BenchSlot, FailureCause, Measurements, Run, StageError, Task
+from isobench_ray.scoring.stats import speedup_interval
+from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
 
 ARMS = ("baseline", "human", "agent")
 NOISE_ARM = "baseline2"
@@ -64,20 +63,24 @@ class _ArmState:
     result_runs: list[Run] = field(default_factory=list)
     failure: tuple[FailureCause, str] | None = None
     server_command: str | None = None
+    server_s: float = 0.0  # starting and stopping its servers
 
 
 class ThreeWayBenchmark:
-    def __init__(self, slot: BenchSlot, settings: Settings):
-        self.slot, self.settings = slot, settings
+    def __init__(self, slot: BenchSlot, settings: Settings, *, sandboxes: SandboxFactory):
+        self.slot, self.settings, self.sandboxes = slot, settings, sandboxes
 
-    def _prepare(self, attempt: Attempt, task: Task, patch: str, base: Path) -> dict[str, Path]:
+    def _prepare(self, sandbox: Sandbox, task: Task, patch: str, base: Path) -> dict[str, Path]:
         mirror_path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
         trees = {
             "baseline": detached_tree(mirror_path, task.parent_commit, base / "baseline"),
             "human": detached_tree(mirror_path, task.human_commit, base / "human"),
             "agent": detached_tree(mirror_path, task.parent_commit, base / "agent"),
         }
-        apply_patch(trees["agent"], patch)
+        try:
+            apply_patch(sandbox, trees["agent"], patch, base / "agent.diff")
+        except PatchApplyError as exc:  # validation applied it: something changed between the two
+            raise StageError(FailureCause.patch_does_not_apply, f"the validated patch no longer applies: {exc}") from None
         script = _script_path(task.benchmark.command)
         if script and (trees["baseline"] / script).is_file():
             for arm in ("human", "agent"):
@@ -85,18 +88,21 @@ class ThreeWayBenchmark:
                 shutil.copyfile(trees["baseline"] / script, trees[arm] / script)
         return trees
 
-    def _round(self, sandbox: LocalSandbox, task: Task, arm: str, tree: Path, rnd: int, state: _ArmState,
+    def _round(self, sandbox: Sandbox, engine: Engine, task: Task, arm: str, tree: Path, rnd: int, state: _ArmState,
                logs: dict[str, str], log_dir: Path) -> None:
         settings, bench = self.settings, task.benchmark
-        proc, command = None, bench.command
+        server, proc, command = None, None, bench.command
         try:
             if bench.kind == "serving":
-                proc, state.server_command, port = start_server(sandbox, task, tree, settings.host, log_dir / f"{arm}.r{rnd}.server.log")
-                cause, detail = wait_healthy(proc, f"http://{settings.host}:{port}{task.repo.health_path}", settings.server_start_timeout_s)
-                if cause:
-                    state.failure = (cause, detail)
+                t0 = time.monotonic()
+                server = launch(sandbox, engine, task, tree, settings.host, log_dir / f"{arm}.r{rnd}.server.log",
+                                settings.server_start_timeout_s)
+                proc, state.server_command = server.process, server.command
+                state.server_s += time.monotonic() - t0
+                if server.failure:
+                    state.failure = server.failure
                     return
-                command = f"{bench.command} --host {settings.host} --port {port}"
+                command = f"{bench.command} --host {settings.host} --port {server.port}"
             for i in range(settings.warmup_runs + settings.runs_per_round):
                 warm = i < settings.warmup_runs
                 res = sandbox.exec(command, cwd=tree, timeout_s=bench.timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log")
@@ -108,7 +114,7 @@ class ThreeWayBenchmark:
                     state.failure = (FailureCause.bench_timeout, f"benchmark ran past {bench.timeout_s:.0f}s:\n{res.tail()}")
                 else:
                     try:
-                        metrics = parse_metrics(res.output, kind=None, num_prompts=_num_prompts(command))
+                        metrics = engine.parse(res.output, num_prompts=_num_prompts(command))
                         if metrics.get("partial"):
                             state.failure = (FailureCause.partial_metrics, f"{metrics.get('failed')} requests failed")
                         run = run.model_copy(update={"metrics": metrics})
@@ -121,24 +127,24 @@ class ThreeWayBenchmark:
                 if state.failure:
                     return
         finally:
-            if proc is not None:
-                proc.stop()
-                logs[f"bench/{arm}.r{rnd}.server.log"] = proc.output()[-LOG_LIMIT:]
+            if server is not None:
+                t0 = time.monotonic()
+                logs[f"bench/{arm}.r{rnd}.server.log"] = server.stop()[-LOG_LIMIT:]
+                state.server_s += time.monotonic() - t0
 
-    def _stop_reason(self, task: Task, states: dict[str, "_ArmState"], rounds: int) -> str:
+    def _stop_reason(self, engine: Engine, task: Task, states: dict[str, "_ArmState"], rounds: int) -> str:
         settings = self.settings
         failed = [arm for arm, st in states.items() if st.failure]
         if failed:
             return f"{', '.join(failed)} failed"
         if rounds < settings.rounds:
             return ""
-        metric = task.benchmark.primary_metric or next(
-            (default_primary_metric(task.benchmark.kind, r.metrics) for st in states.values() for r in st.result_runs if r.metrics), None)
+        metric = _primary(engine, task, [r for st in states.values() for r in st.result_runs])
         if metric is None:
             return "no metric"
         samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if not r.warmup and metric in r.metrics]
                    for arm, st in states.items()}
-        width = interval_half_widths(samples, higher_is_better(metric), settings.confidence)
+        width = interval_half_widths(samples, engine.higher_is_better(metric), settings.confidence)
         if width <= settings.ci_target_pct:
             return f"interval half-width {width:.2f}% <= {settings.ci_target_pct}% after {rounds} rounds"
         if rounds >= settings.max_rounds:
@@ -149,17 +155,20 @@ class ThreeWayBenchmark:
         started = time.monotonic()
         logs: dict[str, str] = {}
         tag = f"{attempt.id}.bench"
+        engine = engine_named(task.repo.engine_name)
         with scratch(self.settings.work_path, attempt.id, "bench") as base:
             log_dir = base / "logs"
             log_dir.mkdir()
+            sandbox = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env)
             try:
-                trees = self._prepare(attempt, task, patch, base)
-                sandbox = LocalSandbox(tag, extra_env=self.slot.env)
+                trees = self._prepare(sandbox, task, patch, base)
                 if task.repo.setup_command:
                     for arm, tree in trees.items():
-                        res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=3600, log_path=log_dir / f"{arm}.setup.log")
+                        res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.setup_timeout_s,
+                                           log_path=log_dir / f"{arm}.setup.log")
                         if not res.ok:
-                            raise RuntimeError(f"setup of the {arm} tree failed: {res.tail()}")
+                            raise StageError(FailureCause.setup_failed, f"setup of the {arm} tree failed: {res.tail()}")
+                prepare_s = time.monotonic() - started
                 arm_names = ARMS + ((NOISE_ARM,) if self.settings.noise_arm else ())
                 trees[NOISE_ARM] = trees["baseline"]
                 states = {arm: _ArmState() for arm in arm_names}
@@ -169,8 +178,8 @@ class ThreeWayBenchmark:
                     order.append(arm_order(rnd, arm_names))
                     for arm in order[-1]:
                         if states[arm].failure is None:  # a failed arm is deterministic: not run again
-                            self._round(sandbox, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
-                    stop_reason = self._stop_reason(task, states, len(order))
+                            self._round(sandbox, engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
+                    stop_reason = self._stop_reason(engine, task, states, len(order))
                 arms = []
                 for arm in arm_names:
                     st = states[arm]
@@ -178,17 +187,18 @@ class ThreeWayBenchmark:
                         arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
                         command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
                         failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
-                metric = task.benchmark.primary_metric or _first_primary(task, arms) or "unknown"
-                return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric, arms=arms,
-                                    order=order, stop_reason=stop_reason, duration_s=time.monotonic() - started), logs
+                metric = _primary(engine, task, [r for a in arms for r in a.runs]) or "unknown"
+                return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
+                                    higher_is_better=engine.knows_metric(metric) and engine.higher_is_better(metric),
+                                    arms=arms, order=order, stop_reason=stop_reason, duration_s=time.monotonic() - started,
+                                    prepare_s=prepare_s, server_s=sum(st.server_s for st in states.values())), logs
             finally:
-                reap_tagged(tag)  # whatever outlived its server's process group
+                sandbox.cleanup()  # whatever outlived its server's process group
 
 
-def _first_primary(task: Task, arms: list[ArmResult]) -> str | None:
-    for arm in arms:
-        for run in arm.runs:
-            if run.metrics:
-                return default_primary_metric(task.benchmark.kind, run.metrics)
-    return None
+def _primary(engine: Engine, task: Task, runs: list[Run]) -> str | None:
+    """The task's primary metric, or the engine's first one present in the first run with metrics."""
+    if task.benchmark.primary_metric:
+        return task.benchmark.primary_metric
+    return next((engine.primary_metric(task.benchmark.kind, r.metrics) for r in runs if r.metrics), None)
 

@@ -24,13 +24,13 @@ _SCRIPTS: list[tuple[re.Pattern[str], str]] = [
 _VLLM_BENCH = {"serve": "serving", "latency": "latency", "throughput": "throughput"}
 
 # Engine flags that a serving *client* does not accept: they configure the server, so they move there.
-SERVER_FLAGS = {
+SERVER_FLAGS = frozenset({
     "--dtype", "--tensor-parallel-size", "-tp", "--tp", "--enable-prefix-caching", "--no-enable-prefix-caching",
     "--enable-chunked-prefill", "--max-num-batched-tokens", "--use-v2-block-manager", "--quantization",
     "--speculative-model", "--num-speculative-tokens", "--trust-remote-code", "--max-model-len",
     "--load-format", "--enforce-eager", "--guided-decoding-backend", "--gpu-memory-utilization",
     "--kv-cache-dtype", "--disable-radix-cache", "--lora-paths", "--distributed-executor-backend",
-}
+})
 _FLAGS_WITHOUT_VALUE = {
     "--enable-prefix-caching", "--no-enable-prefix-caching", "--use-v2-block-manager", "--trust-remote-code",
     "--enforce-eager", "--disable-radix-cache", "--ignore-eos", "--save-result", "--async-engine",
@@ -96,7 +96,8 @@ def _flag_name(token: str) -> str:
     return token.split("=", 1)[0].replace("_", "-") if token.startswith("-") else token
 
 
-def analyze(command: str | None, *, model: str | None = None, declared_kind: str | None = None) -> PerfCommand:
+def analyze(command: str | None, *, model: str | None = None, declared_kind: str | None = None,
+            server_flags: frozenset[str] = SERVER_FLAGS) -> PerfCommand:
     """Parse and check a perf command. Never raises: every problem becomes a Finding on `command`."""
     if command is None or not str(command).strip():
         return PerfCommand(kind=None, findings=[Finding("perf_command", "perf command is missing (null or empty)")])
@@ -140,7 +141,7 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
         takes_value = name.startswith("-") and "=" not in token and name not in _FLAGS_WITHOUT_VALUE and i + 1 < len(argv) and not argv[i + 1].startswith("--")
         group = argv[i : i + 2] if takes_value else argv[i : i + 1]
         i += len(group)
-        if kind == "serving" and name in SERVER_FLAGS:
+        if kind == "serving" and name in server_flags:
             result.server_args += group
             continue
         if kind == "serving" and name in _NOT_SERVING_CLIENT_FLAGS:

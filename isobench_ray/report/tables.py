@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from isobench_ray.models import AttemptRecord
+from isobench_ray.schema import AttemptRecord
 from isobench_ray.store import RunStore, write_atomic
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
@@ -71,19 +71,11 @@ def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _markdown(df: pl.DataFrame) -> str:
-    cols = df.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.iter_rows():
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
-    return str(v).replace("|", "\\|")
+    """A GitHub markdown table, written by Polars (pipes in text escaped so cells stay cells)."""
+    df = df.with_columns(pl.col(pl.Utf8).str.replace_all("|", "\\|", literal=True))
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
+                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=200, float_precision=3, tbl_width_chars=10_000):
+        return str(df)
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:

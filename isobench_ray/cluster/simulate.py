@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from isobench_ray.models import (AgentSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, RepoSpec, Run,
+from isobench_ray.schema import (NoopSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, RepoSpec, Run,
                                  Session, Task, Validation)
-from isobench_ray.settings import Settings
+from isobench_ray.config import Settings
+from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.stages import Stages
 
 
@@ -44,7 +45,7 @@ def tasks(n: int) -> list[Task]:
 
 class SimAgent:
     def __init__(self) -> None:
-        self.spec = AgentSpec(name="sim", kind="noop")
+        self.spec = NoopSpec(name="sim")
 
     def covers(self, task: Task) -> bool:
         return True
@@ -74,10 +75,10 @@ class SimBenchmark:
         arms = [ArmResult(arm=arm, commit="sim", command=task.benchmark.command,
                           runs=[Run(arm=arm, round=r, metrics={"avg_latency": value}) for r in range(3)])
                 for arm, value in (("baseline", 1.0), ("human", 0.5), ("agent", 0.8))]
-        return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric="avg_latency", arms=arms,
+        return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric="avg_latency", higher_is_better=False, arms=arms,
                             order=[["baseline", "human", "agent"]] * 3, stop_reason="simulated"), {}
 
 
 def stages(scale: float) -> Stages:
     return Stages(session=partial(session, scale=scale), validate=partial(validate, scale=scale),
-                  benchmark=partial(SimBenchmark, scale=scale))
+                  benchmark=partial(SimBenchmark, scale=scale), sandboxes=LocalSandboxes())

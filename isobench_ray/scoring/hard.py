@@ -1,7 +1,7 @@
 """Stage 4, hard metrics: pure functions from Measurements to Scores.
 
 Speedup is oriented so that > 1 always means faster: value/baseline for throughput-like metrics,
-baseline/value for latency-like ones. agent_vs_human_pct compares the two speedups (positive: agent
+baseline/value for latency-like ones (the direction comes with the Measurements, from the engine's table). agent_vs_human_pct compares the two speedups (positive: agent
 better). The hard class applies the ISO-Bench rule: beyond +band beats, within ±band similar, below worse.
 """
 
@@ -10,29 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from isobench_ray import stats
-from isobench_ray.models import FailureCause, HardClass, Measurements, Scores, Status
-
-# Preferred primary metric per task kind, first one present in the parsed output wins.
-PRIMARY_METRICS = {
-    "serving": ["output_throughput", "request_throughput", "total_token_throughput", "mean_tpot_ms", "mean_ttft_ms"],
-    "latency": ["avg_latency", "median_decode_latency", "total_latency", "cost_time", "mean_latency"],
-    "throughput": ["requests_per_second", "tokens_per_second", "output_tokens_per_second", "output_throughput"],
-}
-_LOWER_IS_BETTER = ("_ms", "latency", "duration", "time", "ttft", "tpot", "itl", "e2el")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Throughput-like metrics go up, latency-like go down (TTFT, TPOT, ITL, latency, elapsed time)."""
-    name = metric.lower()
-    if "throughput" in name or "per_second" in name:
-        return True
-    return not any(tag in name for tag in _LOWER_IS_BETTER)
-
-
-def default_primary_metric(kind: str, metrics: dict) -> str | None:
-    return next((m for m in PRIMARY_METRICS.get(kind, []) if m in metrics), None)
-
+from isobench_ray.scoring import stats
+from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status
 
 def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
     if value is None or baseline is None or value <= 0 or baseline <= 0:
@@ -83,7 +62,7 @@ def _pair(iv: stats.Interval | None, scale: float = 1.0, shift: float = 0.0) -> 
 
 def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95) -> Scores:
     metric = measurements.primary_metric
-    hib = higher_is_better(metric)
+    hib = measurements.higher_is_better
     b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
     base, human, agent = (_samples(measurements, arm) for arm in ("baseline", "human", "agent"))
     agent_iv = stats.speedup_interval(agent, base, hib, confidence=confidence)

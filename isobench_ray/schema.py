@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 BenchKind = Literal["serving", "latency", "throughput"]
 
@@ -32,7 +32,24 @@ class FailureCause(StrEnum):
     no_metrics = "no_metrics"  # the benchmark finished but printed no parsable result
     partial_metrics = "partial_metrics"  # some requests failed: the numbers are not comparable
     baseline_failed = "baseline_failed"  # baseline or human arm failed: the task, not the agent, is broken
-    infra_error = "infra_error"  # the harness or the machine failed (git, disk, process spawn, ...)
+    setup_failed = "setup_failed"  # the task's setup command failed in a tree
+    repo_missing = "repo_missing"  # the task's repository cannot be cloned
+    commit_missing = "commit_missing"  # a commit of the task is not in its repository
+    sandbox_unavailable = "sandbox_unavailable"  # the sandbox asked for cannot run on this machine
+    infra_error = "infra_error"  # the harness or the machine failed after retries (dead node, full disk, ...)
+
+
+class StageError(Exception):
+    """A deterministic failure of the task or the machine, not of the agent: recorded once as `error` with
+    its cause, and not run again on resume (unless --retry-failed). Anything else a stage raises is
+    treated as transient and retried."""
+
+    def __init__(self, cause: "FailureCause", detail: str):
+        super().__init__(cause, detail)
+        self.failure_cause, self.detail = FailureCause(cause), detail  # not `cause`: Ray wraps with that name
+
+    def __str__(self) -> str:
+        return f"{self.failure_cause.value}: {self.detail}"
 
 
 class Status(StrEnum):
@@ -65,7 +82,8 @@ def content_hash(data: Any, length: int = 12) -> str:
 class RepoSpec(Frozen):
     name: str
     url: str  # git URL or local path (resolved to absolute when loaded)
-    server_command: str | None = None  # template: {model} {host} {port}
+    engine: str | None = None  # see isobench_ray.engines; default: the engine named like the repository
+    server_command: str | None = None  # template: {model} {host} {port}; default: the engine's
     health_path: str = "/health"
     import_name: str | None = None  # the package to import during validation (default: repo name)
     setup_command: str | None = None  # run once in each prepared tree (e.g. a build step)
@@ -74,11 +92,15 @@ class RepoSpec(Frozen):
     def package(self) -> str:
         return self.import_name or self.name
 
+    @property
+    def engine_name(self) -> str:
+        return self.engine or self.name
+
 
 class BenchmarkSpec(Frozen):
     kind: BenchKind
     command: str
-    primary_metric: str | None = None  # default per kind, see scoring.default_primary_metric
+    primary_metric: str | None = None  # default per kind: the engine's first one present
     timeout_s: float = 1800.0
 
 
@@ -97,23 +119,55 @@ class Task(Frozen):
         return self.model_dump(exclude={"source"})
 
 
+class BenchSlot(Frozen):
+    """One benchmark slot: a GPU (or, without GPUs, a whole node's CPU) that runs one arm at a time."""
+
+    name: str
+    gpu_ids: tuple[int, ...] = ()
+
+    @property
+    def env(self) -> dict[str, str]:
+        # ISOBENCH_SLOT marks every process of this slot, so a later actor on it can reap leftovers.
+        env = {"ISOBENCH_SLOT": self.name}
+        if self.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
+        return env
+
+
 # ---------------------------------------------------------------- agents and attempts
 
 
-class AgentSpec(Frozen):
-    """One agent configuration. `kind` picks the implementation in agents.py."""
-
+class _AgentBase(Frozen):
     name: str
-    kind: Literal["human", "noop", "replay", "command"]
-    # replay: a predictions JSONL, a .diff file, or a directory of <task_id>.diff / <task_id>/model_patch.diff
-    patches: str | None = None
-    model_name: str | None = None  # replay: pick this model_name_or_path out of a predictions file
-    # command: template with {workdir} {prompt_file} {time_limit_s} {task_id}
-    command: str | None = None
-    time_limit_s: float = 7200.0
-    network: bool = False  # command agents that call a model endpoint need it
-    gpus: float = 0  # GPUs the session itself needs (an agent that profiles on a GPU)
-    env: dict[str, str] = Field(default_factory=dict)
+    time_limit_s: float = Field(7200.0, gt=0)  # the session's wall-clock budget
+    gpus: float = Field(0, ge=0)  # GPUs the session itself needs (an agent that profiles on a GPU)
+    network: bool = False  # agents that call a model endpoint need it
+    env: dict[str, str] = Field(default_factory=dict)  # the only variables the agent sees besides a minimal base
+
+
+class HumanSpec(_AgentBase):
+    kind: Literal["human"] = "human"  # applies the human commit: the oracle
+
+
+class NoopSpec(_AgentBase):
+    kind: Literal["noop"] = "noop"  # changes nothing: the A/A control
+
+
+class ReplaySpec(_AgentBase):
+    kind: Literal["replay"] = "replay"
+    # a predictions JSONL, a .diff file, or a directory of <task_id>.diff / <task_id>/model_patch.diff
+    patches: str
+    model_name: str | None = None  # pick this model_name_or_path out of a predictions file
+
+
+class CommandSpec(_AgentBase):
+    kind: Literal["command"] = "command"
+    command: str  # template with {workdir} {prompt_file} {time_limit_s} {task_id}
+
+
+# One agent configuration; `kind` picks the model and the implementation in isobench_ray/agents/.
+AgentSpec = Annotated[HumanSpec | NoopSpec | ReplaySpec | CommandSpec, Field(discriminator="kind")]
+AGENT_SPEC = TypeAdapter(AgentSpec)
 
 
 class Attempt(Frozen):
@@ -123,7 +177,7 @@ class Attempt(Frozen):
     id: str  # content hash of task fingerprint + agent spec + rollout
 
     @classmethod
-    def make(cls, task: Task, agent: AgentSpec, rollout: int, agent_fingerprint: Any) -> "Attempt":
+    def make(cls, task: Task, agent: _AgentBase, rollout: int, agent_fingerprint: Any) -> "Attempt":
         ident = content_hash({"task": task.fingerprint(), "agent": agent_fingerprint, "rollout": rollout})
         return cls(task_id=task.id, agent=agent.name, rollout=rollout, id=f"{task.id}.{agent.name}.{rollout}.{ident}")
 
@@ -138,7 +192,8 @@ class Session(Frozen):
     patch: str = ""
     files_changed: list[str] = Field(default_factory=list)
     exit_status: str = ""  # agent's own words: "done", "timeout", "exit 3", ...
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the whole stage: trees, agent, patch extraction
+    agent_s: float = 0.0  # the agent alone
     failure_cause: FailureCause | None = None
     detail: str = ""  # human-readable reason or log tail
 
@@ -155,6 +210,7 @@ class Validation(Frozen):
     checks: list[Check] = Field(default_factory=list)
     failure_cause: FailureCause | None = None
     apply_method: str | None = None  # which `git apply` variant worked
+    duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -190,10 +246,13 @@ class Measurements(Frozen):
     attempt_id: str
     slot: str  # which benchmark slot measured it (node/GPU), all arms on the same one
     primary_metric: str
+    higher_is_better: bool  # the metric's direction, from the engine's table
     arms: list[ArmResult]
     order: list[list[str]] = Field(default_factory=list)  # arm order per round
     stop_reason: str = ""  # why the rounds stopped: interval narrow enough, max rounds, an arm failed
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the whole stage
+    prepare_s: float = 0.0  # trees, patch and setup before the first round
+    server_s: float = 0.0  # starting and stopping servers, all arms and rounds
 
     def arm(self, name: str) -> ArmResult | None:
         return next((a for a in self.arms if a.arm == name), None)

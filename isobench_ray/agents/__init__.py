@@ -1,0 +1,60 @@
+"""Agents by kind: one module each, one spec model each (isobench_ray.schema), one registry here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from isobench_ray.agents.base import Agent, AgentConfigError, AgentOutcome, SessionContext
+from isobench_ray.agents.command import CommandAgent
+from isobench_ray.agents.human import HumanAgent
+from isobench_ray.agents.noop import NoopAgent
+from isobench_ray.agents.replay import ReplayAgent, model_names
+from isobench_ray.schema import AGENT_SPEC, AgentSpec, HumanSpec, NoopSpec, ReplaySpec
+
+KINDS: dict[str, type] = {"human": HumanAgent, "noop": NoopAgent, "replay": ReplayAgent, "command": CommandAgent}
+
+
+def make_agent(spec: AgentSpec) -> Agent:
+    return KINDS[spec.kind](spec)
+
+
+def parse_agents(text: str, agents_file: Path | None = None) -> list[AgentSpec]:
+    """`human,noop,replay:PATH[#model]` plus names defined in an agents YAML (`agents: [{name, kind, ...}]`)."""
+    defined: dict[str, AgentSpec] = {}
+    if agents_file:
+        doc = yaml.safe_load(agents_file.read_text()) or {}
+        for i, raw in enumerate(doc.get("agents") or []):
+            try:
+                spec = AGENT_SPEC.validate_python(raw)
+            except ValidationError as exc:
+                where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise AgentConfigError(f"{agents_file}: agents[{i}]: {where}") from exc
+            defined[spec.name] = spec
+    specs: list[AgentSpec] = []
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        if item in defined:
+            specs.append(defined[item])
+        elif item in ("human", "noop"):
+            specs.append(HumanSpec(name=item) if item == "human" else NoopSpec(name=item))
+        elif item.startswith("replay:"):
+            path, _, model = item.removeprefix("replay:").partition("#")
+            source = Path(path)
+            if not source.exists():
+                raise AgentConfigError(f"{item}: no such patch file or folder {path}")
+            if source.suffix == ".jsonl" and not model:
+                names = model_names(source) or [source.stem]
+                specs += [ReplaySpec(name=n, patches=str(source.resolve()), model_name=n) for n in names]
+            else:
+                specs.append(ReplaySpec(name=model or f"replay-{source.stem}", patches=str(source.resolve()), model_name=model or None))
+        else:
+            raise AgentConfigError(f"unknown agent {item!r}: use human, noop, replay:PATH, or a name from --agents-file")
+    names = [s.name for s in specs]
+    if len(names) != len(set(names)):
+        raise AgentConfigError(f"agent names must be unique: {names}")
+    return specs
+
+
+__all__ = ["Agent", "AgentConfigError", "AgentOutcome", "SessionContext", "make_agent", "parse_agents", "KINDS"]

@@ -1,0 +1,56 @@
+"""The Agent protocol: what changes the tree during a session. The harness, not the agent, extracts the
+patch afterwards (`git diff` against the starting tree), whatever the agent did with git."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from isobench_ray.sandbox.base import Sandbox
+from isobench_ray.schema import FailureCause, Task
+
+
+class AgentConfigError(ValueError):
+    pass
+
+
+@dataclass
+class SessionContext:
+    task: Task
+    workdir: Path
+    prompt_file: Path
+    sandbox: Sandbox
+    time_limit_s: float
+    mirror: Path
+    log_dir: Path
+
+
+@dataclass
+class AgentOutcome:
+    exit_status: str
+    failure_cause: FailureCause | None = None
+    detail: str = ""
+
+
+class Agent(Protocol):
+    spec: Any  # the kind's spec model in isobench_ray.schema
+    executes_code: bool  # runs a program (a model's agent): contained or not run at all
+
+    def covers(self, task: Task) -> bool: ...
+    def fingerprint(self, task: Task) -> Any:
+        """Everything that changes the agent's behaviour on this task: part of the attempt's identity."""
+        ...
+    def run(self, ctx: SessionContext) -> AgentOutcome: ...
+
+
+def apply_in_session(ctx: SessionContext, patch: str, name: str) -> AgentOutcome:
+    """Apply a recorded patch inside the session's sandbox (human and replay agents)."""
+    patch_file = ctx.log_dir / name
+    ctx.sandbox.write_file(patch_file, patch)
+    result = ctx.sandbox.exec(f"git apply --whitespace=nowarn {shlex.quote(str(patch_file))}", cwd=ctx.workdir,
+                              timeout_s=120, log_path=ctx.log_dir / "agent.log")
+    if result.ok:
+        return AgentOutcome("applied")
+    return AgentOutcome("apply failed", FailureCause.patch_does_not_apply, result.tail())

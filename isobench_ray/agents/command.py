@@ -1,0 +1,36 @@
+"""`command`: any CLI agent, from a command template with {workdir} {prompt_file} {time_limit_s} {task_id}."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from isobench_ray.agents.base import AgentOutcome, SessionContext
+from isobench_ray.schema import CommandSpec, FailureCause, Task, content_hash
+
+
+class CommandAgent:
+    executes_code = True
+
+    def __init__(self, spec: CommandSpec):
+        self.spec = spec
+
+    def covers(self, task: Task) -> bool:
+        return True
+
+    def fingerprint(self, task: Task) -> Any:
+        # env values change behaviour (a model name, an endpoint) but may be secrets: hashed, not written
+        return {"kind": "command", "command": self.spec.command, "time_limit_s": self.spec.time_limit_s,
+                "network": self.spec.network, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())}}
+
+    def run(self, ctx: SessionContext) -> AgentOutcome:
+        command = self.spec.command.format(workdir=shlex.quote(str(ctx.workdir)), prompt_file=shlex.quote(str(ctx.prompt_file)),
+                                           time_limit_s=int(ctx.time_limit_s), task_id=ctx.task.id)
+        result = ctx.sandbox.exec(command, cwd=ctx.workdir, timeout_s=ctx.time_limit_s,
+                                  log_path=ctx.log_dir / "agent.log")
+        if result.timed_out:
+            return AgentOutcome("timeout", FailureCause.agent_timeout, f"killed after {ctx.time_limit_s:.0f}s: {result.tail(5)}")
+        if result.returncode != 0:
+            # A non-zero exit with edits still counts: the patch is judged on its merits.
+            return AgentOutcome(f"exit {result.returncode}", None, result.tail(5))
+        return AgentOutcome("done")

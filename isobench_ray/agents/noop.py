@@ -1,0 +1,24 @@
+"""`noop`: changes nothing. The A/A control: its speedup is what "no change" measures as."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isobench_ray.agents.base import AgentOutcome, SessionContext
+from isobench_ray.schema import NoopSpec, Task
+
+
+class NoopAgent:
+    executes_code = False
+
+    def __init__(self, spec: NoopSpec):
+        self.spec = spec
+
+    def covers(self, task: Task) -> bool:
+        return True
+
+    def fingerprint(self, task: Task) -> Any:
+        return {"kind": "noop"}
+
+    def run(self, ctx: SessionContext) -> AgentOutcome:
+        return AgentOutcome("done")

@@ -1,0 +1,201 @@
+"""The scheduling loop: pipelines attempts through the stages as results come back.
+
+- Agent sessions and validations are Ray tasks (CPU); at most `agent_concurrency` sessions at once.
+- Benchmarks go to the slot pool (slots.py); a `ray.wait` loop, not an ActorPool, so a timed-out actor is
+  never handed a second benchmark.
+- Every stage result is written to the run directory as it arrives, so a stopped run resumes where it
+  stopped; failures follow the policy in policy.py; progress.py shows where things are.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import ray
+
+from isobench_ray.cluster.policy import RetryPolicy, describe, stage_error
+from isobench_ray.cluster.progress import Progress
+from isobench_ray.cluster.slots import SlotPool
+from isobench_ray.config import Settings
+from isobench_ray.pipeline import error_record, make_record, next_stage
+from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Task
+from isobench_ray.stages import Stages
+from isobench_ray.store import STAGE_FILES, RunStore
+
+if TYPE_CHECKING:
+    from isobench_ray.agents import Agent
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join a cluster at `address` (or RAY_ADDRESS), or start a local one with logical resources."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ACCEPT_ENV_VARS_FROM_HOST", "1")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus or 0, include_dashboard=False,
+                 log_to_driver=True)
+
+
+def _stage_task(fn: Callable[..., Any], name: str):
+    def stage(*args):
+        return fn(*args)
+
+    stage.__name__ = stage.__qualname__ = name
+    return ray.remote(num_cpus=1, max_retries=0)(stage)
+
+
+class Driver:
+    def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, "Agent"]], settings: Settings,
+                 retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None):
+        self.store, self.settings = store, settings
+        self.stages = stages or Stages.real(settings)
+        self._session = _stage_task(self.stages.session, "session")
+        self._validate = _stage_task(self.stages.validate, "validate")
+        self.slots = SlotPool(settings, self.stages)
+        self.policy = RetryPolicy()
+        self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
+        self.queue: collections.deque[str] = collections.deque()
+        self.bench_queue: collections.deque[str] = collections.deque()
+        self.in_flight: dict[Any, tuple[str, str, Any]] = {}
+        # driver-side clock per attempt and stage (submitted, returned), for benchmarks/overhead.py
+        self.timings: collections.defaultdict[str, dict[str, list[float]]] = collections.defaultdict(dict)
+        done = 0
+        for attempt, _, _ in plan:
+            store.save_attempt(attempt)
+            if store.is_done(attempt.id, retry_failed):
+                done += 1
+                continue
+            record = store.load_stage(attempt.id, "record")
+            if record is not None:
+                # not done yet recorded: an infra error keeps its finished stages, --retry-failed redoes all
+                infra = record.failure_cause is FailureCause.infra_error
+                store.clear_attempt(attempt.id, ("record",) if infra else tuple(STAGE_FILES))
+            self.queue.append(attempt.id)
+        pending = collections.Counter(next_stage(store, aid) for aid in self.queue)
+        self.progress = Progress(len(plan), done, pending, lambda data: store.write_json("status.json", data), show_progress)
+
+    # ------------------------------------------------------------ stages
+
+    def _advance(self, aid: str) -> None:
+        stage = next_stage(self.store, aid)
+        attempt, task, agent = self.by_id[aid]
+        if stage == "record":
+            self._finish(make_record(attempt, self.store, self.settings.hard_band_pct, self.settings.confidence))
+        elif stage == "session":
+            self.queue.append(aid)
+        elif stage == "validation":
+            ref = self._validate.options(name=f"validate:{aid}").remote(attempt, task, self.store.load_stage(aid, "session"), self.settings)
+            self._submit(ref, aid, "validation")
+        elif stage == "measurements":
+            self.bench_queue.append(aid)
+
+    def _submit(self, ref, aid: str, stage: str, actor=None) -> None:
+        self.in_flight[ref] = (aid, stage, actor)
+        self.timings[aid][stage] = [time.time()]
+
+    def _finish(self, record: AttemptRecord) -> None:
+        started = time.time()
+        self.store.save_stage(record.attempt.id, "record", record)
+        self.timings[record.attempt.id]["record"] = [started, time.time()]
+        self.progress.attempt_done(record.status.value, record.failure_stage)
+        self._show()
+
+    def _show(self) -> None:
+        running = collections.Counter(stage for _, stage, _ in self.in_flight.values())
+        self.progress.show(running, len(self.bench_queue))
+
+    def _dispatch(self) -> None:
+        for aid, stage in self.policy.due():
+            (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
+        sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
+        benchmarking = any(stage == "measurements" for _, stage, _ in self.in_flight.values())
+        while self.queue and sessions < self.settings.agent_concurrency and not (benchmarking and self.slots.cpu_only()):
+            aid = self.queue.popleft()
+            if next_stage(self.store, aid) != "session":
+                self._advance(aid)
+                continue
+            attempt, task, agent = self.by_id[aid]
+            # an agent that runs its own GPU experiments asks for GPUs in its config
+            ref = self._session.options(name=f"session:{aid}", num_gpus=agent.spec.gpus).remote(attempt, task, agent.spec, self.settings)
+            self._submit(ref, aid, "session")
+            sessions += 1
+        if self.bench_queue and self.slots.cpu_only():
+            # A CPU benchmark shares the cores with every other stage: measure only when nothing else runs.
+            if any(stage != "measurements" for _, stage, _ in self.in_flight.values()) or self.queue:
+                return
+        if self.bench_queue:
+            self.slots.ensure()
+        while self.bench_queue and self.slots.idle:
+            aid = self.bench_queue.popleft()
+            attempt, task, _ = self.by_id[aid]
+            actor = self.slots.pick(task)
+            session = self.store.load_stage(aid, "session")
+            self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
+
+    def _failed(self, aid: str, stage: str, actor, error: BaseException) -> None:
+        attempt = self.by_id[aid][0]
+        known = stage_error(error)
+        if known is not None:  # the task's or the machine's, deterministic: once, as an error
+            if actor is not None:
+                self.slots.idle.append(actor)  # the stage cleaned up after itself
+            self._finish(error_record(attempt, self.store, stage, known.failure_cause, known.detail))
+            return
+        if actor is not None:
+            self.slots.drop(actor)
+        if not self.policy.failed(aid, stage):
+            self._finish(error_record(attempt, self.store, stage, FailureCause.infra_error, describe(error)))
+
+    def _collect(self, ref) -> None:
+        aid, stage, actor = self.in_flight.pop(ref)
+        self.timings[aid][stage].append(time.time())
+        try:
+            model, logs = ray.get(ref)
+        except Exception as exc:  # a dead node/actor, or an exception in the stage
+            self._failed(aid, stage, actor, exc)
+            return
+        if actor is not None:
+            self.slots.release(actor, model.slot, self.by_id[aid][1])
+        self.store.save_stage(aid, stage, model, logs)
+        failed = bool(getattr(model, "failure_cause", None) or any(a.failure_cause for a in getattr(model, "arms", [])))
+        self.progress.stage_done(stage, failed)
+        self._advance(aid)
+
+    def start_slots(self) -> int:
+        return self.slots.start()
+
+    def run(self) -> None:
+        self.started = time.time()
+        for aid in list(self.queue):
+            self.queue.remove(aid)
+            self._advance(aid)
+        if self.queue or self.bench_queue or self.in_flight:
+            # Benchmark actors first: created later they would wait for CPUs that agent sessions hold.
+            self.slots.ensure()
+        try:
+            while self.queue or self.bench_queue or self.in_flight or self.policy.delayed:
+                self._dispatch()
+                if not self.in_flight:
+                    time.sleep(0.5)  # waiting for a benchmark actor to come up, or a retry's backoff
+                    continue
+                refs = list(self.in_flight)
+                ready, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+                if ready:  # take everything that is done, not one per loop
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                for ref in ready:
+                    self._collect(ref)
+                self._show()
+        finally:
+            for ref, (_, _, actor) in self.in_flight.items():
+                try:
+                    ray.cancel(ref, force=actor is None)  # actor tasks cannot be force-cancelled
+                except Exception:
+                    pass
+            self.progress.close()
+            self.store.write_json("timings.json", {"driver_started": self.started, "attempts": self.timings})
+            self.store.flush()

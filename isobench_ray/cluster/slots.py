@@ -1,0 +1,106 @@
+"""Benchmark slots as Ray actors, and the pool the driver hands benchmarks to.
+
+Each actor holds one slot: `num_gpus=1` where the cluster has GPUs, otherwise one actor pinned to each
+node with a CPU, because two CPU benchmarks side by side corrupt each other's timings. Before its first
+benchmark an actor reaps whatever an earlier actor on the same slot left running (engine workers outlive a
+SIGKILL of their server and would hold the GPU).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from isobench_ray.config import Settings
+from isobench_ray.schema import Attempt, BenchSlot, Task
+from isobench_ray.stages import Stages
+
+
+class BenchWorker:
+    """A benchmark slot: the GPU Ray gave this actor, or its node's CPU."""
+
+    def __init__(self, settings: Settings, stages: Stages):
+        gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+        # node IP for people, node id because simulated nodes on one machine share the IP
+        node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+        name = f"{node}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{node}/cpu"
+        stages.sandboxes.reap("ISOBENCH_SLOT", name)
+        self.bench = stages.benchmark(BenchSlot(name=name, gpu_ids=gpu_ids), settings)
+
+    def __repr__(self) -> str:  # the dashboard's actor list and log prefixes show this
+        return f"BenchSlot({self.bench.slot.name})"
+
+    def run(self, attempt: Attempt, task: Task, patch: str):
+        return self.bench.run(attempt, task, patch)
+
+
+_BenchActor = ray.remote(num_cpus=1, max_restarts=0)(BenchWorker)
+
+
+class SlotPool:
+    def __init__(self, settings: Settings, stages: Stages):
+        self.settings, self.stages = settings, stages
+        self.actors: dict[Any, str | None] = {}  # actor -> node id it is pinned to (CPU mode)
+        self.idle: list[Any] = []
+        self.serial = 0
+        self._gpus: int | None = None
+        self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
+        self.node_commits: collections.defaultdict[str | None, set[str]] = collections.defaultdict(set)
+
+    def ensure(self) -> None:
+        """One actor per GPU of the alive nodes, or one per alive CPU node."""
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        gpus = int(sum(n["Resources"].get("GPU", 0) for n in alive))  # not cluster_resources(): it lags a dead node
+        self._gpus = gpus
+        if gpus:
+            while len(self.actors) < gpus:
+                self._new(None, num_gpus=1)
+            return
+        pinned = set(self.actors.values())
+        for node in alive:
+            if node["Resources"].get("CPU", 0) >= 1 and node["NodeID"] not in pinned:
+                self._new(node["NodeID"], scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False))
+
+    def start(self) -> int:
+        """Create the actors now and wait until each is up; returns how many."""
+        self.ensure()
+        ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+        return len(self.actors)
+
+    def cpu_only(self) -> bool:
+        if self._gpus is None:
+            self._gpus = int(ray.cluster_resources().get("GPU", 0))
+        return self._gpus == 0
+
+    def _new(self, node_id: str | None, **options) -> None:
+        self.serial += 1
+        actor = _BenchActor.options(name=f"bench-slot-{self.serial}-{os.getpid()}", **options).remote(self.settings, self.stages)
+        self.actors[actor] = node_id
+        self.idle.append(actor)
+
+    def drop(self, actor) -> None:
+        """Never trust an actor whose call failed: its slot may hold leftovers; a new one reaps them."""
+        self.actors.pop(actor, None)
+        if actor in self.idle:
+            self.idle.remove(actor)
+        try:
+            ray.kill(actor)
+        except Exception:
+            pass
+
+    def pick(self, task: Task):
+        """An idle slot on a node that already holds this task's trees and mirror if there is one, else any."""
+        warm = [a for a in self.idle if task.parent_commit in self.node_commits[self.actor_node.get(a)]]
+        actor = (warm or self.idle)[0]
+        self.idle.remove(actor)
+        return actor
+
+    def release(self, actor, slot_name: str, task: Task) -> None:
+        self.idle.append(actor)
+        node = slot_name.rsplit("/", 1)[0]  # "<ip>/<node id>/gpuN" -> the node
+        self.actor_node[actor] = node
+        self.node_commits[node].add(task.parent_commit)

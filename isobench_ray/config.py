@@ -1,0 +1,68 @@
+"""Run settings: one model, read from `ISOBENCH_*` environment variables (pydantic-settings) and options,
+written to results/<run>/run.json so a run can be resumed and read back.
+
+The measurement settings (`MEASUREMENT_FIELDS`) are part of a run's identity: numbers measured with
+three rounds and numbers measured with five do not mix, so resuming a run with other values stops.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
+                      "runs_per_round", "hard_band_pct")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ISOBENCH_", frozen=True, extra="forbid")
+
+    # where things live
+    cache_dir: str = Field(str(Path.home() / ".cache" / "isobench"),  # git mirrors, shared across runs
+                           validation_alias=AliasChoices("cache_dir", "ISOBENCH_CACHE", "ISOBENCH_CACHE_DIR"))
+    work_dir: str = Field(str(Path(tempfile.gettempdir()) / "isobench-work"),  # per-stage scratch, removed after
+                          validation_alias=AliasChoices("work_dir", "ISOBENCH_WORK", "ISOBENCH_WORK_DIR"))
+    sandbox: Literal["local"] = "local"
+    isolate_agents: bool = True  # bubblewrap around agent sessions
+    # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray
+    # gives its workers (one per CPU asked for), which every arm must share; agents get none of them
+    env_passthrough: tuple[str, ...] = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                                        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_DEVICE_ORDER")
+    host: str = "127.0.0.1"
+    # time limits
+    server_start_timeout_s: float = Field(600.0, gt=0)
+    import_timeout_s: float = Field(300.0, gt=0)
+    setup_timeout_s: float = Field(3600.0, gt=0)
+    validate_server: bool = True  # start the agent's server once during validation (cheap on CPU; off for GPU-only engines)
+    # measurement (see docs/measurement.md)
+    rounds: int = Field(3, ge=2)  # interleaved rounds at least
+    max_rounds: int = Field(8, ge=2)  # ... and at most, while the intervals are wider than the target
+    ci_target_pct: float = Field(2.0, gt=0)  # stop when both speedup intervals' half-widths are under this
+    confidence: float = Field(0.95, gt=0, lt=1)
+    noise_arm: bool = True  # a second baseline arm in the same rounds: the task's own noise floor
+    warmup_runs: int = Field(0, ge=0)  # discarded runs after each server start
+    runs_per_round: int = Field(1, ge=1)  # measured runs per server start
+    hard_band_pct: float = Field(5.0, ge=0)
+    # scheduling
+    agent_concurrency: int = Field(4, ge=1)  # agent sessions at once (model endpoints have rate limits)
+
+    @model_validator(mode="after")
+    def _rounds_in_order(self) -> "Settings":
+        if self.max_rounds < self.rounds:
+            raise ValueError(f"max_rounds ({self.max_rounds}) is below rounds ({self.rounds})")
+        return self
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir)
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir)
+
+    def measurement(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in MEASUREMENT_FIELDS}

@@ -1,0 +1,95 @@
+"""The Engine seam: everything the harness knows about one inference engine, in one value.
+
+An engine answers, for a task: the server command and its readiness path, which flags of a perf command
+belong to the server and which to the client, the benchmark kind of a command, the flags that make the
+benchmark write its result as JSON, how to parse its output, and the primary metric and its direction,
+read from a table (never guessed from a metric's name). Pure data and pure functions: no processes here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from isobench_ray.engines import parsing, perf_command
+from isobench_ray.engines.perf_command import PerfCommand
+
+
+class UnknownMetric(ValueError):
+    pass
+
+
+# Direction of every metric the parsers produce: (full-match pattern, higher is better).
+_LATENCY_STATS = r"(mean|median|std|max|p\d+(\.\d+)?)_(ttft|tpot|itl|e2el)_ms"
+METRIC_DIRECTIONS: tuple[tuple[str, bool], ...] = (
+    # serving (vLLM and SGLang bench_serving)
+    (r"request_throughput|request_goodput|input_throughput|output_throughput|total_token_throughput", True),
+    (r"max_output_tokens_per_s|accept_length|completed", True),
+    (_LATENCY_STATS, False),
+    (r"duration", False),
+    # offline latency, prefix caching, SGLang one-batch
+    (r"avg_latency|avg_latency_per_token|avg_latency_per_output_token|cost_time|warmup_cost_time", False),
+    (r"prefill_latency|median_decode_latency|total_latency", False),
+    (r"prefill_throughput|median_decode_throughput|overall_throughput", True),
+    # offline throughput (vLLM and SGLang, mapped to vLLM's names)
+    (r"requests_per_second|tokens_per_second|output_tokens_per_second|input_tokens_per_second|last_gen_throughput", True),
+    (r"elapsed_time", False),
+)
+# First present wins when a task names no primary metric.
+PRIMARY_METRICS = {
+    "serving": ("output_throughput", "request_throughput", "total_token_throughput", "mean_tpot_ms", "mean_ttft_ms"),
+    "latency": ("avg_latency", "median_decode_latency", "total_latency", "cost_time"),
+    "throughput": ("requests_per_second", "tokens_per_second", "output_tokens_per_second"),
+}
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    server_template: str | None = None  # {model} {host} {port}
+    health_path: str = "/health"
+    import_name: str | None = None
+    server_flags: frozenset[str] = perf_command.SERVER_FLAGS
+    # benchmark script or module -> the flags that make it write its result as JSON to {path}
+    json_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    metric_directions: tuple[tuple[str, bool], ...] = METRIC_DIRECTIONS
+
+    def server_command(self, template: str | None, *, model: str | None, host: str, port: int) -> str:
+        template = template or self.server_template
+        if not template:
+            raise ValueError(f"engine {self.name}: no server command for a serving benchmark")
+        return template.format(model=model or "", host=host, port=port)
+
+    def analyze(self, command: str | None, *, model: str | None = None, declared_kind: str | None = None) -> PerfCommand:
+        """The perf command split into client and server flags, with every problem found."""
+        return perf_command.analyze(command, model=model, declared_kind=declared_kind, server_flags=self.server_flags)
+
+    def bench_kind(self, argv: list[str]) -> str | None:
+        return perf_command.script_kind(argv)[0]
+
+    def json_output_flags(self, command: str, path: str) -> list[str]:
+        """Flags to append so the benchmark also writes its result as JSON to `path` ([] when unknown)."""
+        _, argv = perf_command.split_env(command.split())
+        _, script = perf_command.script_kind(argv)
+        for pattern, flags in self.json_flags.items():
+            if re.search(pattern, script):
+                return [f.format(path=path, dir=path.rsplit("/", 1)[0] or ".", name=path.rsplit("/", 1)[-1]) for f in flags]
+        return []
+
+    def parse(self, output: str | None, json_data: dict | None = None, *, num_prompts: int | None = None) -> dict:
+        return parsing.parse_metrics(output, json_data=json_data, num_prompts=num_prompts)
+
+    def higher_is_better(self, metric: str) -> bool:
+        for pattern, higher in self.metric_directions:
+            if re.fullmatch(pattern, metric):
+                return higher
+        raise UnknownMetric(f"engine {self.name}: unknown metric {metric!r}; known: {self.known_metrics()}")
+
+    def knows_metric(self, metric: str) -> bool:
+        return any(re.fullmatch(p, metric) for p, _ in self.metric_directions)
+
+    def known_metrics(self) -> str:
+        return " | ".join(p for p, _ in self.metric_directions)
+
+    def primary_metric(self, kind: str, metrics: dict) -> str | None:
+        return next((m for m in PRIMARY_METRICS.get(kind, ()) if m in metrics), None)

@@ -1,0 +1,12 @@
+"""minillm, the bundled demo engine: vLLM's entry points, flags and output formats on a CPU."""
+
+from dataclasses import replace
+
+from isobench_ray.engines.vllm import VLLM
+
+MINILLM = replace(
+    VLLM,
+    name="minillm",
+    server_template="python -m minillm.entrypoints.openai.api_server --model {model} --host {host} --port {port}",
+    import_name="minillm",
+)

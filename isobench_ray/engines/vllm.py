@@ -1,0 +1,16 @@
+"""vLLM: its OpenAI-compatible server and the benchmark scripts of benchmarks/ and `vllm bench`."""
+
+from isobench_ray.engines.base import Engine
+
+_SERVING_JSON = ("--save-result", "--result-dir", "{dir}", "--result-filename", "{name}")
+
+VLLM = Engine(
+    name="vllm",
+    server_template="python -m vllm.entrypoints.openai.api_server --model {model} --host {host} --port {port}",
+    health_path="/health",
+    import_name="vllm",
+    json_flags={
+        r"benchmark_serving\.py$|^vllm bench serve$": _SERVING_JSON,
+        r"benchmark_(latency|throughput|prefix_caching)\.py$|^vllm bench (latency|throughput)$": ("--output-json", "{path}"),
+    },
+)

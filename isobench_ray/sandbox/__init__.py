@@ -1,0 +1,17 @@
+"""Sandboxes by kind: the protocol in base.py, one module per implementation, the run's factory here."""
+
+from __future__ import annotations
+
+from isobench_ray.config import Settings
+from isobench_ray.sandbox.base import ExecResult, Process, Sandbox, SandboxFactory, SandboxUnavailable, tail
+
+
+def make_sandboxes(settings: Settings) -> SandboxFactory:
+    if settings.sandbox == "local":
+        from isobench_ray.sandbox.local import LocalSandboxes
+
+        return LocalSandboxes(passthrough=tuple(settings.env_passthrough))
+    raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
+
+
+__all__ = ["ExecResult", "Process", "Sandbox", "SandboxFactory", "SandboxUnavailable", "make_sandboxes", "tail"]

@@ -1,0 +1,90 @@
+"""The Sandbox seam: where a stage runs commands, starts servers and touches files.
+
+Stages receive a `SandboxFactory` (from the run configuration, or the slot for benchmarks) and never build
+a sandbox themselves, so a local process group and a container are the same to them. The promises every
+implementation keeps are checked by one conformance suite (`tests/test_sandbox_conformance.py`):
+
+- `exec` never raises for a failing or hanging command: it reports `returncode` and `timed_out`, and the
+  whole process tree is gone when it returns, children that started their own session included;
+- only the environment the caller gave (plus a minimal base) is visible to the command;
+- with `network=False` nothing outside the sandbox can be reached, where `enforces_network` says so;
+- `cleanup()` removes everything this sandbox ever started, found by its own tag or label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes of output kept in memory per command; the log file keeps all
+
+Command = str | Sequence[str]  # a shell line, or an argv that no shell sees
+
+
+def tail(text: str, lines: int = 20) -> str:
+    """The last lines of a command's output: what an error message shows."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox asked for cannot be had here (no bubblewrap, no Docker engine): a machine problem."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    returncode: int | None
+    output: str  # stdout and stderr interleaved, as a person would have seen them
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, lines: int = 20) -> str:
+        return tail(self.output, lines)
+
+
+class Process(Protocol):
+    """A long-running command (an inference server)."""
+
+    def poll(self) -> int | None: ...
+    def stop(self, grace_s: float = 5.0) -> None: ...
+    def output(self) -> str: ...
+
+
+class Sandbox(Protocol):
+    tag: str
+    kind: str  # "local", "bwrap", "docker": shown in records and reports
+    enforces_network: bool  # network=False is a promise, not a wish
+
+    def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
+             log_path: Path | None = None) -> ExecResult: ...
+
+    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path) -> Process: ...
+
+    def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
+        """The HTTP status of a GET from where the commands run (None: nothing answered)."""
+        ...
+
+    def read_file(self, path: Path) -> bytes: ...
+    def write_file(self, path: Path, data: bytes | str) -> None: ...
+
+    def cleanup(self) -> list[str]:
+        """Stop everything this sandbox started; returns what it had to kill."""
+        ...
+
+
+class SandboxFactory(Protocol):
+    """Makes the sandboxes of one run; picklable, so it travels to Ray workers with the stages."""
+
+    kind: str
+    can_isolate: bool  # isolate=True will work here
+
+    def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None) -> Sandbox: ...
+
+    def reap(self, key: str, value: str) -> list[str]:
+        """Kill whatever carries label key=value (a dead actor's leftovers on its slot)."""
+        ...

@@ -1,0 +1,215 @@
+"""The local sandbox: process groups on this machine, inside bubblewrap when isolation is asked for.
+
+With `isolate`, bubblewrap makes the root file system read-only, only the writable paths writable, `/tmp`
+private, no network unless asked for, and gives the command its own PID namespace that dies with its
+parent. Every process carries `ISOBENCH_TAG` (this sandbox) and `ISOBENCH_PROC` (one launch) in its
+environment, so whatever outlives its parent's process group (engine workers survive a SIGKILL of the
+server; a `setsid` child leaves the group) is found and reaped by tag with psutil.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import psutil
+
+from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable
+
+# What every command sees of the host's environment; everything else must be given by name.
+# OPENBLAS_*: set on processors where older OpenBLAS builds compute wrong results; machine facts, no secrets.
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _kill_tree(pid: int, grace_s: float) -> None:
+    """SIGTERM a process group and its descendants, SIGKILL what is left after grace_s."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    try:
+        os.killpg(pid, 15)
+    except ProcessLookupError:
+        pass
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+
+
+def reap_tagged(value: str, key: str = "ISOBENCH_TAG") -> list[str]:
+    """SIGKILL every process whose environment carries key=value (orphans of a dead parent)."""
+    killed = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(key) == value:
+                proc.kill()
+                killed.append(f"pid {proc.pid} ({proc.name()})")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return killed
+
+
+class LocalProcess:
+    """A long-running command in its own process group, logging to a file."""
+
+    def __init__(self, popen: subprocess.Popen, log_path: Path, proc_tag: str):
+        self.popen, self.log_path, self.proc_tag = popen, log_path, proc_tag
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        _kill_tree(self.popen.pid, grace_s)
+        try:
+            self.popen.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        reap_tagged(self.proc_tag, "ISOBENCH_PROC")
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class LocalSandbox:
+    """Commands as local process groups; with `isolate`, inside bubblewrap (required, never silently dropped)."""
+
+    def __init__(self, tag: str, *, isolate: bool = False, network: bool = True, writable: Sequence[Path] = (),
+                 extra_env: dict[str, str] | None = None):
+        self.tag = tag
+        self.network = network
+        self.writable = [Path(p) for p in writable]
+        self.extra_env = extra_env or {}
+        self.bwrap = shutil.which("bwrap") if isolate else None
+        if isolate and not self.bwrap:
+            raise SandboxUnavailable("isolation asked for, but bubblewrap (bwrap) is not installed")
+        self.kind = "bwrap" if self.bwrap else "local"
+        self.enforces_network = self.bwrap is not None
+
+    @property
+    def isolated(self) -> bool:
+        return self.bwrap is not None
+
+    def _argv(self, command: Command, cwd: Path) -> list[str]:
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        if not self.bwrap:
+            return argv
+        wrap = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                "--unshare-pid", "--die-with-parent", "--new-session"]
+        if not self.network:
+            wrap.append("--unshare-net")
+        for path in dict.fromkeys([cwd, *self.writable]):
+            wrap += ["--bind", str(path), str(path)]
+        return wrap + ["--chdir", str(cwd), *argv]
+
+    def _env(self, env: dict[str, str] | None, proc_tag: str) -> dict[str, str]:
+        merged = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+        merged |= {**self.extra_env, **(env or {}), "ISOBENCH_TAG": self.tag, "ISOBENCH_PROC": proc_tag}
+        # `python` in a task's command is the harness's interpreter unless the task's env says otherwise.
+        merged["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{merged.get('PATH', os.defpath)}"
+        merged.setdefault("PYTHONUNBUFFERED", "1")
+        return merged
+
+    def _popen(self, command: Command, cwd: Path, env: dict[str, str] | None, log) -> tuple[subprocess.Popen, str]:
+        proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
+        popen = subprocess.Popen(self._argv(command, cwd), cwd=cwd, env=self._env(env, proc_tag), stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return popen, proc_tag
+
+    def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
+             log_path: Path | None = None) -> ExecResult:
+        start = time.monotonic()
+        log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as log:
+            popen, proc_tag = self._popen(command, cwd, env, log)
+            timed_out = False
+            try:
+                popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            # The leader may have exited while children linger; the group goes either way.
+            _kill_tree(popen.pid, grace_s=3.0)
+            popen.wait()
+        reap_tagged(proc_tag, "ISOBENCH_PROC")
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, log_path.stat().st_size - OUTPUT_LIMIT))
+            output = fh.read().decode(errors="replace")
+        return ExecResult(None if timed_out else popen.returncode, output, timed_out, time.monotonic() - start)
+
+    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path) -> LocalProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as log:  # the child keeps its own descriptor
+            popen, proc_tag = self._popen(command, cwd, env, log)
+        return LocalProcess(popen, log_path, proc_tag)
+
+    def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
+        # Local commands share this machine's loopback (an isolated one would not serve).
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return None
+
+    def read_file(self, path: Path) -> bytes:
+        return Path(path).read_bytes()
+
+    def write_file(self, path: Path, data: bytes | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+    def cleanup(self) -> list[str]:
+        return reap_tagged(self.tag)
+
+
+@dataclass(frozen=True)
+class LocalSandboxes:
+    """The factory of local sandboxes for one run. `passthrough` names host variables that benchmark and
+    validation commands may see (model caches); agents see only their own config's variables."""
+
+    passthrough: tuple[str, ...] = ()
+    kind: str = "local"
+
+    def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None) -> LocalSandbox:
+        host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
+        return LocalSandbox(tag, isolate=isolate, network=network, writable=writable,
+                            extra_env={**host, **(slot_env or {}), **(env or {})})
+
+    @property
+    def can_isolate(self) -> bool:
+        return shutil.which("bwrap") is not None
+
+    def reap(self, key: str, value: str) -> list[str]:
+        return reap_tagged(value, key)

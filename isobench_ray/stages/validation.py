@@ -1,0 +1,77 @@
+"""Stage 2, validation: cheap checks before any benchmark slot is spent on a patch.
+
+In the sandbox where arms run: the patch applies to a fresh tree at the parent commit, the changed Python
+files compile, the package imports, and (for serving tasks) the server starts and answers its readiness path.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from isobench_ray.config import Settings
+from isobench_ray.engines import engine_named
+from isobench_ray.engines.server import launch
+from isobench_ray.sandbox.base import Sandbox, SandboxFactory
+from isobench_ray.schema import Attempt, Check, FailureCause, Session, Task, Validation
+from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
+
+LOG_LIMIT = 200_000
+
+
+def validate(attempt: Attempt, task: Task, session: Session, settings: Settings, *,
+             sandboxes: SandboxFactory) -> tuple[Validation, dict[str, str]]:
+    logs: dict[str, str] = {}
+    started = time.monotonic()
+    with scratch(settings.work_path, attempt.id, "validate") as base:
+        sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True)
+        try:
+            checks, method, cause = _run_checks(sandbox, task, session, settings, base, logs)
+        finally:
+            sandbox.cleanup()
+    return Validation(attempt_id=attempt.id, checks=checks, failure_cause=cause, apply_method=method,
+                      duration_s=time.monotonic() - started), logs
+
+
+def _check(checks: list[Check], name: str, started: float, ok: bool, detail: str) -> bool:
+    checks.append(Check(name=name, ok=ok, detail=detail, duration_s=time.monotonic() - started))
+    return ok
+
+
+def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settings, base: Path,
+                logs: dict[str, str]) -> tuple[list[Check], str | None, FailureCause | None]:
+    checks: list[Check] = []
+    tree = detached_tree(mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit)),
+                         task.parent_commit, base / "tree")
+    t0 = time.monotonic()
+    try:
+        method = apply_patch(sandbox, tree, session.patch, base / "agent.diff")
+    except PatchApplyError as exc:
+        _check(checks, "apply", t0, False, str(exc))
+        return checks, None, FailureCause.patch_does_not_apply
+    _check(checks, "apply", t0, True, method)
+
+    py_files = [f for f in session.files_changed if f.endswith(".py") and (tree / f).exists()]
+    if py_files:
+        t0 = time.monotonic()
+        # compile() without writing .pyc files into the tree
+        code = "import sys\nfor f in sys.argv[1:]: compile(open(f, 'rb').read(), f, 'exec')"
+        res = sandbox.exec(["python", "-c", code, *py_files], cwd=tree, timeout_s=120, log_path=base / "compile.log")
+        if not _check(checks, "compile", t0, res.ok, res.tail(8)):
+            return checks, method, FailureCause.compile_error
+
+    t0 = time.monotonic()
+    res = sandbox.exec(["python", "-c", f"import {task.repo.package}"], cwd=tree, timeout_s=settings.import_timeout_s,
+                       log_path=base / "import.log")
+    if not _check(checks, "import", t0, res.ok, res.tail(8)):
+        return checks, method, FailureCause.import_error
+
+    if task.benchmark.kind == "serving" and settings.validate_server:
+        t0 = time.monotonic()
+        server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.host, base / "server.log",
+                        settings.server_start_timeout_s)
+        logs["validate_server.log"] = server.stop()[-LOG_LIMIT:]
+        cause, detail = server.failure or (None, server.command)
+        if not _check(checks, "server_start", t0, cause is None, detail):
+            return checks, method, cause
+    return checks, method, None

@@ -1,0 +1,165 @@
+"""One conformance suite for every sandbox implementation present: the promises of sandbox/base.py.
+
+Each promise runs for real (real processes, real HTTP on 127.0.0.1) against each implementation; a
+promise an implementation does not make (plain local processes cannot cut the network) is skipped with
+that reason, and the session stage never gives such a sandbox to an agent that runs code.
+"""
+
+import os
+import shutil
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import psutil
+import pytest
+
+from isobench_ray.sandbox import SandboxUnavailable
+from isobench_ray.sandbox.local import LocalSandbox, LocalSandboxes
+
+IMPLEMENTATIONS = [
+    pytest.param(dict(factory=LocalSandboxes(), isolate=False), id="local"),
+    pytest.param(dict(factory=LocalSandboxes(), isolate=True), id="bwrap",
+                 marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def make(request, tmp_path):
+    impl = request.param
+    made = []
+
+    def _make(tag="conf", network=False, env=None):
+        sandbox = impl["factory"](f"{tag}-{request.node.name}", writable=[tmp_path], network=network,
+                                  isolate=impl["isolate"], env=env)
+        made.append(sandbox)
+        return sandbox
+
+    yield _make
+    for sandbox in made:
+        sandbox.cleanup()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pids(path) -> list[int]:
+    return [int(line) for line in path.read_text().split()]
+
+
+@pytest.fixture
+def http_server():
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_output_and_exit_codes_come_back(make, tmp_path):
+    sandbox = make()
+    res = sandbox.exec("echo out; echo err >&2; exit 3", cwd=tmp_path, timeout_s=20)
+    assert res.returncode == 3 and not res.timed_out and not res.ok
+    assert "out" in res.output and "err" in res.output
+    argv = sandbox.exec(["python", "-c", "import sys; print('a b'); sys.exit(0)"], cwd=tmp_path, timeout_s=20)
+    assert argv.ok and argv.output.strip() == "a b"  # an argv sees no shell
+
+
+def test_a_timeout_kills_the_whole_tree_escaped_children_included(make, tmp_path):
+    script = "setsid sleep 300 & echo $! >> pids; sleep 300 & echo $! >> pids; sleep 300"
+    start = time.monotonic()
+    res = make().exec(script, cwd=tmp_path, timeout_s=1.5)
+    assert res.timed_out and res.returncode is None
+    assert time.monotonic() - start < 15
+    time.sleep(0.3)
+    # inside a PID namespace the pids written are the namespace's: check no sleep 300 is left at all
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    assert not leftovers, f"survived the time limit: {leftovers}"
+
+
+def test_a_stopped_server_takes_its_children_with_it(make, tmp_path):
+    sandbox = make(network=True)
+    proc = sandbox.start("sleep 301 & sleep 301", cwd=tmp_path, log_path=tmp_path / "log")
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.stop(grace_s=1)
+    time.sleep(0.3)
+    assert proc.poll() is not None
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "301"]]
+
+
+def test_cleanup_reaps_an_escaped_setsid_child(make, tmp_path):
+    sandbox = make(network=True)
+    proc = sandbox.start("setsid sleep 302 & wait", cwd=tmp_path, log_path=tmp_path / "log")
+    time.sleep(0.5)
+    os.killpg(proc.popen.pid, 9) if isinstance(sandbox, LocalSandbox) else None  # the parent dies hard
+    time.sleep(0.3)
+    sandbox.cleanup()
+    time.sleep(0.3)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "302"]]
+
+
+def test_only_the_given_environment_is_visible(make, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOBENCH_TEST_SECRET", "hunter2")
+    res = make(env={"GIVEN": "yes"}).exec("env", cwd=tmp_path, timeout_s=20)
+    assert res.ok
+    assert "GIVEN=yes" in res.output
+    assert "hunter2" not in res.output and "ISOBENCH_TEST_SECRET" not in res.output
+
+
+def test_no_network_when_none_was_asked_for(make, tmp_path, http_server):
+    closed = make(network=False)
+    if not closed.enforces_network:
+        pytest.skip(f"the {closed.kind} sandbox does not cut the network; agents that run code never get it")
+    fetch = ["python", "-c", f"import urllib.request; print(urllib.request.urlopen('{http_server}', timeout=3).read())"]
+    assert not closed.exec(fetch, cwd=tmp_path, timeout_s=20).ok
+    opened = make(tag="open", network=True).exec(fetch, cwd=tmp_path, timeout_s=20)
+    assert opened.ok and "hello" in opened.output
+
+
+def test_only_the_writable_paths_can_be_written(make, tmp_path):
+    sandbox = make()
+    if sandbox.kind == "local":
+        pytest.skip("plain local processes write wherever the user can; agents that run code never get them")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    res = sandbox.exec(f"echo ok > inside.txt && echo no > {outside}/x.txt", cwd=tmp_path, timeout_s=20)
+    assert (tmp_path / "inside.txt").read_text().strip() == "ok"
+    assert not res.ok and not (outside / "x.txt").exists()
+
+
+def test_files_and_http_go_where_the_commands_run(make, tmp_path):
+    sandbox = make(network=True)
+    sandbox.write_file(tmp_path / "sub" / "f.txt", "data")
+    assert sandbox.read_file(tmp_path / "sub" / "f.txt") == b"data"
+    port = 20000 + os.getpid() % 20000
+    proc = sandbox.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                         log_path=tmp_path / "http.log")
+    try:
+        deadline = time.monotonic() + 20
+        while sandbox.http_status(f"http://127.0.0.1:{port}/") != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sandbox.http_status(f"http://127.0.0.1:{port}/") == 200
+    finally:
+        proc.stop(grace_s=1)
+    assert sandbox.http_status(f"http://127.0.0.1:{port}/", timeout_s=1) is None
+
+
+def test_isolation_is_refused_not_dropped_where_it_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on this PATH
+    assert not LocalSandboxes().can_isolate
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        LocalSandboxes()("t", writable=[tmp_path], network=False, isolate=True)
