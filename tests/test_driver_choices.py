@@ -10,8 +10,9 @@ def test_benchmarks_prefer_a_node_that_already_has_the_commit(tmp_path):
     task = simulate.tasks(1)[0]
     cold, warm = object(), object()
     pool.idle = [cold, warm]
+    pool.ready = {cold, warm}
     pool.actor_node = {cold: "10.0.0.1/aaaa", warm: "10.0.0.2/bbbb"}
     pool.node_commits["10.0.0.2/bbbb"].add(task.parent_commit)
     assert pool.pick(task) is warm
     assert pool.pick(task) is cold  # no warm slot left: any idle one
-    assert pool.idle == []
+    assert pool.idle == [] and pool.pick(task) is None

@@ -59,6 +59,7 @@ class Driver:
         self._validate = _stage_task(self.stages.validate, "validate")
         self.slots = SlotPool(settings, self.stages)
         self.policy = RetryPolicy()
+        self._slots_checked = 0.0
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
         self.queue: collections.deque[str] = collections.deque()
         self.bench_queue: collections.deque[str] = collections.deque()
@@ -129,14 +130,24 @@ class Driver:
             # A CPU benchmark shares the cores with every other stage: measure only when nothing else runs.
             if any(stage != "measurements" for _, stage, _ in self.in_flight.values()) or self.queue:
                 return
-        if self.bench_queue:
-            self.slots.ensure()
-        while self.bench_queue and self.slots.idle:
-            aid = self.bench_queue.popleft()
-            attempt, task, _ = self.by_id[aid]
+        if self.bench_queue or any(stage == "measurements" for _, stage, _ in self.in_flight.values()):
+            self._ensure_slots()
+        while self.bench_queue:
+            attempt, task, _ = self.by_id[self.bench_queue[0]]
             actor = self.slots.pick(task)
+            if actor is None:
+                break
+            aid = self.bench_queue.popleft()
             session = self.store.load_stage(aid, "session")
             self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
+
+    def _ensure_slots(self) -> None:
+        # at most once a second: it asks the GCS for the alive nodes
+        if time.monotonic() - self._slots_checked >= 1.0:
+            self._slots_checked = time.monotonic()
+            self.slots.ensure()
+        else:
+            self.slots.poll_ready()
 
     def _failed(self, aid: str, stage: str, actor, error: BaseException) -> None:
         attempt = self.by_id[aid][0]

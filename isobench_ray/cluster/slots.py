@@ -46,17 +46,25 @@ class SlotPool:
         self.settings, self.stages = settings, stages
         self.actors: dict[Any, str | None] = {}  # actor -> node id it is pinned to (CPU mode)
         self.idle: list[Any] = []
+        # Only an actor that is up gets work: one created while a dead node still counted may never be
+        # placed, and a benchmark handed to it would wait forever.
+        self.ready: set[Any] = set()
+        self._starting: dict[Any, Any] = {}  # __ray_ready__ ref -> actor
         self.serial = 0
         self._gpus: int | None = None
         self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
         self.node_commits: collections.defaultdict[str | None, set[str]] = collections.defaultdict(set)
 
     def ensure(self) -> None:
-        """One actor per GPU of the alive nodes, or one per alive CPU node."""
+        """One actor per GPU of the alive nodes, or one per alive CPU node; surplus actors that are not up
+        (created while a dead node still counted) are dropped."""
+        self.poll_ready()
         alive = [n for n in ray.nodes() if n["Alive"]]
         gpus = int(sum(n["Resources"].get("GPU", 0) for n in alive))  # not cluster_resources(): it lags a dead node
         self._gpus = gpus
         if gpus:
+            for actor in [a for a in self.actors if a not in self.ready][: max(0, len(self.actors) - gpus)]:
+                self.drop(actor)
             while len(self.actors) < gpus:
                 self._new(None, num_gpus=1)
             return
@@ -68,8 +76,21 @@ class SlotPool:
     def start(self) -> int:
         """Create the actors now and wait until each is up; returns how many."""
         self.ensure()
-        ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+        ray.wait(list(self._starting), num_returns=len(self._starting))
+        self.poll_ready()
         return len(self.actors)
+
+    def poll_ready(self) -> None:
+        if not self._starting:
+            return
+        done, _ = ray.wait(list(self._starting), num_returns=len(self._starting), timeout=0)
+        for ref in done:
+            actor = self._starting.pop(ref)
+            try:
+                ray.get(ref)
+                self.ready.add(actor)
+            except Exception:  # it died starting (its node went): a new one replaces it
+                self.drop(actor)
 
     def cpu_only(self) -> bool:
         if self._gpus is None:
@@ -81,10 +102,13 @@ class SlotPool:
         actor = _BenchActor.options(name=f"bench-slot-{self.serial}-{os.getpid()}", **options).remote(self.settings, self.stages)
         self.actors[actor] = node_id
         self.idle.append(actor)
+        self._starting[actor.__ray_ready__.remote()] = actor
 
     def drop(self, actor) -> None:
         """Never trust an actor whose call failed: its slot may hold leftovers; a new one reaps them."""
         self.actors.pop(actor, None)
+        self.ready.discard(actor)
+        self._starting = {ref: a for ref, a in self._starting.items() if a is not actor}
         if actor in self.idle:
             self.idle.remove(actor)
         try:
@@ -93,9 +117,13 @@ class SlotPool:
             pass
 
     def pick(self, task: Task):
-        """An idle slot on a node that already holds this task's trees and mirror if there is one, else any."""
-        warm = [a for a in self.idle if task.parent_commit in self.node_commits[self.actor_node.get(a)]]
-        actor = (warm or self.idle)[0]
+        """An idle slot that is up, on a node that already holds this task's trees and mirror if there is
+        one, else any; None when no slot is free."""
+        up = [a for a in self.idle if a in self.ready]
+        warm = [a for a in up if task.parent_commit in self.node_commits[self.actor_node.get(a)]]
+        if not up:
+            return None
+        actor = (warm or up)[0]
         self.idle.remove(actor)
         return actor
 

@@ -1,0 +1,276 @@
+"""Hostile agents, broken tasks, a fragile run directory: each case for real (processes, git, HTTP, files).
+
+An agent is a program written by a model whose goal is to make numbers go up; its inputs (task files,
+other people's predictions) are often broken. Nothing escapes, nothing is lost, every error names its cause.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from isobench_ray import runner
+from isobench_ray.agents import AgentConfigError, parse_agents
+from isobench_ray.cli import app
+from isobench_ray.config import Settings
+from isobench_ray.engines import GENERIC
+from isobench_ray.engines.base import BadMetrics
+from isobench_ray.sandbox.local import LocalSandboxes
+from isobench_ray.schema import AGENT_SPEC, Attempt, BenchmarkSpec, FailureCause, RepoSpec, Session, StageError, Task
+from isobench_ray.stages.session import run_session
+from isobench_ray.stages.validation import validate
+from isobench_ray.store import RunLock, RunStore
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+
+
+def _task(repo: dict, **repo_fields) -> Task:
+    return Task(id="tiny-sum", repo=RepoSpec(name="tiny", url=str(repo["path"]), **repo_fields), human_commit=repo["human"],
+                parent_commit=repo["parent"], description="work() is slow for large n",
+                benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model m"))
+
+
+def _settings(tmp_path: Path, **kw) -> Settings:
+    return Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), **kw)
+
+
+def _session(task, settings, command, **spec):
+    agent = AGENT_SPEC.validate_python(dict(name="evil", kind="command", command=command, **spec))
+    from isobench_ray.agents import make_agent
+
+    attempt = Attempt.make(task, agent, 0, make_agent(agent).fingerprint(task))
+    return run_session(attempt, task, agent, settings, sandboxes=LocalSandboxes())
+
+
+# ---------------------------------------------------------------- agents contained
+
+
+@needs_bwrap
+def test_an_agent_sees_no_secret_no_mirror_and_cannot_write_outside(tiny_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-user")
+    settings = _settings(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    mirrors = Path(settings.cache_dir) / "mirrors"
+    script = (f"env > seen_env.txt; ls -a {mirrors} > seen_mirrors.txt 2>&1; ls {settings.work_dir} >> seen_mirrors.txt 2>&1; "
+              f"echo pwned > {outside}/pwned.txt; echo edit >> tiny/__init__.py")
+    session, _ = _session(_task(tiny_repo), settings, script, env={"GIVEN": "1"})
+    assert "GIVEN=1" in session.patch
+    assert "sk-secret-of-the-user" not in session.patch and "OPENAI_API_KEY" not in session.patch
+    assert mirrors.is_dir() and ".git" not in session.patch.split("seen_mirrors.txt")[1]  # the mirror is invisible
+    assert not (outside / "pwned.txt").exists()
+
+
+@needs_bwrap
+def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"the answer")
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    fetch = f"python -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read())\" > got.txt 2>&1"
+    try:
+        session, _ = _session(_task(tiny_repo), _settings(tmp_path), fetch)
+    finally:
+        server.shutdown()
+    assert "got.txt" in session.patch and "the answer" not in session.patch
+
+
+@needs_bwrap
+def test_a_child_that_drops_its_tag_and_leaves_its_session_is_gone(tiny_repo, tmp_path):
+    script = "env -u ISOBENCH_TAG -u ISOBENCH_PROC setsid sleep 313 > /dev/null 2>&1 & echo x >> tiny/__init__.py"
+    _session(_task(tiny_repo), _settings(tmp_path), script)
+    time.sleep(0.3)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "313"]]
+
+
+def test_hooks_and_config_the_agent_writes_in_its_git_never_run(tiny_repo, tmp_path):
+    """The patch comes from the harness's own git directory outside the tree: the agent's .git (its hooks,
+    its config, its commits, even its destruction) changes nothing the harness runs or sees."""
+    marker = tmp_path / "hook-ran"
+    script = (f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/hooks/post-index-change; chmod +x .git/hooks/post-index-change; "
+              f"cp .git/hooks/post-index-change .git/fsmon.sh; git config core.fsmonitor \"$PWD/.git/fsmon.sh\"; "
+              f"git config core.hooksPath \"$PWD/.git/hooks\"; echo edit >> tiny/__init__.py; "
+              f"git -c core.fsmonitor=false -c core.hooksPath=/dev/null commit -qam 'agent commit'; "
+              f"echo more >> tiny/__init__.py; rm -rf .git/objects")
+    session, _ = _session(_task(tiny_repo), _settings(tmp_path, isolate_agents=False), script)
+    assert "+edit" in session.patch and "+more" in session.patch  # committed or not, all in the patch
+    assert not marker.exists()
+
+
+def test_agents_that_run_code_are_refused_without_isolation(tiny_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no bubblewrap here; refused before anything runs
+    agents = [AGENT_SPEC.validate_python(dict(name="cli", kind="command", command="true"))]
+    tasks_file = tmp_path / "t.yaml"
+    tasks_file.write_text(json.dumps({"repos": {"tiny": {"url": str(tiny_repo["path"]), "server_command": "x {port}"}},
+                                      "tasks": [{"id": "t1", "repo": "tiny", "human_commit": tiny_repo["human"],
+                                                 "parent_commit": tiny_repo["parent"], "description": "d", "model": "m",
+                                                 "benchmark": {"kind": "latency", "command": "python benchmarks/benchmark_latency.py --model m"}}]}))
+    with pytest.raises(runner.PlanError, match="--sandbox none"):
+        runner.run(str(tasks_file), agents, tmp_path / "run", _settings(tmp_path))
+
+
+# ---------------------------------------------------------------- numbers checked at the boundary
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_a_metric_that_is_not_a_positive_number_is_bad_metrics(value):
+    text = (f"Avg latency: {value} seconds\n10% percentile latency: 0.1 seconds\n")
+    with pytest.raises(BadMetrics, match=f"avg_latency.*{value}|{value}.*avg_latency"):
+        GENERIC.parse(text)
+
+
+def test_zero_failed_requests_is_a_valid_zero():
+    text = """============ Serving Benchmark Result ============
+Successful requests:                     10
+Failed requests:                         0
+Benchmark duration (s):                  1.00
+Total input tokens:                      100
+Total generated tokens:                  100
+Request throughput (req/s):              10.00
+Output token throughput (tok/s):         100.00
+Total Token throughput (tok/s):          200.00
+==================================================
+"""
+    assert GENERIC.parse(text)["failed"] == 0
+
+
+def test_a_record_cannot_hold_nan():
+    from isobench_ray.schema import Run
+
+    with pytest.raises(ValueError, match="finite"):
+        Run(arm="agent", round=0, metrics={"avg_latency": float("nan")})
+
+
+# ---------------------------------------------------------------- names that cannot become paths
+
+
+def test_an_agent_name_from_a_predictions_file_cannot_leave_the_run_dir(tmp_path):
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"instance_id": "t1", "model_patch": "x", "model_name_or_path": "../../../etc/evil"}) + "\n")
+    [spec] = parse_agents(f"replay:{preds}")
+    assert "/" not in spec.name and ".." not in spec.name and spec.model_name == "../../../etc/evil"
+    with pytest.raises(ValueError):
+        AGENT_SPEC.validate_python(dict(name="../x", kind="noop"))
+
+
+def test_malformed_prediction_lines_and_binary_patches_name_the_file(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instance_id": "t1", "model_patch": "x"}\nnot json\n')
+    with pytest.raises(AgentConfigError, match=r"bad.jsonl:2"):
+        parse_agents(f"replay:{bad}#m")
+    binary = tmp_path / "b.diff"
+    binary.write_bytes(b"\xff\xfe\x00\x81binary")
+    with pytest.raises(AgentConfigError, match=r"b.diff: not a text patch"):
+        parse_agents(f"replay:{binary}")
+
+
+# ---------------------------------------------------------------- broken tasks, found at plan time
+
+
+def _tasks_file(tmp_path, url, human, parent, **extra) -> Path:
+    import yaml
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump({"repos": {"tiny": {"url": url, "server_command": "python -m http.server {port}", **extra.pop("repo", {})}},
+                                    "tasks": [{"id": "t1", "repo": "tiny", "human_commit": human, "parent_commit": parent,
+                                               "description": "d", "model": "m",
+                                               "benchmark": {"kind": "latency", "command": "python benchmarks/benchmark_latency.py --model m", **extra}}]}))
+    return path
+
+
+def test_tasks_validate_finds_a_missing_commit_and_a_missing_repository(tiny_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    cli = CliRunner()
+    missing_commit = _tasks_file(tmp_path, str(tiny_repo["path"]), "0" * 40, tiny_repo["parent"])
+    res = cli.invoke(app, ["tasks", "validate", str(missing_commit)])
+    assert res.exit_code == 1 and "commit_missing" in res.output and "0" * 12 in res.output, res.output
+    (tmp_path / "b").mkdir()
+    missing_repo = _tasks_file(tmp_path / "b", str(tmp_path / "no-such-repo"), tiny_repo["human"], tiny_repo["parent"])
+    res = cli.invoke(app, ["tasks", "validate", str(missing_repo)])
+    assert res.exit_code == 1 and "repo_missing" in res.output and "no-such-repo" in res.output, res.output
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"timeout_s": -5}, "benchmark.timeout_s"),
+    ({"primary_metric": "vibes"}, "benchmark.primary_metric"),
+    ({"command": "python /etc/benchmark_latency.py --model m"}, "benchmark.command"),
+    ({"repo": {"import_name": "os; import shutil"}}, "repo.import_name"),
+    ({"repo": {"server_command": "python -m x --json '{\"a\": 1}' --port {port}"}}, "repo.server_command"),
+])
+def test_bad_task_fields_are_named(tiny_repo, tmp_path, extra, field):
+    from isobench_ray.tasks import load_tasks
+
+    result = load_tasks(_tasks_file(tmp_path, str(tiny_repo["path"]), tiny_repo["human"], tiny_repo["parent"], **extra))
+    assert not result.tasks
+    assert any(p.field == field for p in result.errors), [str(p) for p in result.problems]
+
+
+def test_a_repository_url_into_system_directories_is_refused(tiny_repo, tmp_path):
+    from isobench_ray.tasks import load_tasks
+
+    result = load_tasks(_tasks_file(tmp_path, "../../../../../../etc", tiny_repo["human"], tiny_repo["parent"]))
+    assert not result.tasks and any(p.field == "repo.url" for p in result.errors)
+
+
+def test_a_parent_whose_server_never_starts_is_the_tasks_error(tiny_repo, tmp_path):
+    task = _task(tiny_repo, server_command="python -c 'import time; time.sleep(60)' {port}")
+    task = task.model_copy(update={"benchmark": BenchmarkSpec(kind="serving", command="python benchmarks/benchmark_serving.py --model m")})
+    session = Session(attempt_id="a", patch="", files_changed=[])
+    with pytest.raises(StageError) as err:
+        validate(Attempt(task_id="tiny-sum", agent="human", id="tiny-sum.human.0.x"), task, session,
+                 _settings(tmp_path, server_start_timeout_s=2), sandboxes=LocalSandboxes())
+    assert err.value.failure_cause is FailureCause.baseline_failed and "parent commit" in err.value.detail
+
+
+# ---------------------------------------------------------------- a run directory that survives
+
+
+def test_a_truncated_record_is_named_moved_aside_and_redone(tmp_path, capsys):
+    from isobench_ray.schema import AttemptRecord, Status
+
+    store = RunStore(tmp_path)
+    attempt = Attempt(task_id="t", agent="a", id="t.a.0.x")
+    store.save_stage(attempt.id, "record", AttemptRecord(attempt=attempt, status=Status.success))
+    path = store.attempt_dir(attempt.id) / "record.json"
+    path.write_text(path.read_text()[:40])
+    fresh = RunStore(tmp_path)
+    assert fresh.load_stage(attempt.id, "record") is None  # redone
+    assert not path.exists() and list(path.parent.glob("record.json.unreadable-*"))
+    assert fresh.records() == []
+    assert str(path) in capsys.readouterr().err
+
+
+def test_a_second_driver_on_the_same_run_dir_is_refused(tmp_path):
+    with RunLock(tmp_path / "run"):
+        with pytest.raises(runner.PlanError, match=rf"pid {os.getpid()} on {socket.gethostname()}"):
+            with RunLock(tmp_path / "run"):
+                pass
+    with RunLock(tmp_path / "run"):  # released: the next one gets it
+        pass
+
+
+def test_a_100mb_file_in_the_tree_is_patch_too_large_kept_once_compressed(tiny_repo, tmp_path):
+    session, logs = _session(_task(tiny_repo), _settings(tmp_path, isolate_agents=False),
+                             "head -c 100000000 /dev/zero > big.bin; echo edit >> tiny/__init__.py")
+    assert session.failure_cause is FailureCause.patch_too_large and session.patch == ""
+    assert "patch.diff" not in logs
+    kept = logs["patch.diff.gz"]
+    assert isinstance(kept, bytes) and len(kept) < 1_000_000
+    assert b"big.bin" in gzip.decompress(kept)[:100_000]
