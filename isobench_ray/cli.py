@@ -29,11 +29,14 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _settings(rounds: int | None = None, warmup: int | None = None, max_rounds: int | None = None,
-              ci_target: float | None = None) -> Settings:
+              ci_target: float | None = None, **more) -> Settings:
     if rounds is not None and max_rounds is not None and max_rounds < rounds:
         max_rounds = rounds  # "at least 5 rounds" with a smaller maximum means exactly 5
-    given = {"rounds": rounds, "warmup_runs": warmup, "max_rounds": max_rounds, "ci_target_pct": ci_target}
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    given = {"rounds": rounds, "warmup_runs": warmup, "max_rounds": max_rounds, "ci_target_pct": ci_target, **more}
+    try:
+        return Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:  # pydantic's message names the setting
+        _fail(f"bad setting: {exc}")
 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
@@ -86,9 +89,19 @@ def run_cmd(
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
+    sandbox: str = typer.Option("local", help="local: agents that run code are contained (bubblewrap) or refused; "
+                                              "none: they run as plain processes (marked in the report)."),
+    server_timeout: Optional[float] = typer.Option(None, help="Seconds a server may take to answer (default 600)."),
+    import_timeout: Optional[float] = typer.Option(None, help="Seconds the import check may take (default 300)."),
+    setup_timeout: Optional[float] = typer.Option(None, help="Seconds a repository's setup command may take (default 3600)."),
+    bench_timeout: Optional[float] = typer.Option(None, help="Seconds one benchmark run may take (default: the task's timeout_s)."),
+    max_patch_mb: Optional[float] = typer.Option(None, help="Larger changes are patch_too_large (default 20)."),
 ) -> None:
     """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, report."""
-    _execute(tasks_file, agents, out, agents_file, settings=_settings(rounds, warmup, max_rounds, ci_target), rollouts=rollouts, task_ids=task,
+    settings = _settings(rounds, warmup, max_rounds, ci_target, sandbox=sandbox, server_start_timeout_s=server_timeout,
+                         import_timeout_s=import_timeout, setup_timeout_s=setup_timeout, bench_timeout_s=bench_timeout,
+                         max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None)
+    _execute(tasks_file, agents, out, agents_file, settings=settings, rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
              skip_invalid=skip_invalid)
 
@@ -97,14 +110,17 @@ def run_cmd(
 def tasks_validate(
     path: str = typer.Argument(..., help="Task file or hf:NAME."),
     repo: Optional[str] = typer.Option(None, help="Local clone of the repository, to resolve missing parent commits."),
+    fetch: bool = typer.Option(True, "--fetch/--no-fetch", help="Clone or fetch each repository into the cache and check both commits."),
 ) -> None:
     """Load every task and report every problem with file, task id and field. Exit 1 if any task is unusable."""
-    from isobench_ray.tasks import TaskFileError, load_tasks
+    from isobench_ray.tasks import TaskFileError, check_sources, load_tasks
 
     try:
         result = load_tasks(path, repo)
     except TaskFileError as exc:
         _fail(str(exc))
+    if fetch:
+        check_sources(result, Settings().cache_path)
     for problem in result.problems:
         typer.echo(str(problem))
     unusable = sorted({p.task_id for p in result.errors})

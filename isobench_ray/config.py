@@ -26,8 +26,11 @@ class Settings(BaseSettings):
                            validation_alias=AliasChoices("cache_dir", "ISOBENCH_CACHE", "ISOBENCH_CACHE_DIR"))
     work_dir: str = Field(str(Path(tempfile.gettempdir()) / "isobench-work"),  # per-stage scratch, removed after
                           validation_alias=AliasChoices("work_dir", "ISOBENCH_WORK", "ISOBENCH_WORK_DIR"))
-    sandbox: Literal["local"] = "local"
-    isolate_agents: bool = True  # bubblewrap around agent sessions
+    run_dir: str = ""  # set by the runner; hidden from agents like the cache and the other attempts' trees
+    # local: agents that run code go into bubblewrap, and the run refuses them where it is missing;
+    # none: they run as plain processes (explicitly asked for; the report marks those attempts)
+    sandbox: Literal["local", "none"] = "local"
+    isolate_agents: bool = True  # contain agent sessions (also those that run no code, where it is possible)
     # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray
     # gives its workers (one per CPU asked for), which every arm must share; agents get none of them
     env_passthrough: tuple[str, ...] = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -37,6 +40,8 @@ class Settings(BaseSettings):
     server_start_timeout_s: float = Field(600.0, gt=0)
     import_timeout_s: float = Field(300.0, gt=0)
     setup_timeout_s: float = Field(3600.0, gt=0)
+    bench_timeout_s: float | None = Field(None, gt=0)  # one benchmark run; default: the task's own timeout_s
+    max_patch_bytes: int = Field(20_000_000, gt=0)  # larger changes are patch_too_large (kept compressed)
     validate_server: bool = True  # start the agent's server once during validation (cheap on CPU; off for GPU-only engines)
     # measurement (see docs/measurement.md)
     rounds: int = Field(3, ge=2)  # interleaved rounds at least

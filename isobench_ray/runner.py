@@ -14,15 +14,22 @@ from isobench_ray.pipeline import plan_attempts
 from isobench_ray.report.tables import write_report
 from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
-from isobench_ray.tasks import LoadResult, load_tasks
+from isobench_ray.sandbox import make_sandboxes
+from isobench_ray.store import RunDirBusy, RunLock
+from isobench_ray.tasks import LoadResult, check_sources, load_tasks
 
 
 class PlanError(ValueError):
     """The run cannot start: unusable tasks or agents. Nothing has been measured yet."""
 
 
-def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = False) -> LoadResult:
+def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = False,
+                 cache_dir: Path | None = None) -> LoadResult:
+    """Tasks that can run, or a PlanError naming every problem; with cache_dir, their repositories and
+    commits are checked too (a mirror fetch)."""
     loaded = load_tasks(tasks_path, repo)
+    if cache_dir is not None:
+        check_sources(loaded, cache_dir)
     if loaded.errors and not skip_invalid:
         lines = "\n".join(str(p) for p in loaded.errors)
         raise PlanError(f"{len(loaded.errors)} problem(s) in {tasks_path}; fix them or pass --skip-invalid:\n{lines}")
@@ -55,18 +62,43 @@ def check_resume(out: Path, settings: Settings) -> None:
                         f"numbers measured differently: pass --fresh to start over, or a new --out.")
 
 
+def check_containment(agents: list, settings: Settings) -> None:
+    """Agents that run code are contained, or run only when the user said so (--sandbox none)."""
+    runners = [a.spec.name for a in agents if a.executes_code]
+    if runners and settings.sandbox == "local" and settings.isolate_agents and not make_sandboxes(settings).can_isolate:
+        raise PlanError(f"agents {', '.join(runners)} run code, and bubblewrap (bwrap), which contains them, is not "
+                        f"installed here: install it (apt-get install bubblewrap), or pass --sandbox none to run "
+                        f"them as plain processes that see this machine (the report marks those attempts)")
+
+
 def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings: Settings, *, rollouts: int = 1,
         task_ids: list[str] | None = None, repo: str | None = None, address: str | None = None,
         num_cpus: int | None = None, num_gpus: int | None = None, fresh: bool = False, retry_failed: bool = False,
         skip_invalid: bool = False, show_progress: bool = True) -> Path:
-    loaded = load_checked(tasks_path, repo, skip_invalid)
-    tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
     agents = [make_agent(spec) for spec in agent_specs]
-    plan = plan_attempts(tasks, agents, rollouts)
+    check_containment(agents, settings)
     out = Path(out)
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    try:
+        with RunLock(out):
+            return _run_locked(tasks_path, agents, agent_specs, out, settings, rollouts=rollouts, task_ids=task_ids,
+                               repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh,
+                               retry_failed=retry_failed, skip_invalid=skip_invalid, show_progress=show_progress)
+    except RunDirBusy as exc:
+        raise PlanError(str(exc)) from None
+
+
+def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out: Path, settings: Settings, *,
+                rollouts: int, task_ids: list[str] | None, repo: str | None, address: str | None, num_cpus: int | None,
+                num_gpus: int | None, fresh: bool, retry_failed: bool, skip_invalid: bool, show_progress: bool) -> Path:
+    if fresh:
+        for child in out.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    settings = settings.model_copy(update={"run_dir": str(out.resolve())})
     check_resume(out, settings)
+    loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
+    tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
+    plan = plan_attempts(tasks, agents, rollouts)
     store = RunStore(out, background_writes=True)
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("run.json", {

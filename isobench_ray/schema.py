@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 BenchKind = Literal["serving", "latency", "throughput"]
 
@@ -30,6 +32,8 @@ class FailureCause(StrEnum):
     bench_timeout = "bench_timeout"  # the benchmark command ran past its limit
     bench_error = "bench_error"  # the benchmark command exited non-zero
     no_metrics = "no_metrics"  # the benchmark finished but printed no parsable result
+    bad_metrics = "bad_metrics"  # it printed a result that is not a number a benchmark can give (nan, inf, 0, < 0)
+    patch_too_large = "patch_too_large"  # the agent's changes exceed the patch size limit (kept compressed)
     partial_metrics = "partial_metrics"  # some requests failed: the numbers are not comparable
     baseline_failed = "baseline_failed"  # baseline or human arm failed: the task, not the agent, is broken
     setup_failed = "setup_failed"  # the task's setup command failed in a tree
@@ -70,6 +74,25 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def _safe_name(value: str) -> str:
+    """Every id that becomes a file name (task, agent, attempt) fits one pattern: no path can come of it."""
+    if not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise ValueError(f"{value!r} is not a safe name: letters, digits, '.', '_', '-' (no '..'), 200 at most")
+    return value
+
+
+def slug(value: str) -> str:
+    """A safe name made of an outside name (a predictions file's model name)."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", value).replace("..", "_").strip("._-")[:100]
+    return text or "unnamed"
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+
+
 def content_hash(data: Any, length: int = 12) -> str:
     """Stable short hash of JSON-able data: the identity of tasks and attempts, independent of file order."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -101,11 +124,11 @@ class BenchmarkSpec(Frozen):
     kind: BenchKind
     command: str
     primary_metric: str | None = None  # default per kind: the engine's first one present
-    timeout_s: float = 1800.0
+    timeout_s: float = Field(1800.0, gt=0)
 
 
 class Task(Frozen):
-    id: str
+    id: SafeName
     repo: RepoSpec
     human_commit: str
     parent_commit: str
@@ -138,7 +161,7 @@ class BenchSlot(Frozen):
 
 
 class _AgentBase(Frozen):
-    name: str
+    name: SafeName
     time_limit_s: float = Field(7200.0, gt=0)  # the session's wall-clock budget
     gpus: float = Field(0, ge=0)  # GPUs the session itself needs (an agent that profiles on a GPU)
     network: bool = False  # agents that call a model endpoint need it
@@ -171,10 +194,10 @@ AGENT_SPEC = TypeAdapter(AgentSpec)
 
 
 class Attempt(Frozen):
-    task_id: str
-    agent: str
+    task_id: SafeName
+    agent: SafeName
     rollout: int = 0
-    id: str  # content hash of task fingerprint + agent spec + rollout
+    id: SafeName  # content hash of task fingerprint + agent spec + rollout
 
     @classmethod
     def make(cls, task: Task, agent: _AgentBase, rollout: int, agent_fingerprint: Any) -> "Attempt":
@@ -192,6 +215,7 @@ class Session(Frozen):
     patch: str = ""
     files_changed: list[str] = Field(default_factory=list)
     exit_status: str = ""  # agent's own words: "done", "timeout", "exit 3", ...
+    sandbox: str = ""  # where the agent ran: "bwrap", "local" (a replay: no code of the agent's), "none" (its code, uncontained)
     duration_s: float = 0.0  # the whole stage: trees, agent, patch extraction
     agent_s: float = 0.0  # the agent alone
     failure_cause: FailureCause | None = None
@@ -227,6 +251,18 @@ class Run(Frozen):
     duration_s: float = 0.0
     failure_cause: FailureCause | None = None
     detail: str = ""
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, metrics: dict[str, Any]) -> dict[str, Any]:
+        for key, value in metrics.items():
+            if isinstance(value, float) and not math.isfinite(value) and key not in _MAY_BE_INFINITE:
+                raise ValueError(f"metric {key} = {value} is not finite")
+        return metrics
+
+
+# Configuration echoes that are infinite by design (`--request-rate inf`): not measurements.
+_MAY_BE_INFINITE = {"request_rate", "max_concurrency"}
 
 
 class ArmResult(Frozen):

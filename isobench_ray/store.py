@@ -15,14 +15,18 @@ A stage's JSON exists only when the stage finished; a rerun skips what exists.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Type, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measurements, Scores, Session, Validation
 
@@ -105,11 +109,9 @@ class RunStore:
         if (attempt_id, stage) in self._cache:
             return self._cache[(attempt_id, stage)]
         name, cls = STAGE_FILES[stage]
-        path = self.attempt_dir(attempt_id) / name
-        if not path.exists():
-            return None
-        model = cls.model_validate_json(path.read_text())
-        self._cache[(attempt_id, stage)] = model
+        model = read_model(self.attempt_dir(attempt_id) / name, cls)
+        if model is not None:
+            self._cache[(attempt_id, stage)] = model
         return model
 
     def clear_attempt(self, attempt_id: str, stages: tuple[str, ...] = tuple(STAGE_FILES)) -> None:
@@ -123,9 +125,7 @@ class RunStore:
         self.flush()
         plan = self.read_json("plan.json") or []
         order = {a["id"]: i for i, a in enumerate(plan)}
-        out = []
-        for path in sorted((self.root / "attempts").glob("*/record.json")):
-            out.append(AttemptRecord.model_validate_json(path.read_text()))
+        out = [r for path in sorted((self.root / "attempts").glob("*/record.json")) if (r := read_model(path, AttemptRecord))]
         return sorted(out, key=lambda r: order.get(r.attempt.id, len(order)))
 
     def is_done(self, attempt_id: str, retry_failed: bool = False) -> bool:
@@ -137,5 +137,57 @@ class RunStore:
         return not (retry_failed and record.failure_cause is not None)
 
 
-def load_model(path: Path, cls: Type[M]) -> M:
-    return cls.model_validate_json(path.read_text())
+def read_model(path: Path, cls: Type[M]) -> M | None:
+    """A stage file, or None when there is none. One that cannot be read (truncated by a full disk, edited
+    by hand, written by an older version) is named on stderr and moved aside, so its stage is redone:
+    one bad file never stops a run, a report or a status."""
+    try:
+        return cls.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (ValidationError, UnicodeDecodeError, OSError) as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            path.replace(aside)
+        except OSError:
+            pass
+        first = str(exc).splitlines()[0][:200]
+        print(f"isobench: {path} cannot be read ({first}); moved to {aside.name}, its stage will be redone", file=sys.stderr)
+        return None
+
+
+class RunLock:
+    """One driver per run directory: a second one is refused with the holder's pid and host. The lock is
+    the kernel's (flock), so it goes with the process that held it, however that process ended."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / ".lock"
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise RunDirBusy(f"{self.path.parent} is in use by another isobench driver ({holder}); wait for it, "
+                             f"stop it, or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class RunDirBusy(RuntimeError):
+    pass

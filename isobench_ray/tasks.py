@@ -41,6 +41,28 @@ _MODES = {"serving": "serving", "standalone": None, "prefix_caching": "latency",
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# A repository path here is a user's mistake or an attack, never a repository.
+_SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys", "/var/lib", "/root/.ssh")
+
+
+def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
+    out = []
+    if repo.import_name and not _IDENTIFIER.fullmatch(repo.import_name):
+        out.append(("repo.import_name", f"{repo.import_name!r} is not a Python module name"))
+    if "://" not in repo.url and not repo.url.startswith("git@"):
+        real = str(Path(repo.url).resolve())
+        if real == "/" or any(real == d or real.startswith(d + "/") for d in _SYSTEM_DIRS):
+            out.append(("repo.url", f"{repo.url} resolves to {real}, a system directory, not a repository"))
+    if repo.server_command:
+        try:
+            repo.server_command.format(model="m", host="127.0.0.1", port=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            out.append(("repo.server_command", f"not a template with {{model}} {{host}} {{port}} ({type(exc).__name__}: {exc}); "
+                                               f"write a literal brace as {{{{ or }}}}"))
+    return out
+
+
 class TaskFileError(ValueError):
     """The file as a whole cannot be read (syntax, shape); names the file."""
 
@@ -135,6 +157,9 @@ def _build(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, probl
         usable = False
     bench = dict(raw.get("benchmark") or {})
     model = raw.get("model")
+    for fld, msg in _repo_problems(repo):
+        problem(fld, msg)
+        usable = False
     engine = engine_named(repo.engine_name)
     cmd = engine.analyze(bench.get("command"), model=model, declared_kind=declared_kind or bench.get("kind"))
     metric = bench.get("primary_metric")
@@ -157,10 +182,16 @@ def _build(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, probl
         return None
     bench.update(kind=cmd.kind, command=cmd.command)
     try:
+        benchmark = BenchmarkSpec(**bench)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problem(".".join(["benchmark", *map(str, err["loc"])]), err["msg"])
+        return None
+    try:
         return Task(
             id=task_id, repo=repo, human_commit=human, parent_commit=str(parent), model=model,
             description=raw.get("description") or default_description(repo.name, cmd.command),
-            benchmark=BenchmarkSpec(**bench), source=source,
+            benchmark=benchmark, source=source,
         )
     except ValidationError as exc:
         for err in exc.errors():
@@ -313,6 +344,24 @@ def load_hf(spec: str, resolver: _Resolver, repo_override: str | None) -> LoadRe
         key = str(rec.get("commit_hash") or f"record[{i}]")[:8]
         out.extend(_upstream_record(dict(rec), key, spec, f"{name} {config or ''}", resolver, repo_override))
     return out
+
+
+def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
+    """Reach every task's repository and find both commits (a mirror clone or fetch into the cache):
+    a task that cannot run is found now, and blamed on the task, not hours later on a GPU."""
+    from isobench_ray.schema import StageError
+    from isobench_ray.workspace import mirror
+
+    usable = []
+    for task in result.tasks:
+        try:
+            mirror(task.repo.url, cache_dir, (task.parent_commit, task.human_commit))
+            usable.append(task)
+        except StageError as exc:
+            result.problems.append(Problem(task.source, task.id, "repo.url" if exc.failure_cause.value == "repo_missing"
+                                           else "commits", f"{exc.failure_cause.value}: {exc.detail}"))
+    result.tasks = usable
+    return result
 
 
 def load_tasks(path: str | Path, repo: str | None = None) -> LoadResult:

@@ -8,10 +8,14 @@ that one commit, extracted by the harness.
 from __future__ import annotations
 
 import fcntl
+import gzip
 import io
+import os
 import shutil
+import subprocess
 import tarfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -78,10 +82,11 @@ def _mirror(url: str, cache_dir: Path, need: tuple[str, ...]) -> Path:
 
 
 def _has(repo: git.Repo, commit: str) -> bool:
+    # not repo.commit(): GitPython takes any 40-hex string for a commit without asking git
     try:
-        repo.commit(commit)
+        repo.git.cat_file("-e", f"{commit}^{{commit}}")
         return True
-    except (ValueError, git.BadName, git.GitCommandError):
+    except git.GitCommandError:
         return False
 
 
@@ -106,29 +111,43 @@ def scratch(work_root: Path, attempt_id: str, stage: str):
             pass  # another stage of the attempt still has its folder
 
 
-def _init_repo(dest: Path, message: str) -> git.Repo:
-    repo = git.Repo.init(dest, initial_branch="main")
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "isobench")
-        cw.set_value("user", "email", "isobench@localhost")
-        cw.set_value("commit", "gpgsign", "false")
-        cw.set_value("core", "autocrlf", "false")
-    repo.git.add("-A", "--force")
-    repo.git.commit("-q", "--allow-empty", "--no-verify", "-m", message, env=_IDENTITY)
-    return repo
+def harness_git_dir(tree: Path) -> Path:
+    """The harness's own record of a tree's starting commit, beside the tree and out of the agent's reach."""
+    return tree.parent / f".{tree.name}.harness.git"
+
+
+_SAFE_GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.autocrlf=false",
+             "-c", "commit.gpgsign=false", "-c", "core.untrackedCache=false")
+
+
+def _git_env(tree: Path) -> dict[str, str]:
+    """git on a tree through the harness's git directory: the tree's own .git (its config, hooks,
+    fsmonitor, commits) is never read, and no global or system configuration applies."""
+    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(tree.parent), "GIT_DIR": str(harness_git_dir(tree)),
+            "GIT_WORK_TREE": str(tree), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0", **_IDENTITY}
+
+
+def _git(tree: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*_SAFE_GIT, *args], cwd=tree, env=_git_env(tree), check=True, capture_output=True, **kwargs)
 
 
 def detached_tree(mirror_path: Path, commit: str, dest: Path) -> Path:
-    """Write the files of `commit` to dest as a new one-commit repository with no link to the mirror."""
-    if dest.exists():
-        shutil.rmtree(dest)
+    """Write the files of `commit` to dest as a new one-commit repository with no link to the mirror.
+    The harness keeps its own git directory for the tree (see _git); the agent gets a copy as dest/.git."""
+    for path in (dest, harness_git_dir(dest)):
+        shutil.rmtree(path, ignore_errors=True)
     dest.mkdir(parents=True)
     buf = io.BytesIO()
     git.Repo(mirror_path).archive(buf, commit, format="tar")
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
         tar.extractall(dest, filter="tar")
-    _init_repo(dest, f"isobench: tree of {commit[:12]}")
+    _git(dest, "init", "-q", "--initial-branch=main")
+    _git(dest, "add", "-A", "--force")
+    _git(dest, "commit", "-q", "--allow-empty", "--no-verify", "-m", f"isobench: tree of {commit[:12]}")
+    shutil.copytree(harness_git_dir(dest), dest / ".git")
+    subprocess.run(["git", "config", "--file", str(dest / ".git" / "config"), "--unset", "core.worktree"], capture_output=True)
     return dest
 
 
@@ -149,12 +168,41 @@ def apply_patch(sandbox: Sandbox, tree: Path, patch: str, patch_file: Path) -> s
     raise PatchApplyError("\n".join(errors))
 
 
-def extract_patch(tree: Path) -> tuple[str, list[str]]:
-    """The diff of everything changed in `tree` since its one commit (new files included, scratch excluded)."""
-    repo = git.Repo(tree)
+@dataclass(frozen=True)
+class ExtractedPatch:
+    patch: str  # "" when too large
+    files: list[str]
+    size: int  # bytes of the changed files
+    compressed: bytes | None = None  # gzip of the diff, when too large to keep as text
+
+
+def extract_patch(tree: Path, max_bytes: int | None = None) -> ExtractedPatch:
+    """The diff of everything changed in `tree` since its starting commit (new files included, scratch
+    excluded, commits the agent made included), computed with the harness's own git directory. Changes
+    larger than max_bytes are not returned as text: their diff is kept once, gzipped (at most 2 x max_bytes
+    of it), for inspection."""
     excludes = [f":(exclude){d}" for d in SCRATCH_DIRS]
-    repo.git.add("-A", "--", ".", *excludes)
-    base = repo.git.rev_list("--max-parents=0", "HEAD").splitlines()[0]
-    patch = repo.git.diff("--cached", "--binary", base, "--", ".", *excludes)
-    files = repo.git.diff("--cached", "--name-only", base, "--", ".", *excludes).splitlines()
-    return (patch + "\n" if patch else ""), files
+    _git(tree, "add", "-A", "--", ".", *excludes)
+    base = _git(tree, "rev-list", "--max-parents=0", "HEAD", text=True).stdout.split()[0]
+    files = _git(tree, "diff", "--cached", "--name-only", "-z", base, "--", ".", *excludes, text=True).stdout.split("\0")
+    files = [f for f in files if f]
+    size = sum((tree / f).stat().st_size for f in files if (tree / f).is_file())
+    diff_args = ["diff", "--cached", "--binary", base, "--", ".", *excludes]
+    if max_bytes is not None and size > max_bytes:
+        return ExtractedPatch("", files, size, _gzip_head(tree, diff_args, 2 * max_bytes))
+    patch = _git(tree, *diff_args).stdout.decode(errors="replace")
+    return ExtractedPatch(patch if patch.endswith("\n") or not patch else patch + "\n", files, size)
+
+
+def _gzip_head(tree: Path, diff_args: list[str], limit: int) -> bytes:
+    """The first `limit` bytes of a diff, gzipped, streamed: a huge change never sits in memory whole."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb") as gz:
+        with subprocess.Popen([*_SAFE_GIT, *diff_args], cwd=tree, env=_git_env(tree), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL) as proc:
+            left = limit
+            while left > 0 and (chunk := proc.stdout.read(min(1 << 20, left))):
+                gz.write(chunk)
+                left -= len(chunk)
+            proc.kill()
+    return out.getvalue()

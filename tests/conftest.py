@@ -40,3 +40,24 @@ def shared_samples() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"upstream samples not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 that answers every GET with `hello from the host`; yields its URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the host")
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()

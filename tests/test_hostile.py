@@ -9,9 +9,7 @@ import json
 import os
 import shutil
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import psutil
@@ -24,11 +22,12 @@ from isobench_ray.cli import app
 from isobench_ray.config import Settings
 from isobench_ray.engines import GENERIC
 from isobench_ray.engines.base import BadMetrics
+from isobench_ray.sandbox import make_sandboxes
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.schema import AGENT_SPEC, Attempt, BenchmarkSpec, FailureCause, RepoSpec, Session, StageError, Task
 from isobench_ray.stages.session import run_session
 from isobench_ray.stages.validation import validate
-from isobench_ray.store import RunLock, RunStore
+from isobench_ray.store import RunDirBusy, RunLock, RunStore
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 
@@ -48,48 +47,48 @@ def _session(task, settings, command, **spec):
     from isobench_ray.agents import make_agent
 
     attempt = Attempt.make(task, agent, 0, make_agent(agent).fingerprint(task))
-    return run_session(attempt, task, agent, settings, sandboxes=LocalSandboxes())
+    return run_session(attempt, task, agent, settings, sandboxes=make_sandboxes(settings))
 
 
 # ---------------------------------------------------------------- agents contained
 
 
+@pytest.fixture
+def outside_tmp():
+    """A folder outside /tmp (which the sandbox makes private anyway), so hiding is really tested."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(dir=Path.home(), prefix=".isobench-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @needs_bwrap
-def test_an_agent_sees_no_secret_no_mirror_and_cannot_write_outside(tiny_repo, tmp_path, monkeypatch):
+def test_an_agent_sees_no_secret_no_mirror_no_history_and_cannot_write_outside(tiny_repo, tmp_path, outside_tmp, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-user")
-    settings = _settings(tmp_path)
-    outside = tmp_path / "outside"
+    repo = outside_tmp / "tiny"
+    shutil.copytree(tiny_repo["path"], repo)
+    settings = _settings(outside_tmp)
+    outside = outside_tmp / "outside"
     outside.mkdir()
     mirrors = Path(settings.cache_dir) / "mirrors"
-    script = (f"env > seen_env.txt; ls -a {mirrors} > seen_mirrors.txt 2>&1; ls {settings.work_dir} >> seen_mirrors.txt 2>&1; "
+    script = (f"env > seen_env.txt; ls -a {mirrors} > seen_mirrors.txt 2>&1; "
+              f"git -C {repo} log --format=%H > seen_history.txt 2>&1; "
               f"echo pwned > {outside}/pwned.txt; echo edit >> tiny/__init__.py")
-    session, _ = _session(_task(tiny_repo), settings, script, env={"GIVEN": "1"})
+    session, _ = _session(_task({**tiny_repo, "path": repo}), settings, script, env={"GIVEN": "1"})
     assert "GIVEN=1" in session.patch
     assert "sk-secret-of-the-user" not in session.patch and "OPENAI_API_KEY" not in session.patch
-    assert mirrors.is_dir() and ".git" not in session.patch.split("seen_mirrors.txt")[1]  # the mirror is invisible
+    seen = session.patch.split("+++ b/seen_mirrors.txt")[1].split("diff --git")[0]
+    assert mirrors.is_dir() and any(m.name.endswith(".git") for m in mirrors.iterdir()) and ".git" not in seen, seen
+    assert "seen_history.txt" in session.patch and tiny_repo["human"] not in session.patch  # the answer is out of reach
     assert not (outside / "pwned.txt").exists()
 
 
 @needs_bwrap
-def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"the answer")
-
-        def log_message(self, *a):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    fetch = f"python -c \"import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read())\" > got.txt 2>&1"
-    try:
-        session, _ = _session(_task(tiny_repo), _settings(tmp_path), fetch)
-    finally:
-        server.shutdown()
-    assert "got.txt" in session.patch and "the answer" not in session.patch
+def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path, http_server):
+    fetch = f"python -c \"import urllib.request; print(urllib.request.urlopen('{http_server}', timeout=3).read())\" > got.txt 2>&1"
+    session, _ = _session(_task(tiny_repo), _settings(tmp_path), fetch)
+    assert "got.txt" in session.patch and "hello from the host" not in session.patch
 
 
 @needs_bwrap
@@ -259,9 +258,11 @@ def test_a_truncated_record_is_named_moved_aside_and_redone(tmp_path, capsys):
 
 def test_a_second_driver_on_the_same_run_dir_is_refused(tmp_path):
     with RunLock(tmp_path / "run"):
-        with pytest.raises(runner.PlanError, match=rf"pid {os.getpid()} on {socket.gethostname()}"):
+        with pytest.raises(RunDirBusy, match=rf"pid {os.getpid()} on {socket.gethostname()}"):
             with RunLock(tmp_path / "run"):
                 pass
+        with pytest.raises(runner.PlanError, match="in use by another isobench driver"):  # before anything is read
+            runner.run(str(tmp_path / "no-tasks.yaml"), parse_agents("noop"), tmp_path / "run", _settings(tmp_path))
     with RunLock(tmp_path / "run"):  # released: the next one gets it
         pass
 
@@ -274,3 +275,32 @@ def test_a_100mb_file_in_the_tree_is_patch_too_large_kept_once_compressed(tiny_r
     kept = logs["patch.diff.gz"]
     assert isinstance(kept, bytes) and len(kept) < 1_000_000
     assert b"big.bin" in gzip.decompress(kept)[:100_000]
+
+
+def test_every_real_benchmark_output_passes_the_number_check():
+    """The boundary check refuses nothing a real vLLM or SGLang run printed (TPOT 0.00 ms with one token is real)."""
+    from isobench_ray.engines.parsing import NoMetricsError
+
+    checked = 0
+    for path in sorted((Path(__file__).parent / "fixtures" / "bench_outputs").iterdir()):
+        if path.name.endswith(".expected.json") or path.suffix == ".md":
+            continue
+        text = path.read_text(errors="replace")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        try:
+            GENERIC.parse(None if data is not None else text, data)
+            checked += 1
+        except NoMetricsError:
+            assert "error" in path.name  # the one fixture of a benchmark that died on its arguments
+    assert checked >= 20
+
+
+def test_every_failure_cause_is_documented_with_its_fault_and_rerun():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "failure-causes.md").read_text()
+    for cause in FailureCause:
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{cause.value}` |")), None)
+        assert row is not None, cause
+        assert any(f"| {fault} |" in row for fault in ("agent", "task", "machine")), row

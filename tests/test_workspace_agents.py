@@ -42,7 +42,8 @@ def test_extract_patch_sees_new_and_changed_files_but_not_scratch(tiny_repo, tmp
     (tree / "tiny" / "fast.py").write_text("X = 1\n")
     (tree / ".bench_scratch").mkdir()
     (tree / ".bench_scratch" / "timing.py").write_text("print('t')\n")
-    patch, files = extract_patch(tree)
+    extracted = extract_patch(tree)
+    patch, files = extracted.patch, extracted.files
     assert sorted(files) == ["tiny/__init__.py", "tiny/fast.py"]
     assert ".bench_scratch" not in patch
     fresh = detached_tree(mirror(str(tiny_repo["path"]), tmp_path / "cache"), tiny_repo["parent"], tmp_path / "fresh")

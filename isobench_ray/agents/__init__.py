@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -11,10 +12,18 @@ from isobench_ray.agents.base import Agent, AgentConfigError, AgentOutcome, Sess
 from isobench_ray.agents.command import CommandAgent
 from isobench_ray.agents.human import HumanAgent
 from isobench_ray.agents.noop import NoopAgent
-from isobench_ray.agents.replay import ReplayAgent, model_names
-from isobench_ray.schema import AGENT_SPEC, AgentSpec, HumanSpec, NoopSpec, ReplaySpec
+from isobench_ray.agents.replay import ReplayAgent, load_patches, model_names
+from isobench_ray.schema import AGENT_SPEC, AgentSpec, CommandSpec, HumanSpec, NoopSpec, ReplaySpec, slug
 
 KINDS: dict[str, type] = {"human": HumanAgent, "noop": NoopAgent, "replay": ReplayAgent, "command": CommandAgent}
+
+
+def _shown(name: str, source: Path) -> str:
+    """A model name from someone's file, as a safe agent name (it becomes part of paths); a change is said."""
+    safe = slug(name)
+    if safe != name:
+        print(f"isobench: agent name {name!r} from {source} is used as {safe!r}", file=sys.stderr)
+    return safe
 
 
 def make_agent(spec: AgentSpec) -> Agent:
@@ -32,6 +41,13 @@ def parse_agents(text: str, agents_file: Path | None = None) -> list[AgentSpec]:
             except ValidationError as exc:
                 where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 raise AgentConfigError(f"{agents_file}: agents[{i}]: {where}") from exc
+            if isinstance(spec, CommandSpec):
+                try:
+                    spec.command.format(workdir="w", prompt_file="p", time_limit_s=1, task_id="t")
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise AgentConfigError(f"{agents_file}: agents[{i}].command: not a template with {{workdir}} {{prompt_file}} "
+                                           f"{{time_limit_s}} {{task_id}} ({type(exc).__name__}: {exc}); write a literal "
+                                           f"brace as {{{{ or }}}}") from None
             defined[spec.name] = spec
     specs: list[AgentSpec] = []
     for item in [t.strip() for t in text.split(",") if t.strip()]:
@@ -45,10 +61,14 @@ def parse_agents(text: str, agents_file: Path | None = None) -> list[AgentSpec]:
             if not source.exists():
                 raise AgentConfigError(f"{item}: no such patch file or folder {path}")
             if source.suffix == ".jsonl" and not model:
-                names = model_names(source) or [source.stem]
-                specs += [ReplaySpec(name=n, patches=str(source.resolve()), model_name=n) for n in names]
+                names = model_names(source)
+                load_patches(source)  # every line checked now, with its number, not at session time
+                specs += [ReplaySpec(name=_shown(n, source), patches=str(source.resolve()), model_name=n) for n in names] or [
+                    ReplaySpec(name=_shown(source.stem, source), patches=str(source.resolve()))]
             else:
-                specs.append(ReplaySpec(name=model or f"replay-{source.stem}", patches=str(source.resolve()), model_name=model or None))
+                load_patches(source, model or None)
+                specs.append(ReplaySpec(name=_shown(model or f"replay-{source.stem}", source), patches=str(source.resolve()),
+                                        model_name=model or None))
         else:
             raise AgentConfigError(f"unknown agent {item!r}: use human, noop, replay:PATH, or a name from --agents-file")
     names = [s.name for s in specs]

@@ -45,6 +45,18 @@ class Agent(Protocol):
     def run(self, ctx: SessionContext) -> AgentOutcome: ...
 
 
+class BuiltinAgent:
+    """What the harness's own agents share: they cover every task and run no code of a model's."""
+
+    executes_code = False
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+
+    def covers(self, task: Task) -> bool:
+        return True
+
+
 def apply_in_session(ctx: SessionContext, patch: str, name: str) -> AgentOutcome:
     """Apply a recorded patch inside the session's sandbox (human and replay agents)."""
     patch_file = ctx.log_dir / name

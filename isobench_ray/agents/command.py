@@ -5,18 +5,15 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, SessionContext
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
 from isobench_ray.schema import CommandSpec, FailureCause, Task, content_hash
 
 
-class CommandAgent:
+class CommandAgent(BuiltinAgent):
+    """The one kind that runs a model's code: contained, or refused (see runner.check_containment)."""
+
     executes_code = True
-
-    def __init__(self, spec: CommandSpec):
-        self.spec = spec
-
-    def covers(self, task: Task) -> bool:
-        return True
+    spec: CommandSpec
 
     def fingerprint(self, task: Task) -> Any:
         # env values change behaviour (a model name, an endpoint) but may be secrets: hashed, not written

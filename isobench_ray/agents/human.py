@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, SessionContext, apply_in_session
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext, apply_in_session
 from isobench_ray.schema import HumanSpec, Task
 from isobench_ray.workspace import diff_between
 
 
-class HumanAgent:
-    executes_code = False
-
-    def __init__(self, spec: HumanSpec):
-        self.spec = spec
-
-    def covers(self, task: Task) -> bool:
-        return True
+class HumanAgent(BuiltinAgent):
+    spec: HumanSpec
 
     def fingerprint(self, task: Task) -> Any:
         return {"kind": "human"}

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, SessionContext
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
 from isobench_ray.schema import NoopSpec, Task
 
 
-class NoopAgent:
-    executes_code = False
-
-    def __init__(self, spec: NoopSpec):
-        self.spec = spec
-
-    def covers(self, task: Task) -> bool:
-        return True
+class NoopAgent(BuiltinAgent):
+    spec: NoopSpec
 
     def fingerprint(self, task: Task) -> Any:
         return {"kind": "noop"}

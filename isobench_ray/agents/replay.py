@@ -11,15 +11,25 @@ from isobench_ray.agents.base import AgentConfigError, AgentOutcome, SessionCont
 from isobench_ray.schema import ReplaySpec, Task, content_hash
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise AgentConfigError(f"{path}: not a text patch (binary or not UTF-8); a patch is the text `git diff --binary` writes") from None
+
+
 def load_patches(source: Path, model_name: str | None = None) -> dict[str, str]:
     """Recorded patches keyed by instance id ("*" for a single diff that serves every task)."""
     if source.is_dir():
-        patches = {p.stem: p.read_text() for p in source.glob("*.diff")}
-        patches |= {p.parent.name: p.read_text() for p in source.glob("*/model_patch.diff")}
+        patches = {p.stem: _text(p) for p in source.glob("*.diff")}
+        patches |= {p.parent.name: _text(p) for p in source.glob("*/model_patch.diff")}
         return patches
     if source.suffix in (".jsonl", ".json"):
         patches: dict[str, str] = {}
-        lines = source.read_text().splitlines() if source.suffix == ".jsonl" else [json.dumps(r) for r in json.loads(source.read_text())]
+        try:
+            lines = _text(source).splitlines() if source.suffix == ".jsonl" else [json.dumps(r) for r in json.loads(_text(source))]
+        except json.JSONDecodeError as exc:
+            raise AgentConfigError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -32,18 +42,21 @@ def load_patches(source: Path, model_name: str | None = None) -> dict[str, str]:
                 patches[str(iid)] = patch or ""
         return patches
     if source.exists():
-        return {"*": source.read_text()}
+        return {"*": _text(source)}
     raise AgentConfigError(f"{source}: no such patch file or folder")
 
 
 def model_names(source: Path) -> list[str]:
     """The distinct model_name_or_path values of a predictions JSONL, in file order."""
     names: list[str] = []
-    for line in source.read_text().splitlines():
+    for n, line in enumerate(_text(source).splitlines(), 1):
         if line.strip():
-            name = json.loads(line).get("model_name_or_path")
-            if name and name not in names:
-                names.append(name)
+            try:
+                name = json.loads(line).get("model_name_or_path")
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise AgentConfigError(f"{source}:{n}: not a prediction record ({exc})") from None
+            if name and str(name) not in names:
+                names.append(str(name))
     return names
 
 

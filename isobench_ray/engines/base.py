@@ -8,6 +8,7 @@ read from a table (never guessed from a metric's name). Pure data and pure funct
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -17,6 +18,44 @@ from isobench_ray.engines.perf_command import PerfCommand
 
 class UnknownMetric(ValueError):
     pass
+
+
+class BadMetrics(ValueError):
+    """A result that no benchmark can give (nan, inf, zero or negative where that means nothing)."""
+
+
+# Configuration echoes that may be infinite (`--request-rate inf`), and values that may be zero.
+_MAY_BE_INFINITE = {"request_rate", "max_concurrency"}
+# (TPOT and ITL are 0.00 ms with one output token: real outputs show it)
+_MAY_BE_ZERO = re.compile(r"failed|completed|std_.*|total_.*|num_.*|concurrency|max_concurrency|max_concurrent_requests|"
+                          r"request_goodput|accept_length|(mean|median|std|max|min|p\d+(\.\d+)?)_(ttft|tpot|itl|e2el)_ms")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:inf(?:inity)?)|(?i:nan)")
+
+
+def _offending_line(text: str | None, value: float) -> str:
+    """The output line that printed `value` (the last one), for the error message."""
+    for line in reversed((text or "").splitlines()):
+        for token in _NUMBER.findall(line):
+            number = float(token)
+            if number == value or (math.isnan(value) and math.isnan(number)):
+                return line.strip()
+    return ""
+
+
+def check_metrics(metrics: dict, text: str | None = None) -> dict:
+    """Every parsed number must be one a benchmark can give: finite, and positive unless zero is meaningful."""
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            check_metrics({f"{key}.{k}": v for k, v in value.items()}, text)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        finite = math.isfinite(value) or key in _MAY_BE_INFINITE
+        floor_ok = value > 0 or (value == 0 and _MAY_BE_ZERO.fullmatch(key.split(".")[0]))
+        if not finite or not floor_ok:
+            line = _offending_line(text, value)
+            raise BadMetrics(f"{key} = {value}: not a positive finite number" + (f", from the line: {line}" if line else ""))
+    return metrics
 
 
 # Direction of every metric the parsers produce: (full-match pattern, higher is better).
@@ -77,7 +116,8 @@ class Engine:
         return []
 
     def parse(self, output: str | None, json_data: dict | None = None, *, num_prompts: int | None = None) -> dict:
-        return parsing.parse_metrics(output, json_data=json_data, num_prompts=num_prompts)
+        """Metrics of a benchmark's output; NoMetricsError when there are none, BadMetrics when one is not a number."""
+        return check_metrics(parsing.parse_metrics(output, json_data=json_data, num_prompts=num_prompts), output)
 
     def higher_is_better(self, metric: str) -> bool:
         for pattern, higher in self.metric_directions:

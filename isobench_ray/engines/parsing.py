@@ -199,17 +199,17 @@ ONE_BATCH_ROWS: list[Row] = [
     _row(r"Total\. latency:{} s, throughput:{} token/s", ("total_latency", "overall_throughput")),
 ]
 
-OFFLINE_THROUGHPUT_ROWS: list[Row] = [
-    _row(r"Successful requests:", "num_requests", _count),
-    _row(r"Benchmark duration \(s\):", "elapsed_time"),
-    _row(r"Total input tokens:", "total_prompt_tokens", _count),
-    _row(r"Total generated tokens:", "total_output_tokens", _count),
-    _row(r"Last generation throughput \(tok/s\):", "last_gen_throughput"),
-    _row(r"Request throughput \(req/s\):", "requests_per_second"),
-    _row(r"Input token throughput \(tok/s\):", "input_tokens_per_second"),
-    _row(r"Output token throughput \(tok/s\):", "output_tokens_per_second"),
-    _row(r"Total token throughput \(tok/s\):", "tokens_per_second"),
-]
+# SGLang's offline block prints the serving block's labels; they map to vLLM's offline names.
+_OFFLINE_LABELS = {
+    r"Successful requests:": ("num_requests", _count), r"Benchmark duration \(s\):": ("elapsed_time", _num),
+    r"Total input tokens:": ("total_prompt_tokens", _count), r"Total generated tokens:": ("total_output_tokens", _count),
+    r"Last generation throughput \(tok/s\):": ("last_gen_throughput", _num),
+    r"Request throughput \(req/s\):": ("requests_per_second", _num),
+    r"Input token throughput \(tok/s\):": ("input_tokens_per_second", _num),
+    r"Output token throughput \(tok/s\):": ("output_tokens_per_second", _num),
+    r"Total token throughput \(tok/s\):": ("tokens_per_second", _num),
+}
+OFFLINE_THROUGHPUT_ROWS: list[Row] = [_row(label, key, conv) for label, (key, conv) in _OFFLINE_LABELS.items()]
 
 _SERVING_HEADER = re.compile(r"^=+ Serving Benchmark Result =+$")
 _OFFLINE_HEADER = re.compile(r"^=+ Offline Throughput Benchmark Result =+$")

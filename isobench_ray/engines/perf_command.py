@@ -124,8 +124,10 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
     home = _HOME_PATH.search(lines[0])
     if home:
         found.append(Finding("perf_command", f"path from someone's machine ({home.group(2)}...): use a path relative to the repository"))
-    if any(t.startswith("../") or "=../" in t for t in argv):
+    if any(t.startswith("../") or "=../" in t or "/../" in t for t in argv):
         found.append(Finding("perf_command", "path outside the repository (../): the benchmark runs in the repository root"))
+    if any(t.startswith("/") and t.endswith(".py") for t in argv):
+        found.append(Finding("perf_command", "absolute script path: the benchmark script must be a path inside the repository"))
 
     kind, script = script_kind(argv)
     if kind is None:

@@ -13,7 +13,7 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
            "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
            "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct", "hard_class_ci",
-           "not_discriminative", "rounds", "n_samples", "slot", "detail"]
+           "not_discriminative", "rounds", "n_samples", "slot", "agent_sandbox", "detail"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64,
     "not_discriminative": pl.Boolean,
@@ -45,7 +45,7 @@ def _row(rec: AttemptRecord) -> dict:
         "hard_class_ci": s.hard_class_ci.value if s else "failed",
         "not_discriminative": s.not_discriminative if s else None, "rounds": s.rounds if s else None,
         "n_samples": len(agent_arm.samples(m.primary_metric)) if agent_arm else 0,
-        "slot": m.slot if m else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
+        "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
     }
 
 
@@ -89,6 +89,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
                             "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
                             "hard_class", "hard_class_ci", "noise_pct", "rounds")
     flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
+    unsandboxed = df.filter(pl.col("agent_sandbox") == "none").get_column("attempt_id").to_list()
     failures = (df.filter(pl.col("failure_cause").is_not_null())
                 .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
@@ -101,6 +102,9 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         "## By agent", _markdown(summary_by_agent(df)),
         "## Attempts", _markdown(per_attempt),
         "## Failures by cause", _markdown(failures) if failures.height else "None.",
+        "## Agents that ran unsandboxed",
+        ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
+         + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.",
         "## Tasks flagged not_discriminative",
         ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
          + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.",

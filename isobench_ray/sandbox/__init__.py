@@ -7,10 +7,11 @@ from isobench_ray.sandbox.base import ExecResult, Process, Sandbox, SandboxFacto
 
 
 def make_sandboxes(settings: Settings) -> SandboxFactory:
-    if settings.sandbox == "local":
+    if settings.sandbox in ("local", "none"):  # "none": the same processes, agents not contained
         from isobench_ray.sandbox.local import LocalSandboxes
 
-        return LocalSandboxes(passthrough=tuple(settings.env_passthrough))
+        hidden = tuple(p for p in (settings.cache_dir, settings.work_dir, settings.run_dir) if p)
+        return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden)
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
 
 

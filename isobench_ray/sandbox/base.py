@@ -58,6 +58,7 @@ class Sandbox(Protocol):
     tag: str
     kind: str  # "local", "bwrap", "docker": shown in records and reports
     enforces_network: bool  # network=False is a promise, not a wish
+    isolated: bool  # the host's files, processes and network are out of reach
 
     def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
              log_path: Path | None = None) -> ExecResult: ...
@@ -83,7 +84,10 @@ class SandboxFactory(Protocol):
     can_isolate: bool  # isolate=True will work here
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
-                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None) -> Sandbox: ...
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
+                 hide: Sequence[Path] = ()) -> Sandbox:
+        """`hide`: folders an isolated command must not see beyond the run's own (a task's local repository)."""
+        ...
 
     def reap(self, key: str, value: str) -> list[str]:
         """Kill whatever carries label key=value (a dead actor's leftovers on its slot)."""

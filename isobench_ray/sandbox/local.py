@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,26 +38,17 @@ def _kill_tree(pid: int, grace_s: float) -> None:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         procs = []
-    try:
-        os.killpg(pid, 15)
-    except ProcessLookupError:
-        pass
-    for proc in procs:
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    try:
-        os.killpg(pid, 9)
-    except ProcessLookupError:
-        pass
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=2)
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        _, procs = psutil.wait_procs(procs, timeout=wait)
 
 
 def reap_tagged(value: str, key: str = "ISOBENCH_TAG") -> list[str]:
@@ -103,10 +95,11 @@ class LocalSandbox:
     """Commands as local process groups; with `isolate`, inside bubblewrap (required, never silently dropped)."""
 
     def __init__(self, tag: str, *, isolate: bool = False, network: bool = True, writable: Sequence[Path] = (),
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, hidden: Sequence[Path] = ()):
         self.tag = tag
         self.network = network
         self.writable = [Path(p) for p in writable]
+        self.hidden = [Path(p) for p in hidden]
         self.extra_env = extra_env or {}
         self.bwrap = shutil.which("bwrap") if isolate else None
         if isolate and not self.bwrap:
@@ -126,6 +119,9 @@ class LocalSandbox:
                 "--unshare-pid", "--die-with-parent", "--new-session"]
         if not self.network:
             wrap.append("--unshare-net")
+        for path in self.hidden:  # the harness's cache, run dir and other trees: empty where mounted
+            if path.is_dir() and not path.is_relative_to("/tmp"):  # /tmp is private already
+                wrap += ["--tmpfs", str(path)]
         for path in dict.fromkeys([cwd, *self.writable]):
             wrap += ["--bind", str(path), str(path)]
         return wrap + ["--chdir", str(cwd), *argv]
@@ -199,12 +195,15 @@ class LocalSandboxes:
     validation commands may see (model caches); agents see only their own config's variables."""
 
     passthrough: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()  # folders an isolated command must not see (cache, run dir, work root)
     kind: str = "local"
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
-                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None) -> LocalSandbox:
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
+                 hide: Sequence[Path] = ()) -> LocalSandbox:
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
-        return LocalSandbox(tag, isolate=isolate, network=network, writable=writable,
+        hidden = [Path(h) for h in (*self.hidden, *hide)]
+        return LocalSandbox(tag, isolate=isolate, network=network, writable=writable, hidden=hidden,
                             extra_env={**host, **(slot_env or {}), **(env or {})})
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from isobench_ray.config import Settings
 from isobench_ray.engines import Engine, engine_named
+from isobench_ray.engines.base import BadMetrics
 from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
@@ -105,13 +106,14 @@ class ThreeWayBenchmark:
                 command = f"{bench.command} --host {settings.host} --port {server.port}"
             for i in range(settings.warmup_runs + settings.runs_per_round):
                 warm = i < settings.warmup_runs
-                res = sandbox.exec(command, cwd=tree, timeout_s=bench.timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log")
+                timeout_s = settings.bench_timeout_s or bench.timeout_s
+                res = sandbox.exec(command, cwd=tree, timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log")
                 logs[f"bench/{arm}.r{rnd}.{i}.log"] = res.output[-LOG_LIMIT:]
                 run = Run(arm=arm, round=rnd, warmup=warm, duration_s=res.duration_s)
                 if proc is not None and proc.poll() is not None:
                     state.failure = (FailureCause.server_crash, f"server exited with {proc.poll()} during the benchmark:\n{tail(proc.output(), 15)}")
                 elif res.timed_out:
-                    state.failure = (FailureCause.bench_timeout, f"benchmark ran past {bench.timeout_s:.0f}s:\n{res.tail()}")
+                    state.failure = (FailureCause.bench_timeout, f"benchmark ran past {timeout_s:.0f}s:\n{res.tail()}")
                 else:
                     try:
                         metrics = engine.parse(res.output, num_prompts=_num_prompts(command))
@@ -121,6 +123,8 @@ class ThreeWayBenchmark:
                     except NoMetricsError as exc:
                         cause = FailureCause.bench_error if res.returncode else FailureCause.no_metrics
                         state.failure = (cause, f"exit {res.returncode}: {exc}\n{res.tail()}")
+                    except BadMetrics as exc:
+                        state.failure = (FailureCause.bad_metrics, str(exc))
                 if state.failure:
                     run = run.model_copy(update={"failure_cause": state.failure[0], "detail": state.failure[1]})
                 state.result_runs.append(run)

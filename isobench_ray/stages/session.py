@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from isobench_ray.agents import SessionContext, make_agent
 from isobench_ray.config import Settings
@@ -38,10 +39,16 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         prompt = render_prompt(task, workdir, spec.time_limit_s)
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(prompt)
-        # an agent that runs code is contained or not run at all; a replay is contained where it can be
-        isolate = settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
+        home = base / "home"  # the agent's own HOME: its tools' config and caches, never the user's
+        home.mkdir()
+        # an agent that runs code is contained or not run at all (unless --sandbox none); a replay is
+        # contained where it can be
+        isolate = settings.sandbox != "none" and settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
         try:
-            sandbox = sandboxes(attempt.id, writable=[workdir, log_dir], network=spec.network, isolate=isolate, env=spec.env)
+            # a local repository holds the human commit: the answer, hidden like the mirror
+            repo_path = [Path(task.repo.url)] if Path(task.repo.url).is_dir() else []
+            sandbox = sandboxes(attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
+                                env={"HOME": str(home), **spec.env}, hide=repo_path)
         except SandboxUnavailable as exc:
             raise StageError(FailureCause.sandbox_unavailable, f"agent {spec.name}: {exc}") from None
         ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
@@ -51,13 +58,22 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         finally:
             sandbox.cleanup()
         agent_s = time.monotonic() - agent_started
-        patch, files = extract_patch(workdir)
-        cause = outcome.failure_cause
+        extracted = extract_patch(workdir, settings.max_patch_bytes)
+        patch, files = extracted.patch, extracted.files
+        cause, detail = outcome.failure_cause, outcome.detail
+        logs: dict[str, str | bytes] = {"prompt.md": prompt}
+        if extracted.compressed is not None:
+            cause = FailureCause.patch_too_large
+            detail = (f"the changes hold {extracted.size / 1e6:.1f} MB, over the limit of {settings.max_patch_bytes / 1e6:.1f} MB "
+                      f"(max_patch_bytes); the diff is kept in patch.diff.gz. Files: {', '.join(files[:10])}")
+            logs["patch.diff.gz"] = extracted.compressed
+        else:
+            logs["patch.diff"] = patch
         if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
             cause = FailureCause.no_patch
-        logs = {"prompt.md": prompt, "patch.diff": patch}
         agent_log = log_dir / "agent.log"
         if agent_log.exists():
             logs["agent.log"] = agent_log.read_text(errors="replace")[-1_000_000:]
         return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
-                       duration_s=time.monotonic() - started, agent_s=agent_s, failure_cause=cause, detail=outcome.detail), logs
+                       duration_s=time.monotonic() - started, agent_s=agent_s,
+                       sandbox="none" if agent.executes_code and not sandbox.isolated else sandbox.kind, failure_cause=cause, detail=detail), logs

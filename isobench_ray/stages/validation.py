@@ -13,7 +13,7 @@ from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
 from isobench_ray.sandbox.base import Sandbox, SandboxFactory
-from isobench_ray.schema import Attempt, Check, FailureCause, Session, Task, Validation
+from isobench_ray.schema import Attempt, Check, FailureCause, Session, StageError, Task, Validation
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
 
 LOG_LIMIT = 200_000
@@ -68,10 +68,23 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
 
     if task.benchmark.kind == "serving" and settings.validate_server:
         t0 = time.monotonic()
-        server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.host, base / "server.log",
-                        settings.server_start_timeout_s)
-        logs["validate_server.log"] = server.stop()[-LOG_LIMIT:]
-        cause, detail = server.failure or (None, server.command)
+        cause, detail = _server_starts(sandbox, task, tree, settings, base / "server.log", logs)
+        if cause is not None and session.patch.strip():
+            # Before the agent is blamed: does the server start at the parent commit, without the patch?
+            parent = detached_tree(mirror(task.repo.url, settings.cache_path), task.parent_commit, base / "parent")
+            if _server_starts(sandbox, task, parent, settings, base / "parent-server.log", logs)[0] is not None:
+                raise StageError(FailureCause.baseline_failed, f"the server does not start at the parent commit either, "
+                                 f"so the task (its server command, model or environment) is broken:\n{detail}")
         if not _check(checks, "server_start", t0, cause is None, detail):
+            if not session.patch.strip():  # nothing of the agent's is in this tree: the task's fault
+                raise StageError(FailureCause.baseline_failed, f"the server does not start at the parent commit:\n{detail}")
             return checks, method, cause
     return checks, method, None
+
+
+def _server_starts(sandbox: Sandbox, task: Task, tree: Path, settings: Settings, log_path: Path,
+                   logs: dict[str, str]) -> tuple[FailureCause | None, str]:
+    server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.host, log_path,
+                    settings.server_start_timeout_s)
+    logs[f"validate_{log_path.name}"] = server.stop()[-LOG_LIMIT:]
+    return server.failure or (None, server.command)
