@@ -347,20 +347,39 @@ def load_hf(spec: str, resolver: _Resolver, repo_override: str | None) -> LoadRe
 
 
 def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
-    """Reach every task's repository and find both commits (a mirror clone or fetch into the cache):
-    a task that cannot run is found now, and blamed on the task, not hours later on a GPU."""
-    from isobench_ray.schema import StageError
-    from isobench_ray.workspace import mirror
+    """Reach every task's repository and find both commits (one mirror clone or fetch per repository, into
+    the cache): a task that cannot run is found now and blamed on the task, not hours later on a GPU. A
+    repository that cannot be reached now (no network) is a warning: its tasks are not checked."""
+    import git
 
-    usable = []
+    from isobench_ray.schema import StageError
+    from isobench_ray.workspace import missing_commits, mirror
+
+    by_url: dict[str, list[Task]] = {}
     for task in result.tasks:
+        by_url.setdefault(task.repo.url, []).append(task)
+    unusable: set[str] = set()
+    for url, tasks in by_url.items():
+        commits = tuple(dict.fromkeys(c for t in tasks for c in (t.parent_commit, t.human_commit)))
         try:
-            mirror(task.repo.url, cache_dir, (task.parent_commit, task.human_commit))
-            usable.append(task)
-        except StageError as exc:
-            result.problems.append(Problem(task.source, task.id, "repo.url" if exc.failure_cause.value == "repo_missing"
-                                           else "commits", f"{exc.failure_cause.value}: {exc.detail}"))
-    result.tasks = usable
+            path = mirror(url, cache_dir, commits, require=False)
+        except StageError as exc:  # the repository does not exist
+            for task in tasks:
+                result.problems.append(Problem(task.source, task.id, "repo.url", f"{exc.failure_cause.value}: {exc.detail}"))
+                unusable.add(task.id)
+            continue
+        except git.GitCommandError as exc:
+            reason = (exc.stderr or str(exc)).strip().splitlines()[-1][:200]
+            for task in tasks:
+                result.problems.append(Problem(task.source, task.id, "repo.url", f"not checked, {url} cannot be reached now: {reason}", "warning"))
+            continue
+        missing = set(missing_commits(path, commits))
+        for task in tasks:
+            for fld, commit in (("parent_commit", task.parent_commit), ("human_commit", task.human_commit)):
+                if commit in missing:
+                    result.problems.append(Problem(task.source, task.id, fld, f"commit_missing: {url} has no commit {commit}"))
+                    unusable.add(task.id)
+    result.tasks = [t for t in result.tasks if t.id not in unusable]
     return result
 
 

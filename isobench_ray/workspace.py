@@ -45,7 +45,7 @@ def _locked(path: Path):
 _NOT_FOUND = ("does not exist", "not found", "not a git repository", "could not read from remote", "no such")
 
 
-def mirror(url: str, cache_dir: Path, need: tuple[str, ...] = ()) -> Path:
+def mirror(url: str, cache_dir: Path, need: tuple[str, ...] = (), require: bool = True) -> Path:
     """The shared bare mirror of `url` under cache_dir, cloned once (file-locked across processes) and
     fetched again when it lacks a commit in `need`. Network hiccups are retried with backoff; a repository
     that does not exist or a commit it does not have is the task's problem (StageError), never retried."""
@@ -56,10 +56,15 @@ def mirror(url: str, cache_dir: Path, need: tuple[str, ...] = ()) -> Path:
         if any(w in words.lower() for w in _NOT_FOUND):
             raise StageError(FailureCause.repo_missing, f"cannot clone {url}: {words[-500:]}") from None
         raise
-    missing = [c for c in need if not _has(git.Repo(path), c)]
-    if missing:
+    missing = missing_commits(path, need)
+    if missing and require:
         raise StageError(FailureCause.commit_missing, f"{url} has no commit {', '.join(missing)}")
     return path
+
+
+def missing_commits(mirror_path: Path, commits: tuple[str, ...]) -> list[str]:
+    repo = git.Repo(mirror_path)
+    return [c for c in commits if not _has(repo, c)]
 
 
 @retry(stop=stop_after_attempt(3), wait=wait_exponential(min=2, max=30), reraise=True,
