@@ -10,7 +10,10 @@ clock (when each stage was submitted and came back, when each record was written
 attempt and the totals, measured in this one run.
 
 Attempt wall time = first submission to record written. Scheduling = time a stage spent between the
-driver and the worker beyond the stage's own duration (Ray dispatch, waiting for a free slot or CPU).
+driver and the worker beyond the stage's own duration (Ray dispatch, serialization). Queued = the rest of
+the wall time: waiting for a free benchmark slot (on a CPU-only machine one benchmark runs at a time).
+`outside_pct` is the share of wall time outside agent sessions and benchmark runs, queueing included;
+`harness_pct` leaves the queue out: the harness's own cost per attempt while it is being worked on.
 """
 
 from __future__ import annotations
@@ -71,16 +74,20 @@ def main() -> None:
 
     df = pl.DataFrame(rows(base / "run"))
     overhead_cols = ["session_trees_s", "validation_s", "bench_prepare_s", "servers_s", "bench_other_s", "record_s", "scheduling_s"]
-    df = df.with_columns(outside_pct=(100 * (1 - (pl.col("agent_s") + pl.col("bench_runs_s")) / pl.col("wall_s"))))
+    work = pl.sum_horizontal("agent_s", "bench_runs_s", *overhead_cols)
+    df = df.with_columns(queued_s=pl.col("wall_s") - work)
     totals = df.select(pl.lit("TOTAL").alias("attempt"), *[pl.col(c).sum() for c in df.columns if c.endswith("_s")])
-    totals = totals.with_columns(outside_pct=(100 * (1 - (pl.col("agent_s") + pl.col("bench_runs_s")) / pl.col("wall_s"))))
+    shares = {"outside_pct": 100 * (1 - (pl.col("agent_s") + pl.col("bench_runs_s")) / pl.col("wall_s")),
+              "harness_pct": 100 * (1 - (pl.col("agent_s") + pl.col("bench_runs_s")) / work)}
+    df, totals = df.with_columns(**shares), totals.with_columns(**shares)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=2, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True):
         print(f"\nOverhead on {len(task_ids)} demo tasks x {args.agents} ({elapsed:.0f} s for the whole run, "
               f"run dir {base / 'run'}); seconds per attempt:\n")
         print(pl.concat([df, totals], how="diagonal"))
-        share = totals.select(*[(100 * pl.col(c) / pl.col("wall_s")).alias(c.removesuffix("_s") + "_%") for c in overhead_cols])
-        print("\nShare of all attempts' wall time, per source of overhead (%):")
+        share = totals.select(*[(100 * pl.col(c) / pl.col("wall_s")).alias(c.removesuffix("_s") + "_%")
+                                for c in [*overhead_cols, "queued_s"]])
+        print("\nShare of all attempts' wall time, per source of overhead and the queue for the slot (%):")
         print(share)
 
 
