@@ -2,6 +2,7 @@
 A/A pair get classified as anything but `similar`?
 
     .venv/bin/python benchmarks/noise.py [--rollouts 3] [--max-rounds 8] [--ci-target 2]
+    .venv/bin/python benchmarks/noise.py --compare-pinning [--serving-only] [--rollouts 2] [--rounds 5]
 
 Runs the `noop` agent (agent arm = baseline code) over every demo task; every attempt also carries the
 baseline2 arm. Each attempt gives two A/A pairs: noop vs baseline and baseline2 vs baseline. Prints, per
@@ -27,6 +28,55 @@ from isobench_ray.scoring.stats import hard_class_ci, speedup_interval
 from isobench_ray.store import RunStore
 
 
+def compare_pinning(args) -> None:
+    """A/A noise with pinning off and on, interleaved: rollout k of each mode runs before rollout k+1 of
+    either (and the mode that goes first alternates), so drift in the machine hits both alike."""
+    import yaml
+
+    demo.build_repo()
+    base = Path(args.out or tempfile.mkdtemp(prefix="isobench-pinning-"))
+    tasks = [t["id"] for t in yaml.safe_load(demo.TASKS_FILE.read_text())["tasks"]
+             if not args.serving_only or t["benchmark"]["kind"] == "serving"]
+    started = time.monotonic()
+    for k in range(1, args.rollouts + 1):
+        for pin in ((False, True) if k % 2 else (True, False)):
+            settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=args.rounds,
+                                max_rounds=args.rounds, pin_cores=pin)
+            runner.run(str(demo.TASKS_FILE), parse_agents("noop"), base / ("pinned" if pin else "unpinned"), settings,
+                       task_ids=tasks, rollouts=k, show_progress=False)
+    elapsed = time.monotonic() - started
+    print(f"\nA/A noise with pinning off and on, interleaved: {args.rollouts} noop attempts per task and mode, "
+          f"{args.rounds} rounds each ({elapsed:.0f} s, run dirs under {base})\n")
+    print(f"{'task':30} {'mode':9} {'CV %':>6} {'noise %':>8} {'half-width %':>13} {'cores (server | client)':>24}")
+    figures: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for mode in ("unpinned", "pinned"):
+        per_task = collections.defaultdict(list)
+        for record in RunStore(base / mode).records():
+            per_task[record.attempt.task_id].append(record)
+        for task_id, records in sorted(per_task.items()):
+            cvs, noises, widths, cores = [], [], [], ""
+            for rec in records:
+                m, s = rec.measurements, rec.scores
+                if m is None or s is None:
+                    continue
+                samples = m.arm("baseline").samples(m.primary_metric)
+                cvs.append(statistics.stdev(samples) / statistics.mean(samples) * 100)
+                noises.append(s.noise_pct or 0.0)
+                iv = speedup_interval(m.arm("agent").samples(m.primary_metric), samples, s.higher_is_better)
+                widths.append(iv.half_width_pct)
+                arm = m.arm("baseline")
+                cores = f"{','.join(map(str, arm.server_cpus)) or '-'} | {','.join(map(str, arm.client_cpus)) or '-'}"
+            figures[(task_id, mode)] = (statistics.median(cvs), statistics.median(noises), statistics.median(widths))
+            cv, noise, width = figures[(task_id, mode)]
+            print(f"{task_id:30} {mode:9} {cv:6.2f} {noise:8.2f} {width:13.2f} {cores:>24}")
+    print("\nRatios pinned / unpinned (below 1: pinning is quieter):")
+    for task_id in sorted({t for t, _ in figures}):
+        if (task_id, "pinned") in figures and (task_id, "unpinned") in figures:
+            p, u = figures[(task_id, "pinned")], figures[(task_id, "unpinned")]
+            ratios = [f"{name} {a / b:.2f}" if b else f"{name} -" for name, a, b in zip(("CV", "noise", "half-width"), p, u)]
+            print(f"{task_id:30} {', '.join(ratios)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=3)
@@ -34,7 +84,12 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=8)
     parser.add_argument("--ci-target", type=float, default=2.0)
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    parser.add_argument("--compare-pinning", action="store_true", help="A/A with core pinning off and on, interleaved")
+    parser.add_argument("--serving-only", action="store_true", help="with --compare-pinning: only the serving tasks")
     args = parser.parse_args()
+    if args.compare_pinning:
+        compare_pinning(args)
+        return
 
     demo.build_repo()
     out = Path(args.out or tempfile.mkdtemp(prefix="isobench-noise-"))

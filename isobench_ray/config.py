@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
-                      "runs_per_round", "hard_band_pct")
+                      "runs_per_round", "hard_band_pct", "pin_cores", "min_samples")
 
 
 class Settings(BaseSettings):
@@ -49,7 +49,13 @@ class Settings(BaseSettings):
     ci_target_pct: float = Field(2.0, gt=0)  # stop when both speedup intervals' half-widths are under this
     confidence: float = Field(0.95, gt=0, lt=1)
     noise_arm: bool = True  # a second baseline arm in the same rounds: the task's own noise floor
-    warmup_runs: int = Field(0, ge=0)  # discarded runs after each server start
+    warmup_runs: int | None = Field(None, ge=0)  # discarded runs after each server start; None: the engine's default
+    pin_cores: bool = True  # server and client on disjoint cores of the slot, thread pools sized to them
+    min_samples: int = Field(5, ge=2)  # per arm before the strict class says anything (docs/measurement.md)
+    gpu_rest_mb: float = Field(1024.0, gt=0)
+    # a sample during which processes outside the slot used more than this share of its cores' time is
+    # flagged and measured again (once)
+    outside_load_max: float = Field(0.25, gt=0, le=1)  # memory a GPU may hold at rest before an arm; more means dirty
     runs_per_round: int = Field(1, ge=1)  # measured runs per server start
     hard_band_pct: float = Field(5.0, ge=0)
     # scheduling
@@ -60,6 +66,11 @@ class Settings(BaseSettings):
         if self.max_rounds < self.rounds:
             raise ValueError(f"max_rounds ({self.max_rounds}) is below rounds ({self.rounds})")
         return self
+
+    @property
+    def min_rounds(self) -> int:
+        """Rounds before the adaptive rounds may stop: `rounds`, and enough for `min_samples` per arm."""
+        return max(self.rounds, -(-self.min_samples // self.runs_per_round))
 
     @property
     def cache_path(self) -> Path:

@@ -147,6 +147,7 @@ class BenchSlot(Frozen):
 
     name: str
     gpu_ids: tuple[int, ...] = ()
+    cpus: tuple[int, ...] = ()  # the cores this slot owns (server and client are pinned inside them)
 
     @property
     def env(self) -> dict[str, str]:
@@ -251,6 +252,10 @@ class Run(Frozen):
     duration_s: float = 0.0
     failure_cause: FailureCause | None = None
     detail: str = ""
+    # load average, CPU clock and, where NVML is, GPU clocks, temperature, power and throttle reasons
+    telemetry: dict[str, dict[str, Any]] = Field(default_factory=dict)  # {"start": {...}, "end": {...}}
+    outside_load: float = 0.0  # share of the slot's core time used by processes outside the slot
+    disturbed: bool = False  # outside load above the limit: kept for the record, not a sample; measured again
 
     @field_validator("metrics")
     @classmethod
@@ -270,12 +275,15 @@ class ArmResult(Frozen):
     commit: str
     command: str  # exactly what ran, after templating
     server_command: str | None = None
+    server_cpus: tuple[int, ...] = ()  # cores the server was pinned to (() = not pinned)
+    client_cpus: tuple[int, ...] = ()  # cores the benchmark command was pinned to
     runs: list[Run] = Field(default_factory=list)
     failure_cause: FailureCause | None = None
     detail: str = ""
 
     def samples(self, metric: str) -> list[float]:
-        return [float(r.metrics[metric]) for r in self.runs if not r.warmup and r.failure_cause is None and metric in r.metrics]
+        return [float(r.metrics[metric]) for r in self.runs
+                if not r.warmup and not r.disturbed and r.failure_cause is None and metric in r.metrics]
 
 
 class Measurements(Frozen):

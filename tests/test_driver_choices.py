@@ -16,3 +16,17 @@ def test_benchmarks_prefer_a_node_that_already_has_the_commit(tmp_path):
     assert pool.pick(task) is warm
     assert pool.pick(task) is cold  # no warm slot left: any idle one
     assert pool.idle == [] and pool.pick(task) is None
+
+
+def test_a_retry_goes_to_another_slot_than_the_one_it_failed_on(tmp_path):
+    pool = SlotPool(Settings(work_dir=str(tmp_path / "w")), simulate.stages(0.0))
+    task = simulate.tasks(1)[0]
+    dirty, other = object(), object()
+    pool.actors = {dirty: None, other: None}
+    pool.idle, pool.ready = [dirty], {dirty, other}
+    pool.slot_of = {dirty: "n/gpu0", other: "n/gpu1"}
+    assert pool.pick(task, avoid={"n/gpu0"}) is None  # wait for gpu1, busy now
+    pool.idle.append(other)
+    assert pool.pick(task, avoid={"n/gpu0"}) is other
+    del pool.actors[other]
+    assert pool.pick(task, avoid={"n/gpu0"}) is dirty  # nothing else left: better than never

@@ -149,3 +149,17 @@ def test_a_failing_setup_is_the_tasks_error_recorded_once(finished_run, tmp_path
     mtime = record_file.stat().st_mtime_ns
     runner.run(str(tasks_file), human, out, settings, task_ids=[TASKS[0]], show_progress=False)
     assert record_file.stat().st_mtime_ns == mtime  # not run again by a plain rerun
+
+
+def test_every_arm_records_its_cores_and_every_sample_its_telemetry(finished_run):
+    out, _, _ = finished_run
+    measured = [r for r in RunStore(out).records() if r.measurements]
+    assert measured
+    for rec in measured:
+        serving = rec.measurements.arm("baseline").server_command is not None
+        for arm in rec.measurements.arms:
+            assert arm.client_cpus, (rec.attempt.id, arm.arm)
+            if serving and len(arm.client_cpus + arm.server_cpus) >= 2:
+                assert arm.server_cpus and not set(arm.server_cpus) & set(arm.client_cpus)  # disjoint
+            for run in arm.runs:
+                assert {"start", "end"} <= set(run.telemetry) and "load1" in run.telemetry["start"]

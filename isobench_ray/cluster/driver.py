@@ -59,6 +59,7 @@ class Driver:
         self._validate = _stage_task(self.stages.validate, "validate")
         self.slots = SlotPool(settings, self.stages)
         self.policy = RetryPolicy()
+        self.avoid: collections.defaultdict[str, set[str]] = collections.defaultdict(set)  # attempt -> slots it failed on
         self._slots_checked = 0.0
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
         self.queue: collections.deque[str] = collections.deque()
@@ -87,7 +88,8 @@ class Driver:
         stage = next_stage(self.store, aid)
         attempt, task, agent = self.by_id[aid]
         if stage == "record":
-            self._finish(make_record(attempt, self.store, self.settings.hard_band_pct, self.settings.confidence))
+            self._finish(make_record(attempt, self.store, self.settings.hard_band_pct, self.settings.confidence,
+                                     self.settings.min_samples))
         elif stage == "session":
             self.queue.append(aid)
         elif stage == "validation":
@@ -132,12 +134,14 @@ class Driver:
                 return
         if self.bench_queue or any(stage == "measurements" for _, stage, _ in self.in_flight.values()):
             self._ensure_slots()
-        while self.bench_queue:
-            attempt, task, _ = self.by_id[self.bench_queue[0]]
-            actor = self.slots.pick(task)
-            if actor is None:
+        for aid in list(self.bench_queue):
+            if not self.slots.idle:
                 break
-            aid = self.bench_queue.popleft()
+            attempt, task, _ = self.by_id[aid]
+            actor = self.slots.pick(task, self.avoid[aid])
+            if actor is None:
+                continue
+            self.bench_queue.remove(aid)
             session = self.store.load_stage(aid, "session")
             self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
 
@@ -158,6 +162,7 @@ class Driver:
             self._finish(error_record(attempt, self.store, stage, known.failure_cause, known.detail))
             return
         if actor is not None:
+            self.avoid[aid].add(self.slots.slot_of.get(actor, ""))  # its retry goes to another slot
             self.slots.drop(actor)
         if not self.policy.failed(aid, stage):
             self._finish(error_record(attempt, self.store, stage, FailureCause.infra_error, describe(error)))

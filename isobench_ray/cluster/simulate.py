@@ -67,10 +67,16 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
 class SimBenchmark:
     """Sleeps for the benchmark's duration; B, H, A get fixed latencies so scoring has numbers."""
 
-    def __init__(self, slot, settings: Settings, *, scale: float):
+    def __init__(self, slot, settings: Settings, *, scale: float, dirty_gpu: int | None = None):
         self.slot, self.settings, self.scale = slot, settings, scale
+        # a GPU that something outside the harness holds: every slot on it finds itself dirty
+        self.dirty = dirty_gpu is not None and dirty_gpu in slot.gpu_ids
 
     def run(self, attempt: Attempt, task: Task, patch: str):
+        if self.dirty:
+            from isobench_ray.stages.benchmark import DirtySlot
+
+            raise DirtySlot(f"slot {self.slot.name}: gpu{self.slot.gpu_ids} holds 20000 MiB (simulated)")
         time.sleep(durations(attempt.id, self.scale).benchmark)
         arms = [ArmResult(arm=arm, commit="sim", command=task.benchmark.command,
                           runs=[Run(arm=arm, round=r, metrics={"avg_latency": value}) for r in range(3)])
@@ -79,6 +85,6 @@ class SimBenchmark:
                             order=[["baseline", "human", "agent"]] * 3, stop_reason="simulated"), {}
 
 
-def stages(scale: float) -> Stages:
+def stages(scale: float, dirty_gpu: int | None = None) -> Stages:
     return Stages(session=partial(session, scale=scale), validate=partial(validate, scale=scale),
-                  benchmark=partial(SimBenchmark, scale=scale), sandboxes=LocalSandboxes())
+                  benchmark=partial(SimBenchmark, scale=scale, dirty_gpu=dirty_gpu), sandboxes=LocalSandboxes())

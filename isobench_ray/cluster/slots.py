@@ -16,6 +16,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from isobench_ray.config import Settings
+from isobench_ray.hardware import Gpus
 from isobench_ray.schema import Attempt, BenchSlot, Task
 from isobench_ray.stages import Stages
 
@@ -29,10 +30,17 @@ class BenchWorker:
         node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
         name = f"{node}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{node}/cpu"
         stages.sandboxes.reap("ISOBENCH_SLOT", name)
-        self.bench = stages.benchmark(BenchSlot(name=name, gpu_ids=gpu_ids), settings)
+        node_id = ray.get_runtime_context().get_node_id()
+        node_gpus = int(next((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node_id), 0))
+        cpus = Gpus(gpu_ids).slot_cores(node_gpus)
+        self.bench = stages.benchmark(BenchSlot(name=name, gpu_ids=gpu_ids, cpus=cpus), settings)
 
     def __repr__(self) -> str:  # the dashboard's actor list and log prefixes show this
-        return f"BenchSlot({self.bench.slot.name})"
+        slot = self.bench.slot
+        return f"BenchSlot({slot.name}, cpus {','.join(map(str, slot.cpus))})"
+
+    def slot_name(self) -> str:
+        return self.bench.slot.name
 
     def run(self, attempt: Attempt, task: Task, patch: str):
         return self.bench.run(attempt, task, patch)
@@ -49,7 +57,8 @@ class SlotPool:
         # Only an actor that is up gets work: one created while a dead node still counted may never be
         # placed, and a benchmark handed to it would wait forever.
         self.ready: set[Any] = set()
-        self._starting: dict[Any, Any] = {}  # __ray_ready__ ref -> actor
+        self.slot_of: dict[Any, str] = {}  # actor -> its slot's name, once it is up
+        self._starting: dict[Any, Any] = {}  # slot_name() ref -> actor
         self.serial = 0
         self._gpus: int | None = None
         self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
@@ -87,7 +96,7 @@ class SlotPool:
         for ref in done:
             actor = self._starting.pop(ref)
             try:
-                ray.get(ref)
+                self.slot_of[actor] = ray.get(ref)
                 self.ready.add(actor)
             except Exception:  # it died starting (its node went): a new one replaces it
                 self.drop(actor)
@@ -102,7 +111,7 @@ class SlotPool:
         actor = _BenchActor.options(name=f"bench-slot-{self.serial}-{os.getpid()}", **options).remote(self.settings, self.stages)
         self.actors[actor] = node_id
         self.idle.append(actor)
-        self._starting[actor.__ray_ready__.remote()] = actor
+        self._starting[actor.slot_name.remote()] = actor
 
     def drop(self, actor) -> None:
         """Never trust an actor whose call failed: its slot may hold leftovers; a new one reaps them."""
@@ -116,10 +125,14 @@ class SlotPool:
         except Exception:
             pass
 
-    def pick(self, task: Task):
+    def pick(self, task: Task, avoid: set[str] = frozenset()):
         """An idle slot that is up, on a node that already holds this task's trees and mirror if there is
-        one, else any; None when no slot is free."""
+        one, else any; never one in `avoid` (slots this attempt failed on) while another slot exists to
+        wait for; None when no slot is free."""
         up = [a for a in self.idle if a in self.ready]
+        others = [a for a in up if self.slot_of.get(a) not in avoid]
+        if others or any(self.slot_of.get(a) not in avoid for a in self.actors):
+            up = others
         warm = [a for a in up if task.parent_commit in self.node_commits[self.actor_node.get(a)]]
         if not up:
             return None

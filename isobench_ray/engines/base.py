@@ -92,6 +92,8 @@ class Engine:
     # benchmark script or module -> the flags that make it write its result as JSON to {path}
     json_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     metric_directions: tuple[tuple[str, bool], ...] = METRIC_DIRECTIONS
+    # discarded runs after each server start, unless the run says otherwise (docs/measurement.md)
+    warmup_runs: int = 1
 
     def server_command(self, template: str | None, *, model: str | None, host: str, port: int) -> str:
         template = template or self.server_template

@@ -52,12 +52,13 @@ def wait_ready(sandbox: Sandbox, proc: Process, url: str, timeout_s: float) -> t
     return None
 
 
-def launch(sandbox: Sandbox, engine: Engine, task: Task, tree: Path, host: str, log_path: Path, timeout_s: float) -> Server:
+def launch(sandbox: Sandbox, engine: Engine, task: Task, tree: Path, host: str, log_path: Path, timeout_s: float,
+           cpus: tuple[int, ...] = ()) -> Server:
     """Start the task's server in `tree` and wait for it; `failure` says why it never answered."""
     for _ in range(PORT_TRIES):
         port = free_port(host)
         command = engine.server_command(task.repo.server_command, model=task.model, host=host, port=port)
-        server = Server(sandbox.start(command, cwd=tree, log_path=log_path), command, port)
+        server = Server(sandbox.start(command, cwd=tree, log_path=log_path, cpus=cpus or None), command, port)
         server.failure = wait_ready(sandbox, server.process, f"http://{host}:{port}{task.repo.health_path}", timeout_s)
         taken = server.failure and server.failure[0] is FailureCause.server_crash and any(
             words in server.failure[1].lower() for words in _PORT_TAKEN)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from isobench_ray.hardware import throttled
 from isobench_ray.schema import AttemptRecord
 from isobench_ray.store import RunStore, write_atomic
 
@@ -13,9 +14,9 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
            "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
            "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct", "hard_class_ci",
-           "not_discriminative", "rounds", "n_samples", "slot", "agent_sandbox", "detail"]
+           "not_discriminative", "rounds", "n_samples", "throttled_samples", "disturbed_samples", "slot", "agent_sandbox", "detail"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
-    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64,
+    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
     "not_discriminative": pl.Boolean,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
@@ -45,6 +46,9 @@ def _row(rec: AttemptRecord) -> dict:
         "hard_class_ci": s.hard_class_ci.value if s else "failed",
         "not_discriminative": s.not_discriminative if s else None, "rounds": s.rounds if s else None,
         "n_samples": len(agent_arm.samples(m.primary_metric)) if agent_arm else 0,
+        "throttled_samples": sum(throttled({**r.telemetry.get("start", {}), **r.telemetry.get("end", {})})
+                                 for a in m.arms for r in a.runs) if m else 0,
+        "disturbed_samples": sum(r.disturbed for a in m.arms for r in a.runs) if m else 0,
         "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
     }
 
@@ -102,6 +106,10 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         "## By agent", _markdown(summary_by_agent(df)),
         "## Attempts", _markdown(per_attempt),
         "## Failures by cause", _markdown(failures) if failures.height else "None.",
+        "## Samples flagged",
+        f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
+        f"cores (kept in measurements.json, not counted, measured again); {int(df['throttled_samples'].sum() or 0)} "
+        "were taken while a GPU was held down by power or heat (counted: see `throttled_samples` per attempt).",
         "## Agents that ran unsandboxed",
         ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
          + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.",

@@ -22,6 +22,14 @@ OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes of output kept in memory per command; th
 Command = str | Sequence[str]  # a shell line, or an argv that no shell sees
 
 
+def pinned_env(cpus: Sequence[int] | None) -> dict[str, str]:
+    """Thread pools sized to the cores a process is pinned to (OpenMP, MKL, OpenBLAS, and torch through OpenMP)."""
+    if not cpus:
+        return {}
+    n = str(len(cpus))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "ISOBENCH_CPUS": ",".join(map(str, cpus))}
+
+
 def tail(text: str, lines: int = 20) -> str:
     """The last lines of a command's output: what an error message shows."""
     return "\n".join(text.strip().splitlines()[-lines:])
@@ -37,6 +45,7 @@ class ExecResult:
     output: str  # stdout and stderr interleaved, as a person would have seen them
     timed_out: bool
     duration_s: float
+    cpu_s: float = 0.0  # CPU time the command and its children used (where the sandbox can tell)
 
     @property
     def ok(self) -> bool:
@@ -52,6 +61,9 @@ class Process(Protocol):
     def poll(self) -> int | None: ...
     def stop(self, grace_s: float = 5.0) -> None: ...
     def output(self) -> str: ...
+    def cpu_seconds(self) -> float:
+        """CPU time its live process tree has used so far."""
+        ...
 
 
 class Sandbox(Protocol):
@@ -61,9 +73,12 @@ class Sandbox(Protocol):
     isolated: bool  # the host's files, processes and network are out of reach
 
     def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
-             log_path: Path | None = None) -> ExecResult: ...
+             log_path: Path | None = None, cpus: Sequence[int] | None = None) -> ExecResult:
+        """`cpus`: pin the command to these cores, and size its thread pools to them."""
+        ...
 
-    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path) -> Process: ...
+    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
+              cpus: Sequence[int] | None = None) -> Process: ...
 
     def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
         """The HTTP status of a GET from where the commands run (None: nothing answered)."""

@@ -10,6 +10,7 @@ server; a `setsid` child leaves the group) is found and reaped by tag with psuti
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from typing import Sequence
 
 import psutil
 
-from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable
+from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
 
 # What every command sees of the host's environment; everything else must be given by name.
 # OPENBLAS_*: set on processors where older OpenBLAS builds compute wrong results; machine facts, no secrets.
@@ -90,6 +91,21 @@ class LocalProcess:
         except FileNotFoundError:
             return ""
 
+    def cpu_seconds(self) -> float:
+        try:
+            root = psutil.Process(self.popen.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
 
 class LocalSandbox:
     """Commands as local process groups; with `isolate`, inside bubblewrap (required, never silently dropped)."""
@@ -134,19 +150,24 @@ class LocalSandbox:
         merged.setdefault("PYTHONUNBUFFERED", "1")
         return merged
 
-    def _popen(self, command: Command, cwd: Path, env: dict[str, str] | None, log) -> tuple[subprocess.Popen, str]:
+    def _popen(self, command: Command, cwd: Path, env: dict[str, str] | None, log,
+               cpus: Sequence[int] | None = None) -> tuple[subprocess.Popen, str]:
         proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
-        popen = subprocess.Popen(self._argv(command, cwd), cwd=cwd, env=self._env(env, proc_tag), stdout=log,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        # affinity is set in the child before exec, so every thread and child it makes inherits it
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        popen = subprocess.Popen(self._argv(command, cwd), cwd=cwd, env=self._env({**(env or {}), **pinned_env(cpus)}, proc_tag),
+                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=pin)
         return popen, proc_tag
 
     def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
-             log_path: Path | None = None) -> ExecResult:
+             log_path: Path | None = None, cpus: Sequence[int] | None = None) -> ExecResult:
         start = time.monotonic()
         log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(log_path, "wb") as log:
-            popen, proc_tag = self._popen(command, cwd, env, log)
+            popen, proc_tag = self._popen(command, cwd, env, log, cpus)
             timed_out = False
             try:
                 popen.wait(timeout=timeout_s)
@@ -156,15 +177,18 @@ class LocalSandbox:
             _kill_tree(popen.pid, grace_s=3.0)
             popen.wait()
         reap_tagged(proc_tag, "ISOBENCH_PROC")
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command's tree, once waited for
+        cpu_s = (children_after.ru_utime - children_before.ru_utime) + (children_after.ru_stime - children_before.ru_stime)
         with open(log_path, "rb") as fh:
             fh.seek(max(0, log_path.stat().st_size - OUTPUT_LIMIT))
             output = fh.read().decode(errors="replace")
-        return ExecResult(None if timed_out else popen.returncode, output, timed_out, time.monotonic() - start)
+        return ExecResult(None if timed_out else popen.returncode, output, timed_out, time.monotonic() - start, cpu_s)
 
-    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path) -> LocalProcess:
+    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
+              cpus: Sequence[int] | None = None) -> LocalProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
-            popen, proc_tag = self._popen(command, cwd, env, log)
+            popen, proc_tag = self._popen(command, cwd, env, log, cpus)
         return LocalProcess(popen, log_path, proc_tag)
 
     def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:

@@ -60,7 +60,9 @@ def _pair(iv: stats.Interval | None, scale: float = 1.0, shift: float = 0.0) -> 
     return ((iv.low + shift) * scale, (iv.high + shift) * scale)
 
 
-def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95) -> Scores:
+def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95, min_samples: int = 2) -> Scores:
+    """Speedups, classes and intervals. Below `min_samples` per arm a bootstrap interval is far too narrow
+    to trust, so the strict class is `inconclusive` (docs/measurement.md)."""
     metric = measurements.primary_metric
     hib = measurements.higher_is_better
     b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
@@ -84,7 +86,8 @@ def score(measurements: Measurements, band_pct: float = 5.0, confidence: float =
         hard_class=hard_class(vs_human, band_pct),
         speedup_ci=_pair(agent_iv), human_speedup_ci=_pair(human_iv),
         agent_vs_human_ci_pct=_pair(vs_human_iv, 100.0, -1.0), noise_pct=noise, band_pct=band,
-        hard_class_ci=stats.hard_class_ci(vs_human_iv, band) if vs_human_iv else HardClass.failed,
+        hard_class_ci=(HardClass.inconclusive if min(len(agent), len(human)) < min_samples else stats.hard_class_ci(vs_human_iv, band))
+        if vs_human_iv else HardClass.failed,
         not_discriminative=stats.not_discriminative(human_iv, noise),
         rounds=len(measurements.order),
     )

@@ -24,12 +24,18 @@ from isobench_ray.engines.base import BadMetrics
 from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
+from isobench_ray.hardware import Gpus, busy_seconds, cpu_telemetry, outside_share, split_cores
 from isobench_ray.sandbox.base import Sandbox, SandboxFactory, tail
 from isobench_ray.schema import ArmResult, Attempt, BenchSlot, FailureCause, Measurements, Run, StageError, Task
 from isobench_ray.scoring.stats import speedup_interval
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
 
 ARMS = ("baseline", "human", "agent")
+
+
+class DirtySlot(RuntimeError):
+    """Something still holds the slot's GPU: a transient failure (the attempt goes to another slot, and a
+    fresh actor replaces this one)."""
 NOISE_ARM = "baseline2"
 LOG_LIMIT = 200_000
 
@@ -65,11 +71,14 @@ class _ArmState:
     failure: tuple[FailureCause, str] | None = None
     server_command: str | None = None
     server_s: float = 0.0  # starting and stopping its servers
+    server_cpus: tuple[int, ...] = ()
+    client_cpus: tuple[int, ...] = ()
 
 
 class ThreeWayBenchmark:
     def __init__(self, slot: BenchSlot, settings: Settings, *, sandboxes: SandboxFactory):
         self.slot, self.settings, self.sandboxes = slot, settings, sandboxes
+        self.gpus = Gpus(slot.gpu_ids)
 
     def _prepare(self, sandbox: Sandbox, task: Task, patch: str, base: Path) -> dict[str, Path]:
         mirror_path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
@@ -89,27 +98,62 @@ class ThreeWayBenchmark:
                 shutil.copyfile(trees["baseline"] / script, trees[arm] / script)
         return trees
 
+    def _cores(self, serving: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(server cores, client cores): disjoint halves of the slot for a server and its client; an
+        offline benchmark, which is the engine, gets the whole slot. () when pinning is off."""
+        if not self.settings.pin_cores or not self.slot.cpus:
+            return (), ()
+        return split_cores(self.slot.cpus) if serving else ((), self.slot.cpus)
+
+    def _ensure_clean_gpus(self, sandbox: Sandbox) -> None:
+        """Before an arm: the slot's GPUs run nothing and hold no more than at rest, or the slot is dirty."""
+        check = self.gpus.check_clean(self.settings.gpu_rest_mb)
+        deadline = time.monotonic() + 10.0  # the driver frees memory a moment after a tree is gone
+        while not check.clean and time.monotonic() < deadline:
+            sandbox.cleanup()
+            time.sleep(0.5)
+            check = self.gpus.check_clean(self.settings.gpu_rest_mb)
+        if not check.clean:
+            raise DirtySlot(f"slot {self.slot.name} is not clean before an arm: {check.detail}")
+
     def _round(self, sandbox: Sandbox, engine: Engine, task: Task, arm: str, tree: Path, rnd: int, state: _ArmState,
                logs: dict[str, str], log_dir: Path) -> None:
         settings, bench = self.settings, task.benchmark
         server, proc, command = None, None, bench.command
+        server_cpus, client_cpus = self._cores(bench.kind == "serving")
+        state.server_cpus, state.client_cpus = server_cpus, client_cpus
+        warmups = engine.warmup_runs if settings.warmup_runs is None else settings.warmup_runs
+        self._ensure_clean_gpus(sandbox)
         try:
             if bench.kind == "serving":
                 t0 = time.monotonic()
                 server = launch(sandbox, engine, task, tree, settings.host, log_dir / f"{arm}.r{rnd}.server.log",
-                                settings.server_start_timeout_s)
+                                settings.server_start_timeout_s, cpus=server_cpus)
                 proc, state.server_command = server.process, server.command
                 state.server_s += time.monotonic() - t0
                 if server.failure:
                     state.failure = server.failure
                     return
                 command = f"{bench.command} --host {settings.host} --port {server.port}"
-            for i in range(settings.warmup_runs + settings.runs_per_round):
-                warm = i < settings.warmup_runs
+            planned, remeasures, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
+            while i < planned:
+                warm = i < warmups
                 timeout_s = settings.bench_timeout_s or bench.timeout_s
-                res = sandbox.exec(command, cwd=tree, timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log")
+                before = {**cpu_telemetry(), **self.gpus.telemetry()}
+                busy, server_cpu = busy_seconds(self.slot.cpus), proc.cpu_seconds() if proc else 0.0
+                res = sandbox.exec(command, cwd=tree, timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log",
+                                   cpus=client_cpus)
+                own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
+                outside = outside_share(busy_seconds(self.slot.cpus) - busy, own, res.duration_s, self.slot.cpus)
                 logs[f"bench/{arm}.r{rnd}.{i}.log"] = res.output[-LOG_LIMIT:]
-                run = Run(arm=arm, round=rnd, warmup=warm, duration_s=res.duration_s)
+                # a sample taken while something outside the slot used its cores is kept, flagged, and
+                # measured again (once per measured run)
+                disturbed = not warm and outside > settings.outside_load_max and remeasures > 0
+                run = Run(arm=arm, round=rnd, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
+                          disturbed=disturbed,
+                          telemetry={"start": before, "end": {**cpu_telemetry(), **self.gpus.telemetry()}})
+                if disturbed:
+                    planned, remeasures = planned + 1, remeasures - 1
                 if proc is not None and proc.poll() is not None:
                     state.failure = (FailureCause.server_crash, f"server exited with {proc.poll()} during the benchmark:\n{tail(proc.output(), 15)}")
                 elif res.timed_out:
@@ -130,6 +174,7 @@ class ThreeWayBenchmark:
                 state.result_runs.append(run)
                 if state.failure:
                     return
+                i += 1
         finally:
             if server is not None:
                 t0 = time.monotonic()
@@ -141,12 +186,12 @@ class ThreeWayBenchmark:
         failed = [arm for arm, st in states.items() if st.failure]
         if failed:
             return f"{', '.join(failed)} failed"
-        if rounds < settings.rounds:
+        if rounds < settings.min_rounds:
             return ""
         metric = _primary(engine, task, [r for st in states.values() for r in st.result_runs])
         if metric is None:
             return "no metric"
-        samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if not r.warmup and metric in r.metrics]
+        samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if not r.warmup and not r.disturbed and metric in r.metrics]
                    for arm, st in states.items()}
         width = interval_half_widths(samples, engine.higher_is_better(metric), settings.confidence)
         if width <= settings.ci_target_pct:
@@ -190,6 +235,7 @@ class ThreeWayBenchmark:
                     arms.append(ArmResult(
                         arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
                         command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
+                        server_cpus=st.server_cpus, client_cpus=st.client_cpus,
                         failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
                 metric = _primary(engine, task, [r for a in arms for r in a.runs]) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
