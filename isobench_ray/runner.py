@@ -49,14 +49,21 @@ def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], se
     }
 
 
-def check_resume(out: Path, settings: Settings) -> None:
-    """Numbers measured under other settings must not mix with these: stop and say which setting differs."""
+def changed_settings(out: Path, settings: Settings) -> list[str]:
+    """How the measurement settings of the run in `out` differ from these ([] for a new or matching run)."""
     previous = RunStore(out).read_json("run.json")
-    if not previous or "identity" not in previous:
-        return
+    if not previous:
+        return []
+    if "identity" not in previous:
+        return ["the run was written by an older isobench that did not record its settings"]
     before = previous["identity"]["measurement"]
     now = settings.measurement()
-    changed = [f"{k}: {before.get(k)!r} in the run, {now[k]!r} now" for k in now if before.get(k) != now[k]]
+    return [f"{k}: {before.get(k)!r} in the run, {now[k]!r} now" for k in now if before.get(k) != now[k]]
+
+
+def check_resume(out: Path, settings: Settings) -> None:
+    """Numbers measured under other settings must not mix with these: stop and say which setting differs."""
+    changed = changed_settings(out, settings)
     if changed:
         raise PlanError(f"{out} was measured with other settings ({'; '.join(changed)}). Resuming would mix "
                         f"numbers measured differently: pass --fresh to start over, or a new --out.")
