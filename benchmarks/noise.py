@@ -41,7 +41,7 @@ def compare_pinning(args) -> None:
     for k in range(1, args.rollouts + 1):
         for pin in ((False, True) if k % 2 else (True, False)):
             settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=args.rounds,
-                                max_rounds=args.rounds, pin_cores=pin)
+                                max_rounds=args.rounds, pin_cores=pin, pin_min_cores=2)
             runner.run(str(demo.TASKS_FILE), parse_agents("noop"), base / ("pinned" if pin else "unpinned"), settings,
                        task_ids=tasks, rollouts=k, show_progress=False)
     elapsed = time.monotonic() - started

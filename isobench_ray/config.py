@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
-                      "runs_per_round", "hard_band_pct", "pin_cores", "min_samples")
+                      "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples")
 
 
 class Settings(BaseSettings):
@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     confidence: float = Field(0.95, gt=0, lt=1)
     noise_arm: bool = True  # a second baseline arm in the same rounds: the task's own noise floor
     warmup_runs: int | None = Field(None, ge=0)  # discarded runs after each server start; None: the engine's default
-    pin_cores: bool = True  # server and client on disjoint cores of the slot, thread pools sized to them
+    pin_cores: bool = True  # server and client on disjoint cores of the slot, thread pools sized to them ...
+    pin_min_cores: int = Field(4, ge=1)  # ... where the slot has this many (on 2 vCPUs pinning measured noisier)
     min_samples: int = Field(5, ge=2)  # per arm before the strict class says anything (docs/measurement.md)
     gpu_rest_mb: float = Field(1024.0, gt=0)
     # a sample during which processes outside the slot used more than this share of its cores' time is
