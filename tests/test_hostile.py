@@ -89,6 +89,7 @@ def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path,
     fetch = f"python -c \"import urllib.request; print(urllib.request.urlopen('{http_server}', timeout=3).read())\" > got.txt 2>&1"
     session, _ = _session(_task(tiny_repo), _settings(tmp_path), fetch)
     assert "got.txt" in session.patch and "hello from the host" not in session.patch
+    assert "URLError" in session.patch  # the fetch ran, and the network refused it
 
 
 @needs_bwrap

@@ -135,6 +135,10 @@ class LocalSandbox:
                 "--unshare-pid", "--die-with-parent", "--new-session"]
         if not self.network:
             wrap.append("--unshare-net")
+        # the harness's interpreter stays visible when it lives under /tmp (a CI checkout), read-only
+        for prefix in dict.fromkeys(map(Path, (sys.prefix, sys.base_prefix, sys.exec_prefix))):
+            if prefix.is_relative_to("/tmp") and prefix.is_dir():
+                wrap += ["--ro-bind", str(prefix), str(prefix)]
         for path in self.hidden:  # the harness's cache, run dir and other trees: empty where mounted
             if path.is_dir() and not path.is_relative_to("/tmp"):  # /tmp is private already
                 wrap += ["--tmpfs", str(path)]
