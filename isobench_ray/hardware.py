@@ -42,9 +42,9 @@ def split_cores(cores: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]
 
 def busy_seconds(cores: Sequence[int]) -> float:
     """CPU time spent busy on these cores since boot, all processes together (user, system, irq...)."""
-    per_cpu = psutil.cpu_times(percpu=True)
+    wanted = set(cores)
     return sum(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
-               for i, t in enumerate(per_cpu) if i in set(cores))
+               for i, t in enumerate(psutil.cpu_times(percpu=True)) if i in wanted)
 
 
 def outside_share(busy_s: float, own_s: float, duration_s: float, cores: Sequence[int]) -> float:

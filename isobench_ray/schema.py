@@ -257,6 +257,11 @@ class Run(Frozen):
     outside_load: float = 0.0  # share of the slot's core time used by processes outside the slot
     disturbed: bool = False  # outside load above the limit: kept for the record, not a sample; measured again
 
+    @property
+    def is_sample(self) -> bool:
+        """Counted in the statistics: measured (not a warm-up), undisturbed, and not failed."""
+        return not self.warmup and not self.disturbed and self.failure_cause is None
+
     @field_validator("metrics")
     @classmethod
     def _finite(cls, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +287,7 @@ class ArmResult(Frozen):
     detail: str = ""
 
     def samples(self, metric: str) -> list[float]:
-        return [float(r.metrics[metric]) for r in self.runs
-                if not r.warmup and not r.disturbed and r.failure_cause is None and metric in r.metrics]
+        return [float(r.metrics[metric]) for r in self.runs if r.is_sample and metric in r.metrics]
 
 
 class Measurements(Frozen):

@@ -192,7 +192,7 @@ class ThreeWayBenchmark:
         metric = _primary(engine, task, [r for st in states.values() for r in st.result_runs])
         if metric is None:
             return "no metric"
-        samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if not r.warmup and not r.disturbed and metric in r.metrics]
+        samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if r.is_sample and metric in r.metrics]
                    for arm, st in states.items()}
         width = interval_half_widths(samples, engine.higher_is_better(metric), settings.confidence)
         if width <= settings.ci_target_pct:

@@ -41,8 +41,8 @@ def _check(checks: list[Check], name: str, started: float, ok: bool, detail: str
 def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settings, base: Path,
                 logs: dict[str, str]) -> tuple[list[Check], str | None, FailureCause | None]:
     checks: list[Check] = []
-    tree = detached_tree(mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit)),
-                         task.parent_commit, base / "tree")
+    mirror_path = mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit))
+    tree = detached_tree(mirror_path, task.parent_commit, base / "tree")
     t0 = time.monotonic()
     try:
         method = apply_patch(sandbox, tree, session.patch, base / "agent.diff")
@@ -71,7 +71,7 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
         cause, detail = _server_starts(sandbox, task, tree, settings, base / "server.log", logs)
         if cause is not None and session.patch.strip():
             # Before the agent is blamed: does the server start at the parent commit, without the patch?
-            parent = detached_tree(mirror(task.repo.url, settings.cache_path), task.parent_commit, base / "parent")
+            parent = detached_tree(mirror_path, task.parent_commit, base / "parent")
             if _server_starts(sandbox, task, parent, settings, base / "parent-server.log", logs)[0] is not None:
                 raise StageError(FailureCause.baseline_failed, f"the server does not start at the parent commit either, "
                                  f"so the task (its server command, model or environment) is broken:\n{detail}")
