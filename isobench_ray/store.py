@@ -7,6 +7,7 @@
         attempt.json  session.json  patch.diff  agent.log  prompt.md
         validation.json  measurements.json  bench/*.log  scores.json
         record.json                 the attempt's final record: its presence means "done"
+        judgement.json              the judges' votes (soft metrics), added after the record
       attempts.parquet  report.md   written by the report stage
 
 Only the driver writes here (results travel back through Ray), so no two writers race on a file.
@@ -28,7 +29,7 @@ from typing import Type, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measurements, Scores, Session, Validation
+from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Judgement, Measurements, Scores, Session, Validation
 
 M = TypeVar("M", bound=BaseModel)
 STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {
@@ -37,6 +38,7 @@ STAGE_FILES: dict[str, tuple[str, type[BaseModel]]] = {
     "measurements": ("measurements.json", Measurements),
     "scores": ("scores.json", Scores),
     "record": ("record.json", AttemptRecord),
+    "judgement": ("judgement.json", Judgement),  # written by the driver after the record (soft metrics)
 }
 
 

@@ -7,24 +7,50 @@ from pathlib import Path
 import polars as pl
 
 from isobench_ray.hardware import throttled
-from isobench_ray.schema import AttemptRecord
+from isobench_ray.schema import AttemptRecord, Judgement
+from isobench_ray.scoring.soft import hard_pass, quadrant, soft_pass
 from isobench_ray.store import RunStore, write_atomic
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
            "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
            "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct", "hard_class_ci",
-           "not_discriminative", "rounds", "n_samples", "throttled_samples", "disturbed_samples", "slot", "agent_sandbox", "detail"]
+           "not_discriminative", "rounds", "n_samples", "throttled_samples", "disturbed_samples", "slot", "agent_sandbox", "detail",
+           # soft metrics and correctness (scoring/soft.py)
+           "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
+           "judge_agreement", "judge_error", "judge_tokens", "judge_cost_usd", "hack_flags", "hacked", "soft_pass",
+           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
-    "not_discriminative": pl.Boolean,
+    "not_discriminative": pl.Boolean, "judge_rule_based": pl.Boolean, "hacked": pl.Boolean, "soft_pass": pl.Boolean,
+    "hard_pass": pl.Boolean, "hard_pass_ci": pl.Boolean, "judge_tokens": pl.Int64, "judge_cost_usd": pl.Float64,
+    "judge_agreement": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
                                "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
 }
 
 
-def _row(rec: AttemptRecord) -> dict:
+def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
+    soft, hard, hard_ci = soft_pass(j), hard_pass(rec.scores), hard_pass(rec.scores, strict=True)
+    costs = [v.cost_usd for v in j.votes if v.cost_usd is not None] if j else []
+    return {
+        "repo": rec.attempt.repo or None,
+        "correctness": rec.scores.correctness if rec.scores else "unchecked",
+        "bottleneck_target": j.bottleneck_target if j else None,
+        "approach_comparison": j.approach_comparison if j else None,
+        "judges": ", ".join(dict.fromkeys(v.judge for v in j.votes)) if j else None,
+        "judge_rule_based": j.rule_based if j else None,
+        "judge_agreement": j.agreement if j else None, "judge_error": j.judge_error if j else None,
+        "judge_tokens": sum(v.tokens for v in j.votes) if j else None,
+        "judge_cost_usd": sum(costs) if costs else None,
+        "hack_flags": ", ".join(j.hack_flags) if j else None, "hacked": bool(j.hack_flags) if j else None,
+        "soft_pass": soft, "hard_pass": hard, "hard_pass_ci": hard_ci,
+        "quadrant": quadrant(soft, hard), "quadrant_ci": quadrant(soft, hard_ci),
+    }
+
+
+def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
     s, m = rec.scores, rec.measurements
     agent_arm = m.arm("agent") if m else None
     return {
@@ -50,11 +76,13 @@ def _row(rec: AttemptRecord) -> dict:
                                  for a in m.arms for r in a.runs) if m else 0,
         "disturbed_samples": sum(r.disturbed for a in m.arms for r in a.runs) if m else 0,
         "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
+        **_soft(rec, judgement),
     }
 
 
-def attempts_frame(records: list[AttemptRecord]) -> pl.DataFrame:
-    return pl.DataFrame([_row(r) for r in records], schema=_SCHEMA)
+def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement] | None = None) -> pl.DataFrame:
+    judgements = judgements or {}
+    return pl.DataFrame([_row(r, judgements.get(r.attempt.id)) for r in records], schema=_SCHEMA)
 
 
 def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
@@ -84,7 +112,9 @@ def _markdown(df: pl.DataFrame) -> str:
 
 def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     store = RunStore(run_dir)
-    df = attempts_frame(store.records())
+    records = store.records()
+    judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
+    df = attempts_frame(records, judgements)
     store.root.mkdir(parents=True, exist_ok=True)
     tmp = store.root / ".attempts.parquet.tmp"
     df.write_parquet(tmp)
