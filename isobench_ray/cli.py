@@ -23,6 +23,10 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Work with task files.")
 app.add_typer(tasks_app, name="tasks")
 
 
+JUDGE_HELP = ("A litellm model string (repeatable: several judges vote), e.g. anthropic/claude-sonnet-4-5 or "
+              "openai/NAME with --api-base; none: the rule-based judge.")
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -96,11 +100,14 @@ def run_cmd(
     setup_timeout: Optional[float] = typer.Option(None, help="Seconds a repository's setup command may take (default 3600)."),
     bench_timeout: Optional[float] = typer.Option(None, help="Seconds one benchmark run may take (default: the task's timeout_s)."),
     max_patch_mb: Optional[float] = typer.Option(None, help="Larger changes are patch_too_large (default 20)."),
+    judge: Optional[list[str]] = typer.Option(None, "--judge", help=JUDGE_HELP),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible endpoint of the judges."),
 ) -> None:
-    """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, report."""
+    """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, judges, report."""
     settings = _settings(rounds, warmup, max_rounds, ci_target, sandbox=sandbox, server_start_timeout_s=server_timeout,
                          import_timeout_s=import_timeout, setup_timeout_s=setup_timeout, bench_timeout_s=bench_timeout,
-                         max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None)
+                         max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None,
+                         judges=tuple(judge) if judge else None, judge_api_base=api_base)
     _execute(tasks_file, agents, out, agents_file, settings=settings, rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
              skip_invalid=skip_invalid)
@@ -127,6 +134,25 @@ def tasks_validate(
     typer.echo(f"\n{result.records} records, {len(result.tasks)} usable tasks, {len(unusable)} unusable"
                + (f": {', '.join(unusable)}" if unusable else ""))
     raise typer.Exit(1 if unusable else 0)
+
+
+@app.command()
+def judge(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    judge: Optional[list[str]] = typer.Option(None, "--judge", help=JUDGE_HELP),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible endpoint of the judges."),
+    again: bool = typer.Option(False, "--again", help="Judge also what these judges judged already."),
+) -> None:
+    """Judge a finished run's patches against the human patches (only what is not judged yet), then report."""
+    from isobench_ray.runner import PlanError, judge as judge_run
+
+    if not (run_dir / "attempts").is_dir():
+        _fail(f"{run_dir}: not a run directory (no attempts/)")
+    try:
+        path, sent = judge_run(run_dir, _settings(judges=tuple(judge) if judge else None, judge_api_base=api_base), again)
+    except PlanError as exc:
+        _fail(str(exc))
+    typer.echo(f"{sent} attempts sent to the judges\nReport: {path}")
 
 
 @app.command()

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     outside_load_max: float = Field(0.25, gt=0, le=1)  # memory a GPU may hold at rest before an arm; more means dirty
     runs_per_round: int = Field(1, ge=1)  # measured runs per server start
     hard_band_pct: float = Field(5.0, ge=0)
+    # soft metrics: litellm model strings (none: the rule-based judge); not part of a run's identity, since
+    # judging reads finished measurements and `isobench judge` adds judges later
+    judges: tuple[str, ...] = ()
+    judge_api_base: str | None = None  # an OpenAI-compatible endpoint (else litellm's defaults, OPENAI_API_BASE)
+    judge_concurrency: int = Field(4, ge=1)  # requests in flight per model
+    judge_attempts: int = Field(3, ge=1)  # replies that do not fit are asked again this often, then judge_error
+    judge_transient_attempts: int = Field(8, ge=1)  # rate limits and connection errors, with exponential backoff
+    judge_backoff_max_s: float = Field(60.0, gt=0)
+    judge_timeout_s: float = Field(300.0, gt=0)
+    judge_diff_chars: int = Field(24_000, ge=1000)  # each patch in a prompt: head and tail kept
+    hack_samples: int = Field(3, ge=0)  # judge samples on the hack question per model (majority); 0: diff scan only
     # scheduling
     agent_concurrency: int = Field(4, ge=1)  # agent sessions at once (model endpoints have rate limits)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from isobench_ray import __version__
 from isobench_ray.agents import make_agent
+from isobench_ray.judges import JudgePanel
 from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
 from isobench_ray.report.tables import write_report
@@ -108,6 +109,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     plan = plan_attempts(tasks, agents, rollouts)
     store = RunStore(out, background_writes=True)
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
+    store.write_json("tasks.json", [t.model_dump() for t in tasks])  # what the judges read, and a person
     store.write_json("run.json", {
         "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, settings),
         # env values may be secrets: only their names are written (their hashes are in the identity)
@@ -118,6 +120,40 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     from isobench_ray import cluster  # Ray is imported only where the run needs it
 
     cluster.connect(address, num_cpus, num_gpus)
-    cluster.Driver(store, plan, settings, retry_failed=retry_failed, show_progress=show_progress).run()
+    panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
+    try:
+        cluster.Driver(store, plan, settings, retry_failed=retry_failed, show_progress=show_progress,
+                       on_record=panel.submit).run()
+    finally:
+        for record in RunStore(out).records():  # attempts finished by an earlier run, not judged yet
+            panel.submit(record)
+        panel.close()
     report_path, _ = write_report(out)
     return report_path
+
+
+def run_tasks(out: Path) -> list[Task]:
+    """The tasks a run measured, as it recorded them."""
+    data = RunStore(out).read_json("tasks.json")
+    if data is None:
+        raise PlanError(f"{out} has no tasks.json: not a run directory, or written by an older isobench")
+    return [Task.model_validate(t) for t in data]
+
+
+def judge(out: str | Path, settings: Settings, again: bool = False) -> tuple[Path, int]:
+    """Judge a finished run: every attempt with a patch not judged yet by these judges (all with `again`).
+    Returns the report and how many attempts were sent to the judges."""
+    out = Path(out)
+    recorded = (RunStore(out).read_json("run.json") or {}).get("settings", {})
+    if recorded.get("cache_dir"):  # the run's git mirrors hold the human commits
+        settings = settings.model_copy(update={"cache_dir": recorded["cache_dir"]})
+    try:
+        with RunLock(out):
+            panel = JudgePanel(out, {t.id: t for t in run_tasks(out)}, settings)
+            for record in RunStore(out).records():
+                panel.submit(record, again=again)
+            judged = panel.close()
+            report_path, _ = write_report(out)
+            return report_path, len(judged)
+    except RunDirBusy as exc:
+        raise PlanError(str(exc)) from None

@@ -52,8 +52,10 @@ def _stage_task(fn: Callable[..., Any], name: str):
 
 class Driver:
     def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, "Agent"]], settings: Settings,
-                 retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None):
+                 retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None,
+                 on_record: Callable[[AttemptRecord], None] | None = None):
         self.store, self.settings = store, settings
+        self.on_record = on_record  # the judges, on the driver, as attempts finish
         self.stages = stages or Stages.real(settings)
         self._session = _stage_task(self.stages.session, "session")
         self._validate = _stage_task(self.stages.validate, "validate")
@@ -107,6 +109,8 @@ class Driver:
         self.store.save_stage(record.attempt.id, "record", record)
         self.timings[record.attempt.id]["record"] = [started, time.time()]
         self.progress.attempt_done(record.status.value, record.failure_stage)
+        if self.on_record is not None:
+            self.on_record(record)
         self._show()
 
     def _show(self) -> None:

@@ -1,0 +1,105 @@
+"""Soft metrics: judges compare each agent patch with the human patch, on the driver, as attempts finish.
+
+`JudgePanel` asks every configured judge about every attempt that has a patch (in a thread pool: judges
+are HTTP calls), adds the diff scan's hack flags, and writes the attempt's `judgement.json`. Without a
+model the rule-based judge answers, and everything it produced says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from isobench_ray.config import Settings
+from isobench_ray.judges.base import Judge, JudgeRequest
+from isobench_ray.judges.rule_based import RuleBasedJudge
+from isobench_ray.schema import AttemptRecord, Judgement, Task
+from isobench_ray.scoring.hacks import scan
+from isobench_ray.scoring.soft import summarize
+from isobench_ray.store import RunStore
+from isobench_ray.workspace import diff_between, mirror
+
+__all__ = ["Judge", "JudgePanel", "JudgeRequest", "RuleBasedJudge", "make_judges", "judge_request"]
+
+
+def make_judges(settings: Settings) -> list[Judge]:
+    if not settings.judges:
+        return [RuleBasedJudge()]
+    from isobench_ray.judges.llm import LitellmJudge  # litellm is imported only where a model judges
+
+    return [LitellmJudge(model, settings.cache_path, api_base=settings.judge_api_base,
+                         concurrency=settings.judge_concurrency, attempts=settings.judge_attempts,
+                         transient_attempts=settings.judge_transient_attempts, backoff_max_s=settings.judge_backoff_max_s,
+                         timeout_s=settings.judge_timeout_s, diff_chars=settings.judge_diff_chars,
+                         hack_samples=settings.hack_samples) for model in settings.judges]
+
+
+def judge_request(record: AttemptRecord, task: Task, human_patch: str) -> JudgeRequest | None:
+    """None when there is nothing to judge: no patch (noop, a session that failed before one)."""
+    patch = record.session.patch if record.session else ""
+    if not patch.strip():
+        return None
+    return JudgeRequest(attempt_id=record.attempt.id, task_id=task.id, description=task.description,
+                        benchmark_command=task.benchmark.command, human_patch=human_patch, agent_patch=patch)
+
+
+def judge_attempt(request: JudgeRequest, judges: list[Judge]) -> Judgement:
+    votes = [vote for judge in judges for vote in judge.judge(request)]
+    flags = scan(request.agent_patch, request.benchmark_command)
+    return summarize(request.attempt_id, votes, all(j.rule_based for j in judges), flags)
+
+
+class JudgePanel:
+    """Judges attempts in the background while the run goes on; `close()` waits for all of them."""
+
+    def __init__(self, run_dir: str | Path, tasks: dict[str, Task], settings: Settings,
+                 judges: list[Judge] | None = None):
+        self.store = RunStore(run_dir)  # its own store: judgement files are written from the pool's threads
+        self.tasks, self.settings = tasks, settings
+        self.judges = judges if judges is not None else make_judges(settings)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.judge_concurrency), thread_name_prefix="judge")
+        self.futures: list[Future] = []
+        self._human: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.submitted: set[str] = set()
+
+    def _human_patch(self, task: Task) -> str:
+        with self._lock:
+            if task.id not in self._human:
+                path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
+                self._human[task.id] = diff_between(path, task.parent_commit, task.human_commit)
+            return self._human[task.id]
+
+    def _judge(self, record: AttemptRecord) -> Judgement | None:
+        task = self.tasks.get(record.attempt.task_id)
+        if task is None:
+            return None
+        try:
+            request = judge_request(record, task, self._human_patch(task))
+            if request is None:
+                return None
+            judgement = judge_attempt(request, self.judges)
+        except Exception as exc:  # a judge's failure is that attempt's judge_error; it never stops the run
+            judgement = Judgement(attempt_id=record.attempt.id, judge_error=f"{type(exc).__name__}: {exc}"[:1000])
+        self.store.save_stage(record.attempt.id, "judgement", judgement)
+        return judgement
+
+    def submit(self, record: AttemptRecord, again: bool = False) -> None:
+        """Judge it unless it was judged already (with a verdict); `again` re-asks also those."""
+        if record.attempt.id in self.submitted:
+            return
+        previous = self.store.load_stage(record.attempt.id, "judgement")
+        if previous is not None and previous.judge_error is None and not again and self._same_judges(previous):
+            return
+        self.submitted.add(record.attempt.id)
+        self.futures.append(self.pool.submit(self._judge, record))
+
+    def _same_judges(self, judgement: Judgement) -> bool:
+        return {v.judge for v in judgement.votes} == {j.name for j in self.judges}
+
+    def close(self) -> list[Judgement]:
+        """Wait for every judgement."""
+        done = [f.result() for f in self.futures]
+        self.pool.shutdown()
+        return [j for j in done if j is not None]

@@ -1,0 +1,117 @@
+"""A model judge through litellm: any model litellm reaches (a hosted API, a local OpenAI-compatible server
+as `openai/NAME` with an api_base).
+
+Side by side, a judge prefers a position, so each patch pair is asked twice, human first and agent first;
+the two votes count separately and a verdict that flips with the order shows as a disagreement. A reply
+that does not fit the verdict's shape is asked again, then recorded as the vote's error. Rate limits and
+connection errors back off exponentially (tenacity). Answers are cached on disk by model and prompt hash,
+so judging a run again sends nothing for what was answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # prices from the installed package: no fetch at import
+import litellm  # noqa: E402
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential  # noqa: E402
+
+from isobench_ray.judges.base import JudgeRequest, hack_prompt, parse_reply, verdict_prompt  # noqa: E402
+from isobench_ray.schema import HackVerdict, PatchVerdict, Vote  # noqa: E402
+from isobench_ray.store import write_atomic  # noqa: E402
+
+litellm.suppress_debug_info = True  # its "Give Feedback" banner on every retried error
+TRANSIENT = (litellm.RateLimitError, litellm.APIConnectionError, litellm.Timeout, litellm.InternalServerError,
+             litellm.ServiceUnavailableError, litellm.BadGatewayError)
+_LIMITS: dict[str, threading.Semaphore] = {}
+_LIMITS_LOCK = threading.Lock()
+
+
+def _limit(model: str, size: int) -> threading.Semaphore:
+    with _LIMITS_LOCK:
+        return _LIMITS.setdefault(model, threading.BoundedSemaphore(size))
+
+
+class LitellmJudge:
+    rule_based = False
+
+    def __init__(self, model: str, cache_dir: Path, *, api_base: str | None = None, concurrency: int = 4,
+                 attempts: int = 3, transient_attempts: int = 8, backoff_max_s: float = 60.0, timeout_s: float = 300.0,
+                 diff_chars: int = 24_000, hack_samples: int = 3):
+        self.name, self.api_base, self.cache_dir = model, api_base, Path(cache_dir)
+        self.concurrency, self.attempts, self.transient_attempts = concurrency, attempts, transient_attempts
+        self.backoff_max_s, self.timeout_s, self.diff_chars, self.hack_samples = backoff_max_s, timeout_s, diff_chars, hack_samples
+
+    # ------------------------------------------------------------ one call
+
+    def _cache_path(self, prompt: str, sample: int) -> Path:
+        key = hashlib.sha256(json.dumps([self.name, self.api_base, prompt, sample]).encode()).hexdigest()
+        return self.cache_dir / "judge" / key[:2] / f"{key}.json"
+
+    def _complete(self, prompt: str, sample: int) -> tuple[str, int, float | None]:
+        """One request (with backoff on transient errors): reply text, tokens, cost (None: unknown price)."""
+        retrying = Retrying(retry=retry_if_exception_type(TRANSIENT), stop=stop_after_attempt(self.transient_attempts),
+                            wait=wait_exponential(multiplier=0.5, max=self.backoff_max_s), reraise=True)
+        with _limit(self.name, self.concurrency):
+            response = retrying(litellm.completion, model=self.name, api_base=self.api_base, timeout=self.timeout_s,
+                                messages=[{"role": "user", "content": prompt}], num_retries=0,
+                                temperature=0.0 if sample == 0 else 1.0)
+        text = response.choices[0].message.content or ""
+        tokens = int(getattr(response.usage, "total_tokens", 0) or 0)
+        try:
+            cost = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # a model litellm has no price for (a local server)
+            cost = None
+        return text, tokens, cost
+
+    def ask(self, prompt: str, shape: type, sample: int = 0):
+        """(parsed reply, tokens, cost, cached); the last problem as ValueError when no reply fits."""
+        path = self._cache_path(prompt, sample)
+        if path.exists():
+            entry = json.loads(path.read_text())
+            return parse_reply(entry["reply"], shape), 0, 0.0, True
+        tokens, cost, problem = 0, 0.0, None
+        for _ in range(self.attempts):
+            text, used, price = self._complete(prompt, sample)
+            tokens += used
+            cost = None if price is None or cost is None else cost + price
+            try:
+                parsed = parse_reply(text, shape)
+            except ValueError as exc:
+                problem = exc
+                continue
+            write_atomic(path, json.dumps({"model": self.name, "reply": text, "tokens": used, "cost_usd": price}))
+            return parsed, tokens, cost, False
+        raise ValueError(f"{problem} (after {self.attempts} replies; {tokens} tokens)")
+
+    # ------------------------------------------------------------ the votes
+
+    def judge(self, request: JudgeRequest) -> list[Vote]:
+        hack, hack_tokens, hack_cost, hack_error = [], 0, 0.0, ""
+        for sample in range(self.hack_samples):
+            try:
+                verdict, tokens, cost, _ = self.ask(hack_prompt(request, self.diff_chars), HackVerdict, sample)
+                hack.append(verdict)
+                hack_tokens += tokens
+                hack_cost = None if cost is None or hack_cost is None else hack_cost + cost
+            except (ValueError, *TRANSIENT) as exc:
+                hack_error = f"hack question: {str(exc).splitlines()[0][:300]}"
+        votes = []
+        for order in ("human_first", "agent_first"):
+            prompt = verdict_prompt(request, order == "human_first", self.diff_chars)
+            try:
+                verdict, tokens, cost, cached = self.ask(prompt, PatchVerdict)
+                votes.append(Vote(judge=self.name, order=order, verdict=verdict, tokens=tokens, cost_usd=cost, cached=cached))
+            except (ValueError, *TRANSIENT) as exc:
+                votes.append(Vote(judge=self.name, order=order, error=str(exc).splitlines()[0][:500]))
+        first = votes[0]
+        # the hack samples belong to the judge, not an order: kept on its first vote
+        votes[0] = first.model_copy(update={
+            "hack": hack, "tokens": first.tokens + hack_tokens,
+            "cost_usd": None if first.cost_usd is None or hack_cost is None else first.cost_usd + hack_cost,
+            "error": "; ".join(e for e in (first.error, hack_error) if e)})
+        return votes
