@@ -1,4 +1,7 @@
-"""Stage 6, the report: attempt records -> attempts.parquet, summary tables (Polars) and report.md."""
+"""Stage 6, the report: attempt records -> attempts.parquet, summary tables (Polars), report.md and report.html.
+
+The frames come from report/summary.py, the plots from report/plots.py, the page from report/html.py;
+report/hub.py publishes the three files as a Hugging Face dataset."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from isobench_ray.hardware import throttled
+from isobench_ray.report.html import Section
+from isobench_ray.report.summary import RULE_BASED, summary_tables
 from isobench_ray.schema import AttemptRecord, Judgement
 from isobench_ray.scoring.soft import hard_pass, quadrant, soft_pass
 from isobench_ray.store import RunStore, write_atomic
@@ -14,7 +19,8 @@ from isobench_ray.store import RunStore, write_atomic
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
            "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
-           "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct", "hard_class_ci",
+           "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct",
+           "noise_pct", "band_pct", "hard_class_ci",
            "not_discriminative", "rounds", "n_samples", "throttled_samples", "disturbed_samples", "slot", "agent_sandbox", "detail",
            # soft metrics and correctness (scoring/soft.py)
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
@@ -27,7 +33,7 @@ _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "judge_agreement": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
-                               "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
+                               "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
 }
 
 
@@ -66,6 +72,8 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
         "hard_class": s.hard_class.value if s else "failed",
         "speedup_ci_low": s.speedup_ci[0] if s and s.speedup_ci else None,
         "speedup_ci_high": s.speedup_ci[1] if s and s.speedup_ci else None,
+        "human_speedup_ci_low": s.human_speedup_ci[0] if s and s.human_speedup_ci else None,
+        "human_speedup_ci_high": s.human_speedup_ci[1] if s and s.human_speedup_ci else None,
         "agent_vs_human_ci_low_pct": s.agent_vs_human_ci_pct[0] if s and s.agent_vs_human_ci_pct else None,
         "agent_vs_human_ci_high_pct": s.agent_vs_human_ci_pct[1] if s and s.agent_vs_human_ci_pct else None,
         "noise_pct": s.noise_pct if s else None, "band_pct": s.band_pct if s else None,
@@ -110,15 +118,9 @@ def _markdown(df: pl.DataFrame) -> str:
         return str(df)
 
 
-def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
-    store = RunStore(run_dir)
-    records = store.records()
-    judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
-    df = attempts_frame(records, judgements)
-    store.root.mkdir(parents=True, exist_ok=True)
-    tmp = store.root / ".attempts.parquet.tmp"
-    df.write_parquet(tmp)
-    tmp.replace(store.root / "attempts.parquet")
+def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
+    """Every section of report.md and report.html, in order (the same tables in both), and the tables by name."""
+    t = summary_tables(df, judgements)
     per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
                             "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
                             "hard_class", "hard_class_ci", "noise_pct", "rounds")
@@ -127,28 +129,89 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     failures = (df.filter(pl.col("failure_cause").is_not_null())
                 .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
+    mean_agreement = df.get_column("judge_agreement").mean()
+    return [
+        Section("By agent", summary_by_agent(df)),
+        Section("Table 1: hard metrics by agent", t["by_agent"],
+                "passed: the patch applied and was measured (status success); improvements / regressions: speedup over "
+                "baseline > 1 / < 1 among those; errors: the task or machine failed. beats / similar / worse / failed: "
+                "the paper's rule (±5% on the point estimate); the _ci columns: the interval rule."),
+        Section("Table 2: hard metrics by repository", t["by_repo"], "The same columns, per repository and agent."),
+        Section("Table 3: speedup over baseline", t["speedups"],
+                "Measured attempts only. 95% intervals: percentile bootstrap (scipy, 2000 resamples) of the mean and "
+                "the median; none under two distinct values. geomean: the geometric mean of the speedups."),
+        Section("Quadrants (soft × hard)", t["quadrants"],
+                "Counts and rates over the judged attempts, by the paper's rule (Q1..Q4) and the interval rule "
+                "(Q1_ci..Q4_ci). Hard success = Q1 + Q3, true success = Q1. mean_judge_agreement: the share of votes "
+                "that agree with the majority.", soft=True),
+        Section("Success and correctness", t["success"],
+                "Rates over all attempts. A broken patch (it changed what the model generates) is never a success; "
+                "broken_but_fast counts those that measured as fast as the human anyway. Hack-adjusted: a patch "
+                "flagged as gaming the benchmark keeps its numbers but is no success.", soft=True),
+        Section("Failure causes by agent", t["failures"]),
+        Section("Judge agreement (Cohen's kappa)", t["kappas"],
+                "Bottleneck target, per pair of raters (a judge in one order is one rater) over the attempts both "
+                "judged; kappa is empty where undefined. Mean agreement with the majority over judged attempts: "
+                + (f"{mean_agreement:.3f}." if mean_agreement is not None else "none judged."), soft=True),
+        Section("Judges' tokens and cost", t["judge_usage"],
+                "Summed from the votes; cost is empty where no vote had a known price.", soft=True),
+        Section("Per task: the three arms", t["per_task"],
+                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
+        Section("Attempts", per_attempt),
+        Section("Failures by cause", failures),
+        Section("Samples flagged", note=(
+            f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
+            f"cores (kept in measurements.json, not counted, measured again); {int(df['throttled_samples'].sum() or 0)} "
+            "were taken while a GPU was held down by power or heat (counted: see `throttled_samples` per attempt).")),
+        Section("Agents that ran unsandboxed", note=(
+            ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
+             + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.")),
+        Section("Tasks flagged not_discriminative", note=(
+            ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
+             + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.")),
+    ], t
+
+
+def _markdown_section(section: Section, rule_based: bool) -> str:
+    label = f" ({RULE_BASED})" if section.soft and rule_based else ""
+    parts = [f"## {section.title}{label}"]
+    if section.note:
+        parts.append(section.note)
+    if section.table is not None:
+        parts.append(_markdown(section.table) if section.table.height else "None.")
+    return "\n\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
+    """attempts.parquet, report.md and report.html in the run directory, from its records and judgements."""
+    from isobench_ray.report.html import render_html  # matplotlib and jinja2 load only when a report is written
+    from isobench_ray.report.plots import all_plots
+
+    store = RunStore(run_dir)
+    records = store.records()
+    judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
+    df = attempts_frame(records, judgements)
+    store.root.mkdir(parents=True, exist_ok=True)
+    tmp = store.root / ".attempts.parquet.tmp"
+    df.write_parquet(tmp)
+    tmp.replace(store.root / "attempts.parquet")
+    rule_based = bool(df.get_column("judge_rule_based").fill_null(False).any())
+    sections, tables = _sections(df, list(judgements.values()))
     text = "\n\n".join([
         f"# isobench report: {store.root.name}",
         f"{df.height} attempts. Speedups are medians over interleaved rounds; > 1 is faster than baseline. "
         "`agent_vs_human_pct` > 0 means the agent beat the human commit; `hard_class` applies the ±5% band to the "
         "point estimate (the paper's rule); `hard_class_ci` asks the whole 95% interval to clear max(5%, 2 x the task's noise). "
         "Status `error` means the task or machine failed, not the agent.",
-        "## By agent", _markdown(summary_by_agent(df)),
-        "## Attempts", _markdown(per_attempt),
-        "## Failures by cause", _markdown(failures) if failures.height else "None.",
-        "## Samples flagged",
-        f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
-        f"cores (kept in measurements.json, not counted, measured again); {int(df['throttled_samples'].sum() or 0)} "
-        "were taken while a GPU was held down by power or heat (counted: see `throttled_samples` per attempt).",
-        "## Agents that ran unsandboxed",
-        ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
-         + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.",
-        "## Tasks flagged not_discriminative",
-        ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
-         + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.",
-        "Files: `attempts.parquet` (one row per attempt), `attempts/<id>/` (patch, logs, every stage's JSON).",
+        *([f"**{RULE_BASED}**: the soft metrics come, at least in part, from the rule-based judge (the two diffs "
+           "compared by rule, no model asked); every soft section says so."] if rule_based else []),
+        *[_markdown_section(s, rule_based) for s in sections],
+        "Files: `attempts.parquet` (one row per attempt), `report.html` (these tables and plots, offline), "
+        "`attempts/<id>/` (patch, logs, every stage's JSON).",
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
+    plots = all_plots(df, tables["quadrants"], rule_based)
+    write_atomic(store.root / "report.html", render_html(store.root.name, df.height, sections, plots, rule_based))
     return store.root / "report.md", df
 
 
