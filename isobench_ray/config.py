@@ -15,7 +15,8 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
-                      "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples")
+                      "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples",
+                      "check_correctness", "greedy_max_tokens", "lm_eval_tasks", "accuracy_drop_max")
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,16 @@ class Settings(BaseSettings):
     outside_load_max: float = Field(0.25, gt=0, le=1)  # memory a GPU may hold at rest before an arm; more means dirty
     runs_per_round: int = Field(1, ge=1)  # measured runs per server start
     hard_band_pct: float = Field(5.0, ge=0)
+    # correctness, after the rounds on the same slot (scoring/correctness.py): greedy completions of fixed
+    # prompts everywhere; an lm-eval accuracy check where the slot has a GPU (or lm_eval_on_cpu)
+    check_correctness: bool = True
+    greedy_max_tokens: int = Field(32, ge=1)
+    lm_eval_tasks: tuple[str, ...] = ("gsm8k",)
+    lm_eval_on_cpu: bool = False  # CPU slots skip it: hours of generation on a CPU
+    lm_eval_limit: int | None = Field(250, ge=1)  # examples per task (None: all); the same for every arm
+    lm_eval_batch_size: int = Field(16, ge=1)
+    lm_eval_seed: int = 1234
+    accuracy_drop_max: float = Field(0.05, ge=0)
     # soft metrics: litellm model strings (none: the rule-based judge); not part of a run's identity, since
     # judging reads finished measurements and `isobench judge` adds judges later
     judges: tuple[str, ...] = ()
@@ -93,4 +104,4 @@ class Settings(BaseSettings):
         return Path(self.work_dir)
 
     def measurement(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in MEASUREMENT_FIELDS}
+        return self.model_dump(mode="json", include=set(MEASUREMENT_FIELDS))  # as run.json holds them (lists, not tuples)

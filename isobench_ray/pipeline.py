@@ -42,7 +42,7 @@ def next_stage(store: RunStore, attempt_id: str) -> str:
 
 
 def make_record(attempt: Attempt, store: RunStore, band_pct: float, confidence: float = 0.95,
-                min_samples: int = 2) -> AttemptRecord:
+                min_samples: int = 2, accuracy_drop_max: float = 0.05) -> AttemptRecord:
     session: Session | None = store.load_stage(attempt.id, "session")
     validation: Validation | None = store.load_stage(attempt.id, "validation")
     measurements: Measurements | None = store.load_stage(attempt.id, "measurements")
@@ -55,7 +55,7 @@ def make_record(attempt: Attempt, store: RunStore, band_pct: float, confidence: 
         return AttemptRecord(**fields, status=Status.failed, failure_cause=validation.failure_cause,
                              failure_stage="validation", detail=failed.detail if failed else "")
     assert measurements is not None, f"{attempt.id}: record asked for before the benchmark"
-    scores = score(measurements, band_pct, confidence, min_samples)
+    scores = score(measurements, band_pct, confidence, min_samples, accuracy_drop_max)
     store.save_stage(attempt.id, "scores", scores)
     status, cause, detail = outcome(measurements)
     return AttemptRecord(**fields, scores=scores, status=status, failure_cause=cause,

@@ -85,6 +85,22 @@ def test_broken_patches_fail_with_their_cause_and_never_count(finished_run):
         assert rows[key]["hard_class"] == "failed" and rows[key]["speedup_vs_baseline"] is None
 
 
+def test_faster_by_changing_the_tokens_is_broken_and_never_a_success(finished_run):
+    rows = _rows(finished_run[0])
+    assert _replay_tasks()["replay-broken"] == TASKS[0]
+    broken = rows[(TASKS[0], "replay-broken")]
+    assert broken["status"] == "success" and broken["speedup_vs_baseline"] > 1.1, broken  # it is faster ...
+    assert broken["correctness"] == "broken" and not broken["hard_pass"] and broken["quadrant"] in ("Q2", "Q4")
+    record = RunStore(finished_run[0]).load_stage(broken["attempt_id"], "record")
+    assert "greedy completions" in record.scores.correctness_detail
+    for task in TASKS:  # the human commit and doing nothing keep every greedy token
+        for agent in ("human", "noop"):
+            assert rows[(task, agent)]["correctness"] == "preserved", rows[(task, agent)]
+    # the demo's soft metrics come from the rule-based judge, and say so; no patch, no judgement
+    assert rows[(TASKS[0], "human")]["judges"] == "rule-based" and rows[(TASKS[0], "human")]["quadrant"] == "Q1"
+    assert rows[(TASKS[0], "noop")]["quadrant"] is None
+
+
 def test_every_stage_is_on_disk_with_the_exact_commands(finished_run):
     store = RunStore(finished_run[0])
     for record in store.records():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from isobench_ray.scoring import stats
+from isobench_ray.scoring import correctness, stats
 from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status
 
 def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
@@ -60,7 +60,8 @@ def _pair(iv: stats.Interval | None, scale: float = 1.0, shift: float = 0.0) -> 
     return ((iv.low + shift) * scale, (iv.high + shift) * scale)
 
 
-def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95, min_samples: int = 2) -> Scores:
+def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95, min_samples: int = 2,
+          accuracy_drop_max: float = 0.05) -> Scores:
     """Speedups, classes and intervals. Below `min_samples` per arm a bootstrap interval is far too narrow
     to trust, so the strict class is `inconclusive` (docs/measurement.md)."""
     metric = measurements.primary_metric
@@ -90,4 +91,5 @@ def score(measurements: Measurements, band_pct: float = 5.0, confidence: float =
         if vs_human_iv else HardClass.failed,
         not_discriminative=stats.not_discriminative(human_iv, noise),
         rounds=len(measurements.order),
+        **dict(zip(("correctness", "correctness_detail"), correctness.check(measurements, accuracy_drop_max))),
     )

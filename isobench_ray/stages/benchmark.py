@@ -6,11 +6,14 @@ A second baseline arm (baseline2, same tree) measures the task's own noise in th
 Rounds rotate the arm order (B H A B2, H A B2 B, ...) so that drift in the machine hits every arm alike.
 Each (arm, round) starts the server (serving tasks), runs `warmup_runs` discarded and `runs_per_round`
 measured benchmark runs, then stops the server and its whole process group. Rounds go on from
-`rounds` to `max_rounds` until both speedup intervals are narrower than `ci_target_pct`.
+`rounds` to `max_rounds` until both speedup intervals are narrower than `ci_target_pct`. Then, on the
+same slot, each arm's server answers fixed prompts greedily (and lm-eval where configured): the outputs
+that scoring/correctness.py compares.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -21,6 +24,7 @@ from pathlib import Path
 from isobench_ray.config import Settings
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.base import BadMetrics
+from isobench_ray.engines import greedy_client
 from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
@@ -182,6 +186,56 @@ class ThreeWayBenchmark:
                 logs[f"bench/{arm}.r{rnd}.server.log"] = server.stop()[-LOG_LIMIT:]
                 state.server_s += time.monotonic() - t0
 
+    def _correctness(self, sandbox: Sandbox, engine: Engine, task: Task, arm: str, tree: Path, base: Path,
+                     logs: dict[str, str], log_dir: Path) -> dict:
+        """Greedy completions of fixed prompts from the arm's own server (and, where wanted, an lm-eval
+        accuracy): ArmResult's greedy_outputs, greedy_detail and accuracy. Nothing here fails the arm."""
+        settings = self.settings
+        server_cpus, client_cpus = self._cores(True)
+        self._ensure_clean_gpus(sandbox)
+        server = launch(sandbox, engine, task, tree, settings.host, log_dir / f"{arm}.correctness.server.log",
+                        settings.server_start_timeout_s, cpus=server_cpus)
+        found: dict = {}
+        try:
+            if server.failure:
+                return {"greedy_detail": f"the {arm} server did not start for the check: {server.failure[0].value}"}
+            url = f"http://{settings.host}:{server.port}/v1/completions"
+            out_file = base / f"{arm}.greedy.json"
+            probe = shlex.join(["python", str(base / "greedy_client.py"), url, task.model or "default",
+                                str(base / "prompts.json"), str(out_file), str(settings.greedy_max_tokens)])
+            res = sandbox.exec(probe, cwd=tree, timeout_s=600, log_path=log_dir / f"{arm}.greedy.log", cpus=client_cpus)
+            if res.ok:
+                found["greedy_outputs"] = json.loads(sandbox.read_file(out_file))["outputs"]
+            else:
+                found["greedy_detail"] = f"the greedy probe of the {arm} arm failed: {res.tail(5)}"
+            if settings.lm_eval_tasks and (self.slot.gpu_ids or settings.lm_eval_on_cpu):
+                found.update(self._lm_eval(sandbox, task, arm, tree, url, base, log_dir))
+        finally:
+            logs[f"bench/{arm}.correctness.server.log"] = server.stop()[-LOG_LIMIT:]
+        return found
+
+    def _lm_eval(self, sandbox: Sandbox, task: Task, arm: str, tree: Path, url: str, base: Path, log_dir: Path) -> dict:
+        """lm-evaluation-harness against the arm's server, with the same tasks, limit, batch size and seed for
+        every arm; the mean of each task's first reported accuracy."""
+        s = self.settings
+        out_dir = base / f"{arm}.lm_eval"
+        argv = ["python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
+                f"model={task.model},base_url={url},num_concurrent=8,max_retries=3,tokenized_requests=False",
+                "--tasks", ",".join(s.lm_eval_tasks), "--batch_size", str(s.lm_eval_batch_size),
+                "--seed", str(s.lm_eval_seed), "--output_path", str(out_dir)]
+        if s.lm_eval_limit:
+            argv += ["--limit", str(s.lm_eval_limit)]
+        res = sandbox.exec(shlex.join(argv), cwd=tree, timeout_s=s.bench_timeout_s or 7200,
+                           log_path=log_dir / f"{arm}.lm_eval.log")
+        results = sorted(out_dir.glob("**/results_*.json"))
+        if not res.ok or not results:
+            return {"greedy_detail": f"lm-eval did not finish for the {arm} arm: {res.tail(5)}"}
+        scores = json.loads(results[-1].read_text())["results"]
+        accuracies = [next(v for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k
+                           and k.split(",")[0] in ("exact_match", "acc", "acc_norm"))
+                      for metrics in scores.values()]
+        return {"accuracy": sum(accuracies) / len(accuracies)} if accuracies else {}
+
     def _stop_reason(self, engine: Engine, task: Task, states: dict[str, "_ArmState"], rounds: int) -> str:
         settings = self.settings
         failed = [arm for arm, st in states.items() if st.failure]
@@ -230,6 +284,12 @@ class ThreeWayBenchmark:
                         if states[arm].failure is None:  # a failed arm is deterministic: not run again
                             self._round(sandbox, engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
                     stop_reason = self._stop_reason(engine, task, states, len(order))
+                checks: dict[str, dict] = {}
+                if self.settings.check_correctness and not any(states[arm].failure for arm in ARMS):
+                    sandbox.write_file(base / "greedy_client.py", Path(greedy_client.__file__).read_bytes())
+                    sandbox.write_file(base / "prompts.json", json.dumps(greedy_client.PROMPTS))
+                    for arm in ARMS:
+                        checks[arm] = self._correctness(sandbox, engine, task, arm, trees[arm], base, logs, log_dir)
                 arms = []
                 for arm in arm_names:
                     st = states[arm]
@@ -237,7 +297,8 @@ class ThreeWayBenchmark:
                         arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
                         command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
                         server_cpus=st.server_cpus, client_cpus=st.client_cpus,
-                        failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else ""))
+                        failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else "",
+                        **checks.get(arm, {})))
                 metric = _primary(engine, task, [r for a in arms for r in a.runs]) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
                                     higher_is_better=engine.knows_metric(metric) and engine.higher_is_better(metric),
