@@ -56,7 +56,7 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
     except (PlanError, TaskFileError, AgentConfigError) as exc:
         _fail(str(exc))
     print_summary(attempts_frame(RunStore(out).records()))
-    typer.echo(f"\nReport: {report}\nTable:  {out / 'attempts.parquet'}")
+    typer.echo(f"\nReport: {report}\nPage:   {report.with_suffix('.html')}\nTable:  {out / 'attempts.parquet'}")
 
 
 @app.command()
@@ -156,15 +156,27 @@ def judge(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
-    """Rebuild attempts.parquet and report.md from a run directory's records."""
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
+                                              help="Also upload the tables as a Hugging Face dataset (HF_TOKEN, HF_ENDPOINT)."),
+    private: bool = typer.Option(False, "--private", help="Create the dataset private."),
+) -> None:
+    """Rebuild attempts.parquet, report.md and report.html from a run directory's records."""
     from isobench_ray.report.tables import print_summary, write_report
 
     if not (run_dir / "attempts").is_dir():
         _fail(f"{run_dir}: not a run directory (no attempts/)")
     path, df = write_report(run_dir)
     print_summary(df)
-    typer.echo(f"\nReport: {path}")
+    typer.echo(f"\nReport: {path}\nPage:   {path.with_suffix('.html')}")
+    if push_to_hub:
+        from huggingface_hub import constants
+
+        from isobench_ray.report.hub import push_to_hub as push
+
+        constants.HF_HUB_OFFLINE = False  # the CLI defaults to offline for everything else; this asks for the hub
+        typer.echo(f"Pushed: {push(run_dir, push_to_hub, private=private)}")
 
 
 @app.command()

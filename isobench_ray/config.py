@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     run_dir: str = ""  # set by the runner; hidden from agents like the cache and the other attempts' trees
     # local: agents that run code go into bubblewrap, and the run refuses them where it is missing;
     # none: they run as plain processes (explicitly asked for; the report marks those attempts)
-    sandbox: Literal["local", "none"] = "local"
+    # docker: every session, validation and benchmark arm in its own container (sandbox/docker.py)
+    sandbox: Literal["local", "none", "docker"] = "local"
     isolate_agents: bool = True  # contain agent sessions (also those that run no code, where it is possible)
     # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray
     # gives its workers (one per CPU asked for), which every arm must share; agents get none of them
