@@ -189,8 +189,21 @@ class CommandSpec(_AgentBase):
     command: str  # template with {workdir} {prompt_file} {time_limit_s} {task_id}
 
 
+class LitellmSpec(_AgentBase):
+    """The built-in model-driven agent (agents/litellm.py): one bash block per reply, run in the sandbox."""
+
+    kind: Literal["litellm"] = "litellm"
+    model: str  # a litellm model string: anthropic/..., openai/NAME with api_base, ollama/...
+    api_base: str | None = None
+    api_key_env: str | None = None  # the harness variable holding the key (the value is never written)
+    step_limit: int = Field(100, ge=1)  # model replies, format errors included
+    cost_limit: float = Field(3.0, ge=0)  # dollars; 0: no limit (and none where litellm knows no price)
+    command_timeout_s: float = Field(600.0, gt=0)  # one bash block
+    temperature: float = Field(0.0, ge=0)
+
+
 # One agent configuration; `kind` picks the model and the implementation in isobench_ray/agents/.
-AgentSpec = Annotated[HumanSpec | NoopSpec | ReplaySpec | CommandSpec, Field(discriminator="kind")]
+AgentSpec = Annotated[HumanSpec | NoopSpec | ReplaySpec | CommandSpec | LitellmSpec, Field(discriminator="kind")]
 AGENT_SPEC = TypeAdapter(AgentSpec)
 
 
@@ -221,6 +234,9 @@ class Session(Frozen):
     sandbox: str = ""  # where the agent ran: "bwrap", "local" (a replay: no code of the agent's), "none" (its code, uncontained)
     duration_s: float = 0.0  # the whole stage: trees, agent, patch extraction
     agent_s: float = 0.0  # the agent alone
+    steps: int = 0  # model replies, where the agent reports them
+    tokens: int = 0
+    cost_usd: float | None = None  # None: not reported, or a model without a known price
     failure_cause: FailureCause | None = None
     detail: str = ""  # human-readable reason or log tail
 

@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from isobench_ray.agents.base import Agent, AgentConfigError, AgentOutcome, SessionContext
 from isobench_ray.agents.command import CommandAgent
 from isobench_ray.agents.human import HumanAgent
+from isobench_ray.agents.litellm import LitellmAgent
 from isobench_ray.agents.noop import NoopAgent
 from isobench_ray.agents.replay import ReplayAgent, load_patches, model_names
 from isobench_ray.schema import AGENT_SPEC, AgentSpec, CommandSpec, HumanSpec, NoopSpec, ReplaySpec, slug
 
-KINDS: dict[str, type] = {"human": HumanAgent, "noop": NoopAgent, "replay": ReplayAgent, "command": CommandAgent}
+KINDS: dict[str, type] = {"human": HumanAgent, "noop": NoopAgent, "replay": ReplayAgent, "command": CommandAgent,
+                          "litellm": LitellmAgent}
 
 
 def _shown(name: str, source: Path) -> str:

@@ -32,6 +32,9 @@ class AgentOutcome:
     exit_status: str
     failure_cause: FailureCause | None = None
     detail: str = ""
+    steps: int = 0  # what the agent reports of its work, where it does
+    tokens: int = 0
+    cost_usd: float | None = None
 
 
 class Agent(Protocol):

@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # prices from the installed package: no fetch at import
-import litellm  # noqa: E402
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential  # noqa: E402
+from isobench_ray.judges.base import JudgeRequest, hack_prompt, parse_reply, verdict_prompt
+from isobench_ray.llm_client import TRANSIENT, complete
+from isobench_ray.schema import HackVerdict, PatchVerdict, Vote
+from isobench_ray.store import write_atomic
 
-from isobench_ray.judges.base import JudgeRequest, hack_prompt, parse_reply, verdict_prompt  # noqa: E402
-from isobench_ray.schema import HackVerdict, PatchVerdict, Vote  # noqa: E402
-from isobench_ray.store import write_atomic  # noqa: E402
-
-litellm.suppress_debug_info = True  # its "Give Feedback" banner on every retried error
-TRANSIENT = (litellm.RateLimitError, litellm.APIConnectionError, litellm.Timeout, litellm.InternalServerError,
-             litellm.ServiceUnavailableError, litellm.BadGatewayError)
 _LIMITS: dict[str, threading.Semaphore] = {}
 _LIMITS_LOCK = threading.Lock()
 
@@ -54,19 +47,11 @@ class LitellmJudge:
 
     def _complete(self, prompt: str, sample: int) -> tuple[str, int, float | None]:
         """One request (with backoff on transient errors): reply text, tokens, cost (None: unknown price)."""
-        retrying = Retrying(retry=retry_if_exception_type(TRANSIENT), stop=stop_after_attempt(self.transient_attempts),
-                            wait=wait_exponential(multiplier=0.5, max=self.backoff_max_s), reraise=True)
         with _limit(self.name, self.concurrency):
-            response = retrying(litellm.completion, model=self.name, api_base=self.api_base, timeout=self.timeout_s,
-                                messages=[{"role": "user", "content": prompt}], num_retries=0,
-                                temperature=0.0 if sample == 0 else 1.0)
-        text = response.choices[0].message.content or ""
-        tokens = int(getattr(response.usage, "total_tokens", 0) or 0)
-        try:
-            cost = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # a model litellm has no price for (a local server)
-            cost = None
-        return text, tokens, cost
+            reply = complete(self.name, [{"role": "user", "content": prompt}], api_base=self.api_base,
+                             temperature=0.0 if sample == 0 else 1.0, timeout_s=self.timeout_s,
+                             attempts=self.transient_attempts, backoff_max_s=self.backoff_max_s)
+        return reply.text, reply.tokens, reply.cost_usd
 
     def ask(self, prompt: str, shape: type, sample: int = 0):
         """(parsed reply, tokens, cost, cached); the last problem as ValueError when no reply fits."""

@@ -15,15 +15,36 @@ PROMPT = """\
 You are working in a checkout of the {repo} repository: {workdir}
 
 {description}
-Make the workload faster while keeping the repository functionally equivalent. Edit non-test source files
-in place; your changes are collected with `git diff` when the session ends. Put any scratch scripts under
-{workdir}/{scratch}/ (not part of the patch). You have {minutes} minutes.
+The change will be measured with this benchmark, run from the repository root:
+
+    {benchmark}
+
+Make the workload faster while keeping the repository functionally equivalent: the model must generate
+the same tokens. Edit non-test source files in place; your changes are collected with `git diff` when the
+session ends. Put any scratch scripts under {workdir}/{scratch}/ (not part of the patch). You have
+{minutes} minutes.
+
+Repository layout (top two levels):
+{layout}
 """
 
 
+def repo_layout(workdir: Path, limit: int = 120) -> str:
+    """The top two levels of the tree, hidden entries left out: where an agent starts to look."""
+    lines = []
+    for entry in sorted(p for p in Path(workdir).iterdir() if not p.name.startswith(".")):
+        lines.append(f"  {entry.name}{'/' if entry.is_dir() else ''}")
+        if entry.is_dir():
+            lines += [f"    {child.name}{'/' if child.is_dir() else ''}" for child in sorted(entry.iterdir())
+                      if not child.name.startswith((".", "__pycache__"))]
+    return "\n".join(lines[:limit] + ([f"  ... ({len(lines) - limit} more)"] if len(lines) > limit else []))
+
+
 def render_prompt(task: Task, workdir, time_limit_s: float) -> str:
+    """The bottleneck, the benchmark and the layout; never the human diff, its message or its files."""
     return PROMPT.format(repo=task.repo.name, workdir=workdir, description=task.description.strip() + "\n",
-                         scratch=SCRATCH_DIRS[0], minutes=int(time_limit_s // 60))
+                         benchmark=task.benchmark.command, scratch=SCRATCH_DIRS[0], minutes=int(time_limit_s // 60),
+                         layout=repo_layout(Path(workdir)) if Path(workdir).is_dir() else "")
 
 
 def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Settings, *,
@@ -71,9 +92,10 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
             logs["patch.diff"] = patch
         if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
             cause = FailureCause.no_patch
-        agent_log = log_dir / "agent.log"
-        if agent_log.exists():
-            logs["agent.log"] = agent_log.read_text(errors="replace")[-1_000_000:]
+        for name in ("agent.log", "trajectory.json"):  # what the agent did, as it wrote it
+            if (log_dir / name).exists():
+                logs[name] = (log_dir / name).read_text(errors="replace")[-(1_000_000 if name == "agent.log" else 20_000_000):]
         return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
-                       duration_s=time.monotonic() - started, agent_s=agent_s,
+                       duration_s=time.monotonic() - started, agent_s=agent_s, steps=outcome.steps,
+                       tokens=outcome.tokens, cost_usd=outcome.cost_usd,
                        sandbox="none" if agent.executes_code and not sandbox.isolated else sandbox.kind, failure_cause=cause, detail=detail), logs
