@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     # none: they run as plain processes (explicitly asked for; the report marks those attempts)
     # docker: every session, validation and benchmark arm in its own container (sandbox/docker.py)
     sandbox: Literal["local", "none", "docker"] = "local"
+    # the docker sandbox (docs/docker.md): the engine (None: DOCKER_HOST, else the local socket of the machine
+    # that runs the stage), the image every container starts from, /dev/shm (inference servers need it), a
+    # hard limit after which the engine kills and removes a container, the network that network=True gets,
+    # host folders every container sees at the same path (read-only; "path:rw" writable: model caches), and
+    # the user commands run as (None: the harness's own uid:gid, so files in the bind mounts stay its own)
+    docker_host: str | None = None
+    docker_image: str = "isobench-base:bookworm"
+    docker_shm_size: str = "8g"
+    docker_time_limit_s: float = Field(86400.0, gt=0)
+    docker_network: str = "host"
+    docker_mounts: tuple[str, ...] = ()
+    docker_user: str | None = None
     isolate_agents: bool = True  # contain agent sessions (also those that run no code, where it is possible)
     # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray
     # gives its workers (one per CPU asked for), which every arm must share; agents get none of them

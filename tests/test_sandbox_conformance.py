@@ -3,11 +3,15 @@
 Each promise runs for real (real processes, real HTTP on 127.0.0.1) against each implementation; a
 promise an implementation does not make (plain local processes cannot cut the network) is skipped with
 that reason, and the session stage never gives such a sandbox to an agent that runs code.
+
+Commands say `python`, never the harness's interpreter: the local sandbox puts the harness's first on
+PATH, and a container has the image's own (the host's virtualenv is not there). The Docker implementation
+runs against a private dockerd started for the session (tests/dockerd.py) and skips with the reason where
+none can run.
 """
 
 import os
 import shutil
-import sys
 import time
 
 import psutil
@@ -16,20 +20,24 @@ import pytest
 from isobench_ray.sandbox import SandboxUnavailable
 from isobench_ray.sandbox.local import LocalSandbox, LocalSandboxes
 
+from dockerd import docker_host, docker_image, docker_sandboxes  # noqa: F401  (session fixtures)
+
 IMPLEMENTATIONS = [
     pytest.param(dict(factory=LocalSandboxes(), isolate=False), id="local"),
     pytest.param(dict(factory=LocalSandboxes(), isolate=True), id="bwrap",
                  marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
+    pytest.param(dict(fixture="docker_sandboxes", isolate=True), id="docker"),  # skips where no dockerd can run
 ]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def make(request, tmp_path):
     impl = request.param
+    factory = impl["factory"] if "factory" in impl else request.getfixturevalue(impl["fixture"])
     made = []
 
     def _make(tag="conf", network=False, env=None):
-        sandbox = impl["factory"](f"{tag}-{request.node.name}", writable=[tmp_path], network=network,
+        sandbox = factory(f"{tag}-{request.node.name}", writable=[tmp_path], network=network,
                                   isolate=impl["isolate"], env=env)
         made.append(sandbox)
         return sandbox
@@ -127,7 +135,7 @@ def test_files_and_http_go_where_the_commands_run(make, tmp_path):
     sandbox.write_file(tmp_path / "sub" / "f.txt", "data")
     assert sandbox.read_file(tmp_path / "sub" / "f.txt") == b"data"
     port = 20000 + os.getpid() % 20000
-    proc = sandbox.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+    proc = sandbox.start(["python", "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
                          log_path=tmp_path / "http.log")
     try:
         deadline = time.monotonic() + 20

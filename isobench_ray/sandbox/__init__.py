@@ -12,6 +12,16 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
 
         hidden = tuple(p for p in (settings.cache_dir, settings.work_dir, settings.run_dir) if p)
         return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden)
+    if settings.sandbox == "docker":
+        from pathlib import Path
+
+        from isobench_ray.sandbox.docker import DockerSandboxes
+
+        return DockerSandboxes(host=settings.docker_host, image=settings.docker_image, shm_size=settings.docker_shm_size,
+                               time_limit_s=settings.docker_time_limit_s, network_mode=settings.docker_network,
+                               mounts=tuple(settings.docker_mounts), user=settings.docker_user,
+                               run=Path(settings.run_dir).name if settings.run_dir else "",
+                               passthrough=tuple(settings.env_passthrough))
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
 
 

@@ -1,0 +1,532 @@
+"""The Docker sandbox: one long-lived container per sandbox, driven through the Docker engine's API.
+
+Each sandbox is a container whose PID 1 is `docker-init` running `sleep <docker_time_limit_s>`: when the
+limit passes the engine itself stops the container and removes it (`auto_remove`), whoever is left to
+watch. The writable paths are bind-mounted read-write at the same paths as on the host, so the paths in
+commands and files work unchanged; the rest of the file system is the image's (`docker_image`), and
+nothing else of the host is visible (`hide` is implicit). `network=False` is `network_mode="none"`: the
+container has its own loopback only, so a server and its client in one container still talk, and the
+HTTP probe runs inside the container for the same reason.
+
+Every command runs under a small `sh` wrapper with `ISOBENCH_PROC` (one launch) in its environment:
+stdout and stderr go to one pipe (interleaved as a person would see them), and when the command ends
+(or the harness's time limit passes) every process of the container carrying that marker is killed,
+children that started their own session included. The environment is the caller's plus a minimal base,
+never the host's. A slot's GPUs (`CUDA_VISIBLE_DEVICES` in slot_env) become a device request for those
+host devices, renumbered from 0 inside. Containers carry labels (`isobench.tag`, `isobench.slot`, ...)
+so `cleanup` and `reap` find them.
+
+`python -m isobench_ray.sandbox.docker build` builds the base image with debootstrap (images/build_base.sh)
+and imports it; see docs/docker.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
+
+DEFAULT_IMAGE = "isobench-base:bookworm"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build_base.sh"
+# slot and tag variables (reap keys) and the labels that carry them
+KEY_LABELS = {"ISOBENCH_TAG": "isobench.tag", "ISOBENCH_SLOT": "isobench.slot"}
+LABEL = "isobench"  # every container this module makes carries isobench=1
+
+# The wrapper of every command: "$@" is the command. Its stderr carries only `times` (CPU of the waited
+# children) for the harness; the command's stdout and stderr share the wrapper's stdout.
+_REAP = r"""
+isobench_reap() {
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" = "$$" ] && continue
+    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$ISOBENCH_PROC"; then kill -KILL "$p" 2>/dev/null; fi
+  done
+}
+"""
+_RUN = _REAP + r"""
+"$@" 2>&1 </dev/null
+rc=$?
+times >&2
+isobench_reap; isobench_reap
+exit $rc
+"""
+# Signal every process carrying a launch's marker: $1 signal, $2 marker. Prints the pids.
+_KILL = r"""
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; then kill -"$1" "$p" 2>/dev/null && echo "$p"; fi
+done
+"""
+# CPU ticks (user + system) of a launch's live processes: $1 marker.
+_CPU = r"""
+total=0
+for d in /proc/[0-9]*; do
+  if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$1"; then
+    rest=$(cut -d')' -f2- < "$d/stat" 2>/dev/null) || continue
+    set -- "$1" $rest
+    total=$((total + ${13:-0} + ${14:-0}))
+  fi
+done
+echo "$total"
+"""
+_HTTP = """
+import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    print(opener.open(sys.argv[1], timeout=float(sys.argv[2])).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except Exception:
+    print("none")
+"""
+
+_clients: dict[str, Any] = {}  # one client per engine URL and process (a factory only holds the URL)
+_images_seen: set[tuple[str, str]] = set()
+_lock = threading.Lock()
+
+
+def default_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def client_for(base_url: str | None):
+    """The engine's client, pinged once; SandboxUnavailable when it cannot be reached."""
+    url = base_url or default_host()
+    with _lock:
+        if url in _clients:
+            return _clients[url]
+        try:
+            import docker
+        except ImportError:
+            raise SandboxUnavailable("the docker sandbox needs the docker Python package (pip install docker)") from None
+        try:
+            client = docker.DockerClient(base_url=url, timeout=120)
+            client.ping()
+        except Exception as exc:
+            raise SandboxUnavailable(f"cannot reach the Docker engine at {url}: {exc}") from None
+        _clients[url] = client
+        return client
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.") or "sandbox"
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _parse_times(text: str) -> float:
+    """`times`: the shell's own user/system time, then its children's (`0m1.23s 0m0.10s`)."""
+    lines = [line for line in text.splitlines() if "m" in line and "s" in line]
+    if len(lines) < 2:
+        return 0.0
+    total = 0.0
+    for minutes, seconds in re.findall(r"(\d+)m([\d.]+)s", lines[-1]):
+        total += int(minutes) * 60 + float(seconds)
+    return total
+
+
+class DockerProcess:
+    """A long-running command in the sandbox's container, logging to a file on this side."""
+
+    def __init__(self, sandbox: "DockerSandbox", exec_id: str, proc_tag: str, log_path: Path, reader: threading.Thread):
+        self.sandbox, self.exec_id, self.proc_tag, self.log_path, self.reader = sandbox, exec_id, proc_tag, log_path, reader
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is not None:
+            return self._code
+        try:
+            info = self.sandbox._api.exec_inspect(self.exec_id)
+        except Exception:  # the container is gone: so is the process
+            self._code = -9
+            return self._code
+        if info.get("Running"):
+            return None
+        self._code = info.get("ExitCode")
+        if self._code is None:
+            self._code = -1
+        return self._code
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.sandbox._signal(self.proc_tag, "TERM")
+        deadline = time.monotonic() + grace_s
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(2):
+            self.sandbox._signal(self.proc_tag, "KILL")
+        deadline = time.monotonic() + 5
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.reader.join(timeout=2)
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        res = self.sandbox._run(["sh", "-c", _CPU, "isobench", self.proc_tag], timeout_s=30)
+        try:
+            return int(res.strip().splitlines()[-1]) / os.sysconf("SC_CLK_TCK")
+        except (ValueError, IndexError):
+            return 0.0
+
+
+class DockerSandbox:
+    """One container; commands through `exec`, a server through `start`, removed by `cleanup`."""
+
+    kind = "docker"
+    enforces_network = True
+    isolated = True
+
+    def __init__(self, factory: "DockerSandboxes", tag: str, *, writable: Sequence[Path], network: bool,
+                 extra_env: dict[str, str], labels: dict[str, str], gpu_ids: Sequence[str] = ()):
+        import docker
+        from docker.types import DeviceRequest, Mount
+
+        self.tag = tag
+        self.network = network
+        self.client = client_for(factory.host)
+        self._api = self.client.api
+        self.writable = [Path(p).resolve() for p in writable]
+        self.user = factory.user if factory.user is not None else f"{os.getuid()}:{os.getgid()}"
+        root = self.user.split(":")[0] in ("0", "root")
+        self.base_env = {"PATH": DEFAULT_PATH, "HOME": "/root" if root else "/tmp", "LANG": "C.UTF-8",
+                         "PYTHONUNBUFFERED": "1", "ISOBENCH_TAG": tag}
+        self.extra_env = dict(extra_env)
+        if gpu_ids:  # the container sees only the slot's GPUs, numbered from 0
+            self.extra_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(len(gpu_ids))))
+        key = (factory.host or default_host(), factory.image)
+        if key not in _images_seen:
+            try:
+                self.client.images.get(factory.image)
+            except docker.errors.ImageNotFound:
+                raise SandboxUnavailable(
+                    f"the Docker image {factory.image!r} is not on the engine at {key[0]}: build it with "
+                    f"`python -m isobench_ray.sandbox.docker build --image {factory.image}` (docs/docker.md)") from None
+            except docker.errors.APIError as exc:
+                raise SandboxUnavailable(f"the Docker engine at {key[0]} failed: {exc}") from None
+            _images_seen.add(key)
+        mounts = []
+        for path in dict.fromkeys(self.writable):
+            path.mkdir(parents=True, exist_ok=True)
+            mounts.append(Mount(target=str(path), source=str(path), type="bind", read_only=False))
+        for spec in factory.mounts:  # extra host folders at the same path: model caches
+            path, _, mode = spec.partition(":")
+            if Path(path).exists() and not _under(Path(path).resolve(), self.writable):
+                mounts.append(Mount(target=path, source=str(Path(path).resolve()), type="bind", read_only=mode != "rw"))
+        self.name = f"isobench-{_safe_name(tag)[:80]}-{uuid.uuid4().hex[:6]}"
+        kwargs: dict[str, Any] = dict(
+            name=self.name, labels={LABEL: "1", **labels}, detach=True, init=True, auto_remove=True,
+            network_mode=factory.network_mode if network else "none", mounts=mounts, environment=self.base_env,
+            shm_size=factory.shm_size, user=self.user, working_dir="/", security_opt=["no-new-privileges"],
+            hostname="sandbox" if not network or factory.network_mode != "host" else None)
+        if gpu_ids:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpu_ids), capabilities=[["gpu"]])]
+        try:
+            # PID 1 (docker-init) runs the time limit: when it passes, the engine stops and removes the container
+            self.container = self.client.containers.run(factory.image, ["sleep", str(int(factory.time_limit_s))], **kwargs)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailable(f"cannot start a container of {factory.image!r}: {exc}") from None
+        self.id = self.container.id
+
+    # -------------------------------------------------------------- commands
+
+    def _env(self, env: dict[str, str] | None, proc_tag: str | None, cpus: Sequence[int] | None) -> dict[str, str]:
+        merged = {**self.base_env, **self.extra_env, **(env or {}), **pinned_env(cpus)}
+        if proc_tag:
+            merged["ISOBENCH_PROC"] = proc_tag
+        return merged
+
+    def _argv(self, command: Command, cpus: Sequence[int] | None) -> list[str]:
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        if cpus:
+            argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
+        return ["sh", "-c", _RUN, "isobench", *argv]
+
+    def _launch(self, command: Command, cwd: Path, env: dict[str, str] | None, cpus: Sequence[int] | None,
+                log_path: Path) -> tuple[str | None, str, threading.Thread, list[bytes], str]:
+        """Starts a command; a thread copies its output to log_path. Returns (exec id, marker, thread,
+        the wrapper's own stderr, an error message when the engine refused)."""
+        proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
+        meta: list[bytes] = []
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            exec_id = self._api.exec_create(self.id, self._argv(command, cpus), environment=self._env(env, proc_tag, cpus),
+                                            workdir=str(cwd), user=self.user, stdout=True, stderr=True)["Id"]
+            stream = self._api.exec_start(exec_id, stream=True, demux=True)
+        except Exception as exc:
+            log_path.write_text(f"docker: {exc}\n")
+            return None, proc_tag, threading.Thread(target=lambda: None), meta, f"docker: {exc}"
+
+        def copy() -> None:
+            with open(log_path, "wb") as log:
+                try:
+                    for out, err in stream:
+                        if out:
+                            log.write(out)
+                            log.flush()
+                        if err:
+                            meta.append(err)
+                except Exception:  # the stream closed under us (a timeout, the container removed)
+                    pass
+
+        reader = threading.Thread(target=copy, daemon=True, name=f"docker-output-{proc_tag}")
+        reader.stream = stream  # type: ignore[attr-defined]
+        reader.start()
+        return exec_id, proc_tag, reader, meta, ""
+
+    def _signal(self, proc_tag: str, sig: str) -> str:
+        return self._run(["sh", "-c", _KILL, "isobench", sig, proc_tag], timeout_s=30)
+
+    def _run(self, argv: list[str], timeout_s: float) -> str:
+        """A helper command of the harness itself (no marker; never timed out by this module's killer)."""
+        try:
+            exec_id = self._api.exec_create(self.id, argv, environment=self._env(None, None, None), user=self.user,
+                                            stdout=True, stderr=True)["Id"]
+            return self._api.exec_start(exec_id).decode(errors="replace")
+        except Exception:
+            return ""
+
+    def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
+             log_path: Path | None = None, cpus: Sequence[int] | None = None) -> ExecResult:
+        start = time.monotonic()
+        log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
+        exec_id, proc_tag, reader, meta, error = self._launch(command, cwd, env, cpus, log_path)
+        if exec_id is None:
+            return ExecResult(125, error, False, time.monotonic() - start)
+        reader.join(timeout=timeout_s)
+        timed_out = reader.is_alive()
+        if timed_out:
+            for _ in range(2):
+                self._signal(proc_tag, "KILL")
+            reader.join(timeout=5)
+            if reader.is_alive():  # something without the marker holds the pipe: stop listening
+                try:
+                    reader.stream.close()  # type: ignore[attr-defined]
+                except Exception:
+                    pass
+                reader.join(timeout=2)
+        code: int | None = None
+        if not timed_out:
+            try:
+                info = self._api.exec_inspect(exec_id)
+                code = info.get("ExitCode")
+            except Exception as exc:
+                code, error = 125, f"docker: {exc}"
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, log_path.stat().st_size - OUTPUT_LIMIT))
+            output = fh.read().decode(errors="replace") + error
+        return ExecResult(None if timed_out else code, output, timed_out, time.monotonic() - start,
+                          _parse_times(b"".join(meta).decode(errors="replace")))
+
+    def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
+              cpus: Sequence[int] | None = None) -> DockerProcess:
+        exec_id, proc_tag, reader, _, error = self._launch(command, cwd, env, cpus, log_path)
+        if exec_id is None:
+            raise SandboxUnavailable(f"cannot start {command!r} in container {self.name}: {error}")
+        return DockerProcess(self, exec_id, proc_tag, log_path, reader)
+
+    def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
+        # from inside the container: a container without network has only its own loopback
+        out = self._run(["python3", "-c", _HTTP, url, str(timeout_s)], timeout_s=timeout_s + 30).strip()
+        try:
+            return int(out.splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    # -------------------------------------------------------------- files
+
+    def read_file(self, path: Path) -> bytes:
+        path = Path(path)
+        if _under(path.resolve(), self.writable):  # the same file on both sides of the bind mount
+            return path.read_bytes()
+        try:
+            chunks, _ = self.container.get_archive(str(path))
+        except Exception as exc:
+            raise FileNotFoundError(f"{path} in container {self.name}: {exc}") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            fh = tar.extractfile(member) if member else None
+            if fh is None:
+                raise IsADirectoryError(f"{path} in container {self.name} is not a file")
+            return fh.read()
+
+    def write_file(self, path: Path, data: bytes | str) -> None:
+        path = Path(path)
+        data = data.encode() if isinstance(data, str) else data
+        if _under(path.resolve(), self.writable):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return
+        self._run(["mkdir", "-p", str(path.parent)], timeout_s=30)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(path.name)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        if not self.container.put_archive(str(path.parent), buf.getvalue()):
+            raise OSError(f"cannot write {path} in container {self.name}")
+
+    # -------------------------------------------------------------- the end
+
+    def cleanup(self) -> list[str]:
+        return _remove(self.client, [self.id])
+
+
+def _remove(client, ids: Sequence[str]) -> list[str]:
+    """Kill and remove containers; returns what was running in them."""
+    import docker
+
+    killed = []
+    for cid in ids:
+        try:
+            container = client.containers.get(cid)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError:
+            container = None
+        if container is not None and container.status == "running":
+            try:
+                top = container.top(ps_args="-eo pid,args")
+                procs = [" ".join(p) for p in top.get("Processes") or []]
+                # PID 1 (docker-init) and the time limit's sleep are the container's own
+                procs = [p for p in procs if "docker-init" not in p and not re.search(r"\bsleep \d+$", p)]
+            except Exception:
+                procs = []
+            killed.append(f"container {container.name}" + (f" ({'; '.join(procs)})" if procs else ""))
+        try:
+            client.api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if getattr(exc, "status_code", None) != 409:  # 409: auto_remove is removing it already
+                raise
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                client.api.inspect_container(cid)
+            except docker.errors.NotFound:
+                break
+            time.sleep(0.1)
+    return killed
+
+
+@dataclass(frozen=True)
+class DockerSandboxes:
+    """The factory of Docker sandboxes for one run: picklable (only settings; the client is made where it
+    is used). `passthrough` names host variables that benchmark and validation commands may see."""
+
+    host: str | None = None  # None: DOCKER_HOST, else the local socket (of the machine that runs the stage)
+    image: str = DEFAULT_IMAGE
+    shm_size: str = "8g"
+    time_limit_s: float = 86400.0
+    network_mode: str = "host"  # what network=True gets
+    mounts: tuple[str, ...] = ()  # host folders every container sees at the same path, read-only ("path:rw": writable)
+    user: str | None = None  # None: the harness's own uid:gid, so files in the bind mounts stay its own
+    run: str = ""  # the run's name, a label
+    passthrough: tuple[str, ...] = ()
+    kind: str = "docker"
+    can_isolate: bool = True
+    extra_labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
+                 hide: Sequence[Path] = ()) -> DockerSandbox:
+        # `hide` needs nothing: a container sees only its mounts
+        host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
+        slot_env = dict(slot_env or {})
+        gpus = [g for g in slot_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+        attempt, _, stage = tag.partition(".")
+        labels = {KEY_LABELS["ISOBENCH_TAG"]: tag, "isobench.attempt": attempt, "isobench.stage": stage or "session",
+                  **({"isobench.run": self.run} if self.run else {}), **self.extra_labels}
+        for key, value in slot_env.items():
+            if key.startswith("ISOBENCH_"):
+                labels[KEY_LABELS.get(key, key)] = value
+        return DockerSandbox(self, tag, writable=writable, network=network, extra_env={**host, **slot_env, **(env or {})},
+                             labels=labels, gpu_ids=gpus)
+
+    def reap(self, key: str, value: str) -> list[str]:
+        client = client_for(self.host)
+        found = client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{KEY_LABELS.get(key, key)}={value}"]})
+        return _remove(client, [c["Id"] for c in found])
+
+
+# ------------------------------------------------------------------ the base image
+
+
+def build_script_key(script: Path = BUILD_SCRIPT) -> str:
+    return hashlib.sha256(script.read_bytes()).hexdigest()[:16]
+
+
+def base_tarball(cache_dir: Path, script: Path = BUILD_SCRIPT, log=None) -> Path:
+    """The base file system tarball, built once per version of the build script and cached."""
+    import subprocess
+
+    out = Path(cache_dir) / "images" / f"isobench-base-{build_script_key(script)}.tar"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["sh", str(script), str(out)], stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT)
+    if res.returncode != 0 or not out.exists():
+        detail = (res.stdout or b"").decode(errors="replace")[-3000:] if log is None else ""
+        raise RuntimeError(f"building the base image failed ({script}, exit {res.returncode}):\n{detail}")
+    return out
+
+
+def import_base_image(client, tarball: Path, image: str = DEFAULT_IMAGE) -> None:
+    repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+    client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
+                                      changes=[f"ENV PATH={DEFAULT_PATH}", "ENV LANG=C.UTF-8", 'CMD ["bash"]'])
+    client.images.get(image)  # raises if the import did not take
+
+
+def ensure_base_image(client, image: str = DEFAULT_IMAGE, cache_dir: Path | None = None, log=None) -> str:
+    """Build (or reuse the cached tarball) and import the base image unless the engine has it."""
+    import docker
+
+    try:
+        client.images.get(image)
+        return "present"
+    except docker.errors.ImageNotFound:
+        pass
+    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "isobench"
+    cached = (cache / "images" / f"isobench-base-{build_script_key()}.tar").exists()
+    import_base_image(client, base_tarball(cache, log=log), image)
+    return "imported from cache" if cached else "built"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m isobench_ray.sandbox.docker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the base image with debootstrap and import it")
+    build.add_argument("--image", default=os.environ.get("ISOBENCH_DOCKER_IMAGE", DEFAULT_IMAGE))
+    build.add_argument("--host", default=os.environ.get("ISOBENCH_DOCKER_HOST"))
+    build.add_argument("--cache-dir", default=os.environ.get("ISOBENCH_CACHE_DIR", str(Path.home() / ".cache" / "isobench")))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    how = ensure_base_image(client_for(args.host), args.image, Path(args.cache_dir), log=sys.stderr)
+    print(f"{args.image}: {how} in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""A real Docker engine for the tests: a private `dockerd` for the session, and the base image on it.
+
+`docker_host` starts `dockerd` with its own data root, exec root, pid file and unix socket under
+/tmp/isobench-dockerd-XXXX (overlay2 first; then without iptables and the bridge; then the vfs driver),
+waits for it with the SDK's ping and stops it at the end of the session. ISOBENCH_TEST_DOCKER_HOST reuses
+a running engine instead (e.g. unix:///var/run/docker.sock). `docker_image` imports the base image,
+built once by images/build_base.sh (debootstrap) and cached under ~/.cache/isobench/images/ keyed by the
+script's content. Where any of that cannot happen here (no dockerd, not root, no cgroups, no debootstrap,
+no Debian mirror) the tests that use them skip with the reason; they never fail for the machine.
+
+Import the fixtures into a test module: `from dockerd import docker_host, docker_image, docker_sandboxes`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ENV_HOST = "ISOBENCH_TEST_DOCKER_HOST"
+IMAGE = "isobench-base:bookworm"
+# tried in order until one answers a ping
+DAEMON_OPTIONS = (
+    ["--storage-driver=overlay2"],
+    ["--storage-driver=overlay2", "--iptables=false", "--ip-masq=false", "--bridge=none"],
+    ["--storage-driver=vfs", "--iptables=false", "--ip-masq=false", "--bridge=none"],
+)
+
+
+def _ping(url: str, timeout_s: float) -> str:
+    """'' once the engine answers, else the last error."""
+    import docker
+
+    deadline, error = time.monotonic() + timeout_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            client = docker.DockerClient(base_url=url, timeout=10)
+            try:
+                client.ping()
+                return ""
+            finally:
+                client.close()
+        except Exception as exc:
+            error = str(exc)
+            time.sleep(0.3)
+    return error
+
+
+def _stop(proc: subprocess.Popen, root: Path) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # dockerd stops its containers and its containerd
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    # a killed daemon may leave its overlay mounts behind
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line.split()[1]]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_host():
+    """The URL of a Docker engine for this session (skips the test with the reason when there is none)."""
+    pytest.importorskip("docker", reason="the docker Python package is not installed")
+    if os.environ.get(ENV_HOST):
+        url = os.environ[ENV_HOST]
+        error = _ping(url, 10)
+        if error:
+            pytest.skip(f"{ENV_HOST}={url} does not answer: {error}")
+        yield url
+        return
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        pytest.skip("dockerd is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        pytest.skip("dockerd needs root here (or set ISOBENCH_TEST_DOCKER_HOST to a running engine)")
+    if not Path("/sys/fs/cgroup").is_dir() or not any(Path("/sys/fs/cgroup").iterdir()):
+        pytest.skip("no cgroup file system: dockerd cannot run containers here")
+    failures = []
+    for options in DAEMON_OPTIONS:
+        root = Path(tempfile.mkdtemp(prefix="isobench-dockerd-", dir="/tmp"))  # short: a socket path has 107 bytes
+        url = f"unix://{root}/docker.sock"
+        log = open(root / "dockerd.log", "wb")
+        proc = subprocess.Popen(
+            [dockerd, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "docker.pid"),
+             "-H", url, "--userland-proxy=false", *options],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        error = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                error = f"dockerd exited with {proc.returncode}"
+                break
+            error = _ping(url, 1)
+            if not error:
+                break
+        if not error:
+            try:
+                yield url
+            finally:
+                log.close()
+                _stop(proc, root)
+            return
+        log.close()
+        tail = (root / "dockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
+        failures.append(f"{' '.join(options)}: {error}; {' / '.join(tail)}")
+        _stop(proc, root)
+    pytest.skip("dockerd would not start here: " + " | ".join(failures))
+
+
+@pytest.fixture(scope="session")
+def docker_image(docker_host):
+    """The base image on the session's engine: imported from the cached tarball, built first where needed."""
+    import docker
+
+    from isobench_ray.sandbox.docker import build_script_key, ensure_base_image
+
+    client = docker.DockerClient(base_url=docker_host, timeout=600)
+    cache = Path(os.environ.get("ISOBENCH_TEST_IMAGE_CACHE", Path.home() / ".cache" / "isobench"))
+    cached = (cache / "images" / f"isobench-base-{build_script_key()}.tar").exists()
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        if not cached and (shutil.which("debootstrap") is None or os.geteuid() != 0):
+            pytest.skip("no base image: building it needs root and debootstrap (apt-get install debootstrap)")
+        started = time.monotonic()
+        try:
+            how = ensure_base_image(client, IMAGE, cache)
+        except Exception as exc:
+            pytest.skip(f"the base image could not be built here: {str(exc)[-1500:]}")
+        print(f"\n{IMAGE}: {how} in {time.monotonic() - started:.0f} s")
+    finally:
+        client.close()
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_sandboxes(docker_host, docker_image):
+    """The Docker sandbox factory on the session's engine (a small /dev/shm and a ten-minute limit)."""
+    from isobench_ray.sandbox.docker import DockerSandboxes
+
+    return DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", time_limit_s=600)
