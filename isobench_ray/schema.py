@@ -125,6 +125,7 @@ class BenchmarkSpec(Frozen):
     command: str
     primary_metric: str | None = None  # default per kind: the engine's first one present
     timeout_s: float = Field(1800.0, gt=0)
+    gpus: int = Field(1, ge=1)  # GPUs the workload needs (tensor parallelism): only a slot with that many runs it
 
 
 class Task(Frozen):
@@ -167,6 +168,8 @@ class _AgentBase(Frozen):
     gpus: float = Field(0, ge=0)  # GPUs the session itself needs (an agent that profiles on a GPU)
     network: bool = False  # agents that call a model endpoint need it
     env: dict[str, str] = Field(default_factory=dict)  # the only variables the agent sees besides a minimal base
+    # names of the harness's variables the agent gets too (an API key): values read at session time, never written
+    host_env: tuple[str, ...] = ()
 
 
 class HumanSpec(_AgentBase):
@@ -202,8 +205,25 @@ class LitellmSpec(_AgentBase):
     temperature: float = Field(0.0, ge=0)
 
 
+AGENT_CLIS = ("claude_code", "codex_cli", "trae", "openhands", "mini_swe_agent")
+
+
+class CliAgentSpec(_AgentBase):
+    """A third-party agent CLI run in the session's sandbox, through its adapter in agents/ (one per kind)."""
+
+    kind: Literal["claude_code", "codex_cli", "trae", "openhands", "mini_swe_agent"]
+    model: str | None = None  # the agent's own model name (its default when None)
+    api_base: str | None = None  # a model endpoint of the user's choosing, in the agent's own variable
+    executable: str | None = None  # the CLI (a path, or a name on PATH); default: the adapter's
+    max_steps: int = Field(100, ge=1)
+    cost_limit: float = Field(3.0, ge=0)  # where the agent takes one
+    extra_args: tuple[str, ...] = ()
+    network: bool = True  # it calls its model endpoint itself
+
+
 # One agent configuration; `kind` picks the model and the implementation in isobench_ray/agents/.
-AgentSpec = Annotated[HumanSpec | NoopSpec | ReplaySpec | CommandSpec | LitellmSpec, Field(discriminator="kind")]
+AgentSpec = Annotated[HumanSpec | NoopSpec | ReplaySpec | CommandSpec | LitellmSpec | CliAgentSpec,
+                      Field(discriminator="kind")]
 AGENT_SPEC = TypeAdapter(AgentSpec)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -68,8 +69,12 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         try:
             # a local repository holds the human commit: the answer, hidden like the mirror
             repo_path = [Path(task.repo.url)] if Path(task.repo.url).is_dir() else []
+            missing = [name for name in spec.host_env if name not in os.environ]
+            if missing:
+                raise SandboxUnavailable(f"{', '.join(missing)} (named in host_env) not set on this node")
+            given = {name: os.environ[name] for name in spec.host_env}
             sandbox = sandboxes(attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
-                                env={"HOME": str(home), **spec.env}, hide=repo_path)
+                                env={"HOME": str(home), **spec.env, **given}, hide=repo_path)
         except SandboxUnavailable as exc:
             raise StageError(FailureCause.sandbox_unavailable, f"agent {spec.name}: {exc}") from None
         ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
@@ -92,9 +97,9 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
             logs["patch.diff"] = patch
         if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
             cause = FailureCause.no_patch
-        for name in ("agent.log", "trajectory.json"):  # what the agent did, as it wrote it
-            if (log_dir / name).exists():
-                logs[name] = (log_dir / name).read_text(errors="replace")[-(1_000_000 if name == "agent.log" else 20_000_000):]
+        for path in sorted(log_dir.iterdir()):  # what the agent did, as it wrote it: its log, trajectory, command
+            if path.is_file() and path.suffix in (".log", ".json", ".sh") and path.name != "step.log":
+                logs[path.name] = path.read_text(errors="replace")[-20_000_000:]
         return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
                        duration_s=time.monotonic() - started, agent_s=agent_s, steps=outcome.steps,
                        tokens=outcome.tokens, cost_usd=outcome.cost_usd,

@@ -1,0 +1,110 @@
+"""Third-party agents through their adapters, each the real agent where a registry ships it, run in the
+session's sandbox and driven by a scripted model server on 127.0.0.1 that speaks that agent's API: it
+makes the agent run a command and edit a file of the demo tree, and the patch the harness extracts must
+be exactly that edit. TRAE, which no reachable registry ships, gets a stand-in with its interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isobench_ray import demo
+from isobench_ray.config import Settings
+from isobench_ray.sandbox import make_sandboxes
+from isobench_ray.schema import AGENT_SPEC, Attempt
+from isobench_ray.stages.session import run_session
+from isobench_ray.tasks import load_tasks
+from scripted_llm import ScriptedLLM
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="agents run code: bubblewrap contains them")
+AGENTS_DIR = Path.home() / ".cache" / "isobench-agents"  # outside the harness's cache, which sandboxes hide
+TASK = "demo-sampler-python-loop"
+EDIT = "sed -i 's/^class Sampler:/class Sampler:  # tuned by the agent/' minillm/sampler.py"
+
+
+def _install(name: str, command: list[str], binary: Path) -> Path:
+    if not binary.exists():
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0 or not binary.exists():
+            pytest.skip(f"{name} could not be installed from its registry here: {proc.stderr[-300:]}")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def task():
+    demo.build_repo()
+    return next(t for t in load_tasks(str(demo.TASKS_FILE)).tasks if t.id == TASK)
+
+
+def _session(tmp_path, task, spec_data):
+    spec = AGENT_SPEC.validate_python(spec_data)
+    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+    attempt = Attempt.make(task, spec, 0, {})
+    return run_session(attempt, task, spec, settings, sandboxes=make_sandboxes(settings))
+
+
+def _assert_the_edit_is_the_patch(session):
+    assert session.files_changed == ["minillm/sampler.py"], session
+    changed = [line for line in session.patch.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["-class Sampler:", "+class Sampler:  # tuned by the agent"], session.patch
+    assert session.sandbox == "bwrap"
+
+
+def test_mini_swe_agent(tmp_path, task):
+    venv = AGENTS_DIR / "mini-swe-agent"
+    uv = Path(sys.executable).parent / "uv"
+    mini = _install("mini-swe-agent", ["bash", "-c", f"{uv} venv -q -p 3.11 {venv} && {uv} pip install -q -p {venv}/bin/python "
+                                        "mini-swe-agent==2.4.6"], venv / "bin" / "mini")
+    script = ["Let me look.\n```mswea_bash_command\nhead -3 minillm/sampler.py\n```",
+              f"Now the edit.\n```mswea_bash_command\n{EDIT}\n```",
+              "Done.\n```mswea_bash_command\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"]
+
+    def reply(messages):
+        return 200, script[min(sum(m["role"] == "assistant" for m in messages), len(script) - 1)]
+
+    with ScriptedLLM(reply) as llm:
+        session, logs = _session(tmp_path, task, {
+            "name": "mini", "kind": "mini_swe_agent", "executable": str(mini), "model": "openai/scripted",
+            "api_base": llm.url, "max_steps": 10, "env": {"OPENAI_API_KEY": "sk-scripted"}, "time_limit_s": 300})
+        assert len(llm.requests) == 3
+        assert "From logits to next tokens" in llm.requests[1]["messages"][-1]["content"]  # the command ran
+    _assert_the_edit_is_the_patch(session)
+    assert session.exit_status == "done" and session.steps == 3 and session.tokens == 3 * 120
+    assert "mini.traj.json" in logs and "command.sh" in logs
+
+
+def test_trae_stand_in_keeps_its_interface(tmp_path, task):
+    """TRAE's CLI (`trae-cli run --file --working-dir --max-steps --trajectory-file`) as a stand-in script
+    that edits the tree the way the agent would and writes a trajectory of the same shape."""
+    stand_in = AGENTS_DIR / "trae-stand-in" / "trae-cli"  # outside /tmp, which a sandbox makes private
+    stand_in.parent.mkdir(parents=True, exist_ok=True)
+    stand_in.write_text(f"""#!{sys.executable}
+import argparse, json, subprocess, sys
+p = argparse.ArgumentParser(prog="trae-cli")
+sub = p.add_subparsers(dest="cmd", required=True)
+run = sub.add_parser("run")
+run.add_argument("task", nargs="?")
+for flag in ("--file", "--working-dir", "--trajectory-file", "--model", "--model-base-url", "--provider"):
+    run.add_argument(flag)
+run.add_argument("--max-steps", type=int, default=20)
+a = p.parse_args()
+task = open(a.file).read()
+assert "{TASK.split('-')[1]}" in task or "sampler" in task, "the prompt file is the task"
+subprocess.run({EDIT!r}, shell=True, cwd=a.working_dir, check=True)
+json.dump({{"task": task, "agent_steps": [{{"step_number": 1}}, {{"step_number": 2}}],
+           "llm_interactions": [{{"response": {{"usage": {{"input_tokens": 50, "output_tokens": 7}}}}}}]}},
+          open(a.trajectory_file, "w"))
+print("Task completed")
+""")
+    stand_in.chmod(0o755)
+    session, logs = _session(tmp_path, task, {"name": "trae", "kind": "trae", "executable": str(stand_in),
+                                              "max_steps": 7, "time_limit_s": 120})
+    _assert_the_edit_is_the_patch(session)
+    assert session.steps == 2 and session.tokens == 57 and "trae.traj.json" in logs
+    assert "--max-steps 7" in logs["command.sh"]
