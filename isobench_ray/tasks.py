@@ -180,7 +180,11 @@ def _build(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, probl
     if cmd.kind == "serving" and not repo.server_command:
         problem("repo.server_command", "a serving benchmark needs a server command (in the repo entry)")
         return None
-    bench.update(kind=cmd.kind, command=cmd.command)
+    declared_gpus = bench.get("gpus")
+    if isinstance(declared_gpus, int) and declared_gpus < cmd.gpus:
+        problem("benchmark.gpus", f"declared {declared_gpus}, but the command's tensor parallelism needs {cmd.gpus}; using {cmd.gpus}", "warning")
+    gpus = max(cmd.gpus, declared_gpus if isinstance(declared_gpus, int) else 1)
+    bench.update(kind=cmd.kind, command=cmd.command, gpus=gpus)
     try:
         benchmark = BenchmarkSpec(**bench)
     except ValidationError as exc:
@@ -240,13 +244,20 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
         if repo is None:
             out.problems.append(Problem(source, task_id, "repo", f"unknown repo {repo_name!r}; define it under `repos:`"))
             continue
-        unknown = set(raw) - {"id", "repo", "human_commit", "parent_commit", "description", "model", "benchmark"}
+        unknown = set(raw) - {"id", "repo", "human_commit", "parent_commit", "description", "model", "benchmark", "normalizations"}
         if unknown:
             out.problems.append(Problem(source, task_id, ",".join(sorted(unknown)), "unknown field(s)"))
             continue
         if not isinstance(raw.get("benchmark"), dict):
             out.problems.append(Problem(source, task_id, "benchmark", "missing `benchmark:` mapping with kind and command"))
             continue
+        # what the file's author changed in an upstream record: said on every validation, never silent
+        notes = raw.get("normalizations") or []
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            out.problems.append(Problem(source, task_id, "normalizations", "expected a list of strings"))
+            continue
+        for note in notes:
+            out.problems.append(Problem(source, task_id, "normalized", note, "warning"))
         kind = raw["benchmark"].get("kind")
         if kind not in ("serving", "latency", "throughput"):
             out.problems.append(Problem(source, task_id, "benchmark.kind", f"unknown benchmark kind {kind!r}: serving, latency or throughput"))

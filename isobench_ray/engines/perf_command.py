@@ -41,6 +41,27 @@ _NOT_SERVING_CLIENT_FLAGS = {"--input-len": "--random-input-len", "--output-len"
 PLACEHOLDERS = {"MODEL", "BS", "INPUT_LEN", "OUTPUT_LEN", "BATCH_SIZE", "TP", "<model>", "{model}"}
 _HOME_PATH = re.compile(r"(^|[\s=\"'])(/home/|/root/|/Users/|/data/users/|~/)")
 _DATASET_FLAGS = {"--dataset", "--dataset-path"}
+_TP_FLAGS = {"-tp", "--tp", "--tp-size", "--tensor-parallel-size"}
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of a `--flag value` or `--flag=value` option (the last one given), else None."""
+    value = None
+    for i, token in enumerate(argv):
+        if _flag_name(token) == name:
+            value = token.split("=", 1)[1] if "=" in token else (argv[i + 1] if i + 1 < len(argv) else "")
+    return value
+
+
+def script_needs_dataset_path(kind: str | None, script: str, argv: list[str]) -> bool:
+    """vLLM's serving client reads ShareGPT (its default dataset) only from --dataset-path: without one it
+    stops before the first request (`dataset_path must be provided`, or open(None) before 2025). SGLang's
+    bench_serving downloads ShareGPT itself, and `vllm bench serve` later made `random` the default, so
+    only benchmark_serving.py and an explicit `--dataset-name sharegpt` count."""
+    if kind != "serving" or script.startswith("sglang") or _option(argv, "--dataset-path") or _option(argv, "--dataset"):
+        return False
+    name = _option(argv, "--dataset-name")
+    return name == "sharegpt" or (name is None and script.endswith("benchmark_serving.py"))
 
 
 @dataclass
@@ -59,6 +80,7 @@ class PerfCommand:
     argv: list[str] = field(default_factory=list)  # client / offline benchmark, without server-only flags
     server_args: list[str] = field(default_factory=list)  # flags moved to the server command
     server_command: str | None = None  # an explicit launch line (SGLang records carry one)
+    gpus: int = 1  # GPUs the workload needs (tensor parallelism); the slot must hold that many
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -143,6 +165,10 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
         takes_value = name.startswith("-") and "=" not in token and name not in _FLAGS_WITHOUT_VALUE and i + 1 < len(argv) and not argv[i + 1].startswith("--")
         group = argv[i : i + 2] if takes_value else argv[i : i + 1]
         i += len(group)
+        if name in _TP_FLAGS and len(group) == 2 and group[1].isdigit() and int(group[1]) > 1:
+            result.gpus = max(result.gpus, int(group[1]))
+            found.append(Finding("benchmark.gpus", f"{name} {group[1]}: needs {group[1]} GPUs (tensor parallel); "
+                                                   f"recorded as benchmark.gpus = {group[1]}, it runs only on a slot with that many", "warning"))
         if kind == "serving" and name in server_flags:
             result.server_args += group
             continue
@@ -150,12 +176,13 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
             found.append(Finding("perf_command", f"{name} is not an option of the serving client (did you mean {_NOT_SERVING_CLIENT_FLAGS[name]}?)"))
         if name in _DATASET_FLAGS and len(group) == 2 and group[1].endswith((".json", ".jsonl")):
             found.append(Finding("perf_command", f"needs the local dataset file {group[1]}, which the task does not provide"))
-        if name in {"-tp", "--tp", "--tensor-parallel-size"} and len(group) == 2 and group[1].isdigit() and int(group[1]) > 1:
-            found.append(Finding("perf_command", f"needs {group[1]} GPUs (tensor parallel); a benchmark slot holds one"))
         if name in {"--port", "--host", "--base-url"} and kind == "serving":
             found.append(Finding("perf_command", f"fixed {name} {group[-1]} is replaced by the benchmark slot's own", "warning"))
             continue
         client += group
+    if script_needs_dataset_path(kind, script, argv):
+        found.append(Finding("perf_command", "the ShareGPT dataset (benchmark_serving.py's default) needs --dataset-path, a file the "
+                                             "task does not provide; name a dataset that needs no file (e.g. --dataset-name random)"))
     if kind == "serving" and result.server_args:
         found.append(Finding("perf_command", f"server flags {' '.join(result.server_args)} move to the server command, the same for every arm", "warning"))
     if kind and not any(_flag_name(t) in {"--model", "--model-path"} for t in client):
