@@ -54,3 +54,142 @@ class ScriptedLLM:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class ScriptedAnthropic:
+    """A real Anthropic Messages endpoint on 127.0.0.1 (POST /v1/messages, streamed as server-sent events
+    when asked, as Claude Code asks): `reply(request) -> list of content blocks` ({"type": "text", ...} or
+    {"type": "tool_use", "name": ..., "input": {...}}). Every request is kept."""
+
+    def __init__(self, reply: Callable[[dict], list[dict]]):
+        self.reply, self.requests = reply, []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _send(self, status: int, data: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(404, b'{"error": "not found"}', "application/json")
+
+            def do_HEAD(self):
+                self._send(200, b"", "text/plain")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not self.path.split("?")[0].endswith("/v1/messages"):  # count_tokens, telemetry, ...
+                    return self._send(200, b'{"input_tokens": 100}', "application/json")
+                with outer._lock:
+                    outer.requests.append(body)
+                    n = len(outer.requests)
+                blocks = [dict(b, id=f"toolu_{n}_{i}") if b["type"] == "tool_use" else b
+                          for i, b in enumerate(outer.reply(body))]
+                stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+                message = {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": body.get("model", "scripted"),
+                           "content": blocks, "stop_reason": stop, "stop_sequence": None,
+                           "usage": {"input_tokens": 100, "output_tokens": 20}}
+                if not body.get("stream"):
+                    return self._send(200, json.dumps(message).encode(), "application/json")
+                events = [("message_start", {"type": "message_start", "message": {**message, "content": [], "stop_reason": None,
+                                                                                  "usage": {"input_tokens": 100, "output_tokens": 1}}})]
+                for i, block in enumerate(blocks):
+                    if block["type"] == "text":
+                        start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
+                    else:
+                        start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                    events += [("content_block_start", {"type": "content_block_start", "index": i, "content_block": start}),
+                               ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
+                               ("content_block_stop", {"type": "content_block_stop", "index": i})]
+                events += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                              "usage": {"output_tokens": 20}}),
+                           ("message_stop", {"type": "message_stop"})]
+                data = "".join(f"event: {name}\ndata: {json.dumps(payload)}\n\n" for name, payload in events).encode()
+                self._send(200, data, "text/event-stream")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "ScriptedAnthropic":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScriptedResponses:
+    """A real OpenAI Responses endpoint on 127.0.0.1 (POST /v1/responses, streamed as server-sent events),
+    as Codex CLI calls it: `reply(request) -> list of output items` ({"type": "function_call", "name": ...,
+    "arguments": "{...}"} or {"type": "message", "text": ...}). Every request is kept."""
+
+    def __init__(self, reply: Callable[[dict], list[dict]]):
+        self.reply, self.requests = reply, []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _send(self, status: int, data: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(404, b'{"error": {"message": "not found"}}', "application/json")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not self.path.split("?")[0].endswith("/responses"):
+                    return self._send(404, b'{"error": {"message": "not found"}}', "application/json")
+                with outer._lock:
+                    outer.requests.append(body)
+                    n = len(outer.requests)
+                items = []
+                for i, item in enumerate(outer.reply(body)):
+                    if item["type"] == "function_call":
+                        items.append({"type": "function_call", "id": f"fc_{n}_{i}", "call_id": f"call_{n}_{i}",
+                                      "name": item["name"], "arguments": item["arguments"], "status": "completed"})
+                    else:
+                        items.append({"type": "message", "id": f"msg_{n}_{i}", "role": "assistant", "status": "completed",
+                                      "content": [{"type": "output_text", "text": item["text"], "annotations": []}]})
+                usage = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
+                         "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120}
+                response = {"id": f"resp_{n}", "object": "response", "status": "completed", "model": body.get("model"),
+                            "output": items, "usage": usage}
+                events = [("response.created", {"type": "response.created", "response": {**response, "status": "in_progress",
+                                                                                        "output": [], "usage": None}})]
+                for i, item in enumerate(items):
+                    events += [("response.output_item.added", {"type": "response.output_item.added", "output_index": i, "item": item}),
+                               ("response.output_item.done", {"type": "response.output_item.done", "output_index": i, "item": item})]
+                events.append(("response.completed", {"type": "response.completed", "response": response}))
+                data = "".join(f"event: {name}\ndata: {json.dumps(payload)}\n\n" for name, payload in events).encode()
+                self._send(200, data, "text/event-stream")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> "ScriptedResponses":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

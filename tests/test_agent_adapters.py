@@ -20,7 +20,7 @@ from isobench_ray.sandbox import make_sandboxes
 from isobench_ray.schema import AGENT_SPEC, Attempt
 from isobench_ray.stages.session import run_session
 from isobench_ray.tasks import load_tasks
-from scripted_llm import ScriptedLLM
+from scripted_llm import ScriptedAnthropic, ScriptedLLM, ScriptedResponses
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="agents run code: bubblewrap contains them")
 AGENTS_DIR = Path.home() / ".cache" / "isobench-agents"  # outside the harness's cache, which sandboxes hide
@@ -77,6 +77,62 @@ def test_mini_swe_agent(tmp_path, task):
     _assert_the_edit_is_the_patch(session)
     assert session.exit_status == "done" and session.steps == 3 and session.tokens == 3 * 120
     assert "mini.traj.json" in logs and "command.sh" in logs
+
+
+def test_claude_code(tmp_path, task):
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: Claude Code comes from the npm registry")
+    prefix = AGENTS_DIR / "claude-code"
+    claude = _install("Claude Code", ["npm", "install", "--silent", "--prefix", str(prefix), "@anthropic-ai/claude-code@2.1.197"],
+                      prefix / "node_modules" / ".bin" / "claude")
+
+    def reply(request):  # the Messages API with tool use: look, edit, done
+        results = sum(1 for m in request["messages"] if isinstance(m["content"], list)
+                      for block in m["content"] if block.get("type") == "tool_result")
+        if not request.get("tools"):
+            return [{"type": "text", "text": "ok"}]
+        if results == 0:
+            return [{"type": "text", "text": "Let me look."},
+                    {"type": "tool_use", "name": "Bash", "input": {"command": "head -3 minillm/sampler.py", "description": "look"}}]
+        if results == 1:
+            return [{"type": "tool_use", "name": "Bash", "input": {"command": EDIT, "description": "edit"}}]
+        return [{"type": "text", "text": "Done."}]
+
+    with ScriptedAnthropic(reply) as api:
+        session, logs = _session(tmp_path, task, {
+            "name": "claude", "kind": "claude_code", "executable": str(claude), "model": "claude-sonnet-4-5",
+            "api_base": api.url, "max_steps": 10, "env": {"ANTHROPIC_API_KEY": "sk-ant-scripted"}, "time_limit_s": 300})
+        looked = [b for b in api.requests[1]["messages"][-1]["content"] if b.get("type") == "tool_result"]
+        assert "From logits to next tokens" in json.dumps(looked)  # the command ran, in the tree
+        assert {"WebFetch", "WebSearch"}.isdisjoint(t["name"] for t in api.requests[0]["tools"])
+    _assert_the_edit_is_the_patch(session)
+    assert session.exit_status == "done" and session.steps == 3 and session.tokens == 360
+    assert session.cost_usd and session.cost_usd > 0  # Claude Code prices its own tokens
+
+
+def test_codex_cli(tmp_path, task):
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: Codex CLI comes from the npm registry")
+    prefix = AGENTS_DIR / "codex"
+    codex = _install("Codex CLI", ["npm", "install", "--silent", "--prefix", str(prefix), "@openai/codex@0.171.0"],
+                     prefix / "node_modules" / ".bin" / "codex")
+
+    def reply(request):  # the Responses API with function calls: look, edit, done
+        outputs = [item for item in request.get("input", []) if item.get("type") == "function_call_output"]
+        if len(outputs) == 0:
+            return [{"type": "function_call", "name": "exec_command", "arguments": json.dumps({"cmd": "head -3 minillm/sampler.py"})}]
+        if len(outputs) == 1:
+            return [{"type": "function_call", "name": "exec_command", "arguments": json.dumps({"cmd": EDIT})}]
+        return [{"type": "message", "text": "Done."}]
+
+    with ScriptedResponses(reply) as api:
+        session, logs = _session(tmp_path, task, {
+            "name": "codex", "kind": "codex_cli", "executable": str(codex), "model": "gpt-5", "api_base": api.url,
+            "env": {"OPENAI_API_KEY": "sk-scripted"}, "time_limit_s": 300})
+        assert len(api.requests) == 3
+        assert "From logits to next tokens" in json.dumps(api.requests[1]["input"])  # the command ran, in the tree
+    _assert_the_edit_is_the_patch(session)
+    assert session.exit_status == "done" and session.steps == 1 and session.tokens > 0
 
 
 def test_trae_stand_in_keeps_its_interface(tmp_path, task):

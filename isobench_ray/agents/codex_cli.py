@@ -1,6 +1,7 @@
-"""Codex CLI (`npm install @openai/codex`): `codex exec` in the tree, as the original harness ran it, with
-its own sandbox and approvals off because the session's sandbox is the boundary; `--json` events give
-turns and tokens."""
+"""Codex CLI (`npm install @openai/codex`, tested with 0.171.0): `codex exec` in the tree, as the original
+harness ran it, with its own sandbox and approvals off because the session's sandbox is the boundary;
+`--json` events give turns and tokens. An `api_base` becomes a model provider of its own (Codex reads no
+OPENAI_BASE_URL), speaking the Responses API with the key in OPENAI_API_KEY."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ class CodexCli(CliAgent):
 
     def command(self, ctx: SessionContext, exe: str) -> str:
         model = f" -m {shlex.quote(self.spec.model)}" if self.spec.model else ""
+        provider = ""
+        if self.spec.api_base:
+            table = (f'{{name="isobench",base_url={json.dumps(self.spec.api_base)},env_key="OPENAI_API_KEY",'
+                     f'wire_api="responses"}}')
+            provider = f" -c model_provider=isobench -c {shlex.quote('model_providers.isobench=' + table)}"
         return (f"{exe} exec --cd {shlex.quote(str(ctx.workdir))} --skip-git-repo-check "
-                f"--dangerously-bypass-approvals-and-sandbox --json{model} {prompt_arg(ctx)}")
-
-    def endpoint_env(self) -> dict[str, str]:
-        return {"OPENAI_BASE_URL": self.spec.api_base} if self.spec.api_base else {}
+                f"--dangerously-bypass-approvals-and-sandbox --json{model}{provider} {prompt_arg(ctx)} < /dev/null")
 
     def usage(self, ctx: SessionContext, output: str) -> tuple[int, int, float | None]:
         turns, tokens = 0, 0
