@@ -346,3 +346,18 @@ def test_push_to_hub_uploads_the_card_and_the_tables(run, monkeypatch):
     card = huggingface_hub.DatasetCard(_FakeHub.files["README.md"].decode())
     assert card.data.configs[0]["data_files"][0]["path"] == "attempts.parquet"
     assert "isobench" in card.data.tags and "rule-based judge" in card.text and "7 attempts of 4 tasks" in card.text
+
+
+def test_validation_savings_count_stopped_patches_and_the_slot_time_they_did_not_take():
+    from isobench_ray.report.summary import validation_savings
+
+    df = pl.DataFrame({
+        "agent": ["a", "a", "a", "b", "b"], "task_id": ["t1", "t1", "t2", "t1", "t3"],
+        "failure_stage": [None, "validation", "validation", None, "validation"],
+        "bench_s": [100.0, None, None, 140.0, None],
+    })
+    rows = {r["agent"]: r for r in validation_savings(df).iter_rows(named=True)}
+    # t1's measured attempts took a median of 120 s; t2 and t3 have none: the run's median (120 s) stands in
+    assert rows["a"]["stopped_by_validation"] == 2 and rows["a"]["bench_s_saved"] == 240.0
+    assert rows["b"]["stopped_by_validation"] == 1 and rows["b"]["bench_s_saved"] == 120.0
+    assert rows["a"]["bench_s_spent"] == 100.0

@@ -150,6 +150,22 @@ def failure_table(df: pl.DataFrame) -> pl.DataFrame:
             .sort(["agent", "attempts", "failure_cause"], descending=[False, True, False]))
 
 
+def validation_savings(df: pl.DataFrame) -> pl.DataFrame:
+    """Per agent: patches validation stopped, and the benchmark slot time that saved (estimated per task)."""
+    measured = df.filter(pl.col("bench_s").is_not_null())
+    overall = measured.get_column("bench_s").median()
+    per_task = measured.group_by("task_id").agg(pl.col("bench_s").median().alias("task_bench_s"))
+    stopped = (df.filter(pl.col("failure_stage") == "validation").join(per_task, on="task_id", how="left")
+               .with_columns(pl.col("task_bench_s").fill_null(pl.lit(overall, dtype=pl.Float64)).alias("saved_s")))
+    totals = df.group_by("agent").agg(pl.len().cast(pl.Int64).alias("attempts"),
+                                      pl.col("bench_s").sum().round(1).alias("bench_s_spent"))
+    saved = stopped.group_by("agent").agg(pl.len().cast(pl.Int64).alias("stopped_by_validation"),
+                                          pl.col("saved_s").sum().round(1).alias("bench_s_saved"))
+    return (totals.join(saved, on="agent", how="left")
+            .with_columns(pl.col("stopped_by_validation").fill_null(0))
+            .select("agent", "attempts", "stopped_by_validation", "bench_s_saved", "bench_s_spent").sort("agent"))
+
+
 def kappa_table(judgements: Iterable[Judgement]) -> pl.DataFrame:
     """Cohen's kappa on the bottleneck target for every pair of raters (a judge in one order is one rater)."""
     rows = [{"rater_a": a, "rater_b": b, "attempts": n, "kappa": None if k is None else round(k, 3)}
@@ -194,6 +210,7 @@ def summary_tables(df: pl.DataFrame, judgements: Iterable[Judgement]) -> dict[st
         "quadrants": quadrant_table(df),
         "success": success_table(df),
         "failures": failure_table(df),
+        "validation": validation_savings(df),
         "kappas": kappa_table(judgements),
         "judge_usage": judge_usage(judgements),
         "per_task": per_task(df),

@@ -25,12 +25,13 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            # soft metrics and correctness (scoring/soft.py)
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
            "judge_agreement", "judge_error", "judge_tokens", "judge_cost_usd", "hack_flags", "hacked", "soft_pass",
-           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci"]
+           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "agent_steps", "agent_tokens", "agent_cost_usd"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
     "not_discriminative": pl.Boolean, "judge_rule_based": pl.Boolean, "hacked": pl.Boolean, "soft_pass": pl.Boolean,
     "hard_pass": pl.Boolean, "hard_pass_ci": pl.Boolean, "judge_tokens": pl.Int64, "judge_cost_usd": pl.Float64,
-    "judge_agreement": pl.Float64,
+    "judge_agreement": pl.Float64, "bench_s": pl.Float64, "agent_steps": pl.Int64, "agent_tokens": pl.Int64,
+    "agent_cost_usd": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
                                "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
@@ -85,6 +86,9 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
         "disturbed_samples": sum(r.disturbed for a in m.arms for r in a.runs) if m else 0,
         "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
         **_soft(rec, judgement),
+        "bench_s": m.duration_s if m else None,  # the slot time the 3-way benchmark took
+        "agent_steps": rec.session.steps if rec.session else None, "agent_tokens": rec.session.tokens if rec.session else None,
+        "agent_cost_usd": rec.session.cost_usd if rec.session else None,
     }
 
 
@@ -149,6 +153,10 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 "broken_but_fast counts those that measured as fast as the human anyway. Hack-adjusted: a patch "
                 "flagged as gaming the benchmark keeps its numbers but is no success.", soft=True),
         Section("Failure causes by agent", t["failures"]),
+        Section("What validation saved", t["validation"],
+                "Patches stopped before any benchmark slot time (they do not apply, compile, import or serve), and the "
+                "slot time they would have taken: for each, the median 3-way benchmark time of the measured attempts "
+                "of its task (of the run where its task has none)."),
         Section("Judge agreement (Cohen's kappa)", t["kappas"],
                 "Bottleneck target, per pair of raters (a judge in one order is one rater) over the attempts both "
                 "judged; kappa is empty where undefined. Mean agreement with the majority over judged attempts: "
