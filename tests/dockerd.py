@@ -8,7 +8,8 @@ built once by images/build_base.sh (debootstrap) and cached under ~/.cache/isobe
 script's content. Where any of that cannot happen here (no dockerd, not root, no cgroups, no debootstrap,
 no Debian mirror) the tests that use them skip with the reason; they never fail for the machine.
 
-Import the fixtures into a test module: `from dockerd import docker_host, docker_image, docker_sandboxes`.
+A test module that uses them says `pytest_plugins = ["dockerd"]`: registered once as a plugin, the
+session fixtures are one engine for every module (imported into each module they would be one each).
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ def _ping(url: str, timeout_s: float) -> str:
             error = str(exc)
             time.sleep(0.3)
     return error
+
+
+def _remove_all(url: str) -> list[str]:
+    """Force-remove every container (a stop would wait for each); returns the names of those left."""
+    import docker
+
+    client = docker.DockerClient(base_url=url, timeout=60)
+    try:
+        names = []
+        for container in client.containers.list(all=True):
+            names.append(container.name)
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        return names
+    except Exception:
+        return []
+    finally:
+        client.close()
 
 
 def _stop(proc: subprocess.Popen, root: Path) -> None:
@@ -107,6 +128,9 @@ def docker_host():
             try:
                 yield url
             finally:
+                leftovers = _remove_all(url)
+                if leftovers:
+                    print(f"\ndockerd: containers left at the end of the session: {', '.join(leftovers)}")
                 log.close()
                 _stop(proc, root)
             return

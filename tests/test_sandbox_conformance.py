@@ -20,7 +20,7 @@ import pytest
 from isobench_ray.sandbox import SandboxUnavailable
 from isobench_ray.sandbox.local import LocalSandbox, LocalSandboxes
 
-from dockerd import docker_host, docker_image, docker_sandboxes  # noqa: F401  (session fixtures)
+pytest_plugins = ["dockerd"]  # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session
 
 IMPLEMENTATIONS = [
     pytest.param(dict(factory=LocalSandboxes(), isolate=False), id="local"),

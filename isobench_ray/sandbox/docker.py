@@ -43,8 +43,10 @@ BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build_base.sh"
 KEY_LABELS = {"ISOBENCH_TAG": "isobench.tag", "ISOBENCH_SLOT": "isobench.slot"}
 LABEL = "isobench"  # every container this module makes carries isobench=1
 
-# The wrapper of every command: "$@" is the command. Its stderr carries only `times` (CPU of the waited
-# children) for the harness; the command's stdout and stderr share the wrapper's stdout.
+# Helper scripts, copied into every container under HELPERS (short command lines in `ps`).
+HELPERS = "/.isobench"
+# run.sh, the wrapper of every command: "$@" is the command. Its stderr carries only `times` (CPU of the
+# waited children) for the harness; the command's stdout and stderr share the wrapper's stdout.
 _REAP = r"""
 isobench_reap() {
   for d in /proc/[0-9]*; do
@@ -61,7 +63,7 @@ times >&2
 isobench_reap; isobench_reap
 exit $rc
 """
-# Signal every process carrying a launch's marker: $1 signal, $2 marker. Prints the pids.
+# kill.sh: signal every process carrying a launch's marker: $1 signal, $2 marker. Prints the pids.
 _KILL = r"""
 for d in /proc/[0-9]*; do
   p=${d#/proc/}
@@ -69,7 +71,7 @@ for d in /proc/[0-9]*; do
   if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; then kill -"$1" "$p" 2>/dev/null && echo "$p"; fi
 done
 """
-# CPU ticks (user + system) of a launch's live processes: $1 marker.
+# cpu.sh: CPU ticks (user + system) of a launch's live processes: $1 marker.
 _CPU = r"""
 total=0
 for d in /proc/[0-9]*; do
@@ -91,6 +93,9 @@ except urllib.error.HTTPError as exc:
 except Exception:
     print("none")
 """
+
+# probe_http.py: the HTTP status of a GET from inside ("none": nothing answered)
+_SCRIPTS = {"run.sh": _RUN, "kill.sh": _KILL, "cpu.sh": _CPU, "probe_http.py": _HTTP}
 
 _clients: dict[str, Any] = {}  # one client per engine URL and process (a factory only holds the URL)
 _images_seen: set[tuple[str, str]] = set()
@@ -180,7 +185,7 @@ class DockerProcess:
             return ""
 
     def cpu_seconds(self) -> float:
-        res = self.sandbox._run(["sh", "-c", _CPU, "isobench", self.proc_tag], timeout_s=30)
+        res = self.sandbox._run(["sh", f"{HELPERS}/cpu.sh", self.proc_tag], timeout_s=30)
         try:
             return int(res.strip().splitlines()[-1]) / os.sysconf("SC_CLK_TCK")
         except (ValueError, IndexError):
@@ -244,6 +249,17 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailable(f"cannot start a container of {factory.image!r}: {exc}") from None
         self.id = self.container.id
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, text in _SCRIPTS.items():
+                info = tarfile.TarInfo(f"{HELPERS.strip('/')}/{name}")
+                info.size, info.mode, info.mtime = len(text.encode()), 0o755, int(time.time())
+                tar.addfile(info, io.BytesIO(text.encode()))
+        try:
+            self.container.put_archive("/", buf.getvalue())
+        except docker.errors.DockerException as exc:
+            _remove(self.client, [self.id])
+            raise SandboxUnavailable(f"cannot set up container {self.name}: {exc}") from None
 
     # -------------------------------------------------------------- commands
 
@@ -257,7 +273,7 @@ class DockerSandbox:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         if cpus:
             argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
-        return ["sh", "-c", _RUN, "isobench", *argv]
+        return ["sh", f"{HELPERS}/run.sh", *argv]
 
     def _launch(self, command: Command, cwd: Path, env: dict[str, str] | None, cpus: Sequence[int] | None,
                 log_path: Path) -> tuple[str | None, str, threading.Thread, list[bytes], str]:
@@ -292,7 +308,7 @@ class DockerSandbox:
         return exec_id, proc_tag, reader, meta, ""
 
     def _signal(self, proc_tag: str, sig: str) -> str:
-        return self._run(["sh", "-c", _KILL, "isobench", sig, proc_tag], timeout_s=30)
+        return self._run(["sh", f"{HELPERS}/kill.sh", sig, proc_tag], timeout_s=30)
 
     def _run(self, argv: list[str], timeout_s: float) -> str:
         """A helper command of the harness itself (no marker; never timed out by this module's killer)."""
@@ -344,7 +360,7 @@ class DockerSandbox:
 
     def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
         # from inside the container: a container without network has only its own loopback
-        out = self._run(["python3", "-c", _HTTP, url, str(timeout_s)], timeout_s=timeout_s + 30).strip()
+        out = self._run(["python3", "-I", f"{HELPERS}/probe_http.py", url, str(timeout_s)], timeout_s=timeout_s + 30).strip()
         try:
             return int(out.splitlines()[-1])
         except (ValueError, IndexError):
@@ -405,8 +421,8 @@ def _remove(client, ids: Sequence[str]) -> list[str]:
             try:
                 top = container.top(ps_args="-eo pid,args")
                 procs = [" ".join(p) for p in top.get("Processes") or []]
-                # PID 1 (docker-init) and the time limit's sleep are the container's own
-                procs = [p for p in procs if "docker-init" not in p and not re.search(r"\bsleep \d+$", p)]
+                # PID 1 (docker-init), the time limit's sleep and the wrappers are the container's own
+                procs = [p for p in procs if "docker-init" not in p and HELPERS not in p and not re.search(r"^\d+ sleep \d+$", p)]
             except Exception:
                 procs = []
             killed.append(f"container {container.name}" + (f" ({'; '.join(procs)})" if procs else ""))
