@@ -94,7 +94,10 @@ def test_a_container_past_its_time_limit_is_gone(docker_host, docker_image, tmp_
     assert not _labelled(docker_host, f"isobench.tag={sandbox.tag}"), "the container outlived its time limit"
     assert server.poll() is not None  # the server went with it
     after = sandbox.exec("echo hi", cwd=tmp_path, timeout_s=10)  # reported, never raised
-    assert not after.ok and after.returncode == 125
+    assert not after.ok and after.returncode == 125 and "docker:" in after.output
+    late = sandbox.start("sleep 1", cwd=tmp_path, log_path=tmp_path / "late.log")
+    assert late.poll() == 125 and "docker:" in late.output()
+    late.stop()
     assert sandbox.cleanup() == []
 
 

@@ -148,6 +148,7 @@ class DockerProcess:
     """A long-running command in the sandbox's container, logging to a file on this side."""
 
     def __init__(self, sandbox: "DockerSandbox", exec_id: str, proc_tag: str, log_path: Path, reader: threading.Thread):
+        # exec_id "": never started (poll says 125, the log holds the engine's refusal)
         self.sandbox, self.exec_id, self.proc_tag, self.log_path, self.reader = sandbox, exec_id, proc_tag, log_path, reader
         self._code: int | None = None
 
@@ -167,6 +168,8 @@ class DockerProcess:
         return self._code
 
     def stop(self, grace_s: float = 5.0) -> None:
+        if not self.exec_id:
+            return
         self.sandbox._signal(self.proc_tag, "TERM")
         deadline = time.monotonic() + grace_s
         while self.poll() is None and time.monotonic() < deadline:
@@ -313,6 +316,7 @@ class DockerSandbox:
     def _run(self, argv: list[str], timeout_s: float) -> str:
         """A helper command of the harness itself (no marker; never timed out by this module's killer)."""
         try:
+            argv = ["timeout", "-s", "KILL", str(max(1, int(timeout_s))), *argv]
             exec_id = self._api.exec_create(self.id, argv, environment=self._env(None, None, None), user=self.user,
                                             stdout=True, stderr=True)["Id"]
             return self._api.exec_start(exec_id).decode(errors="replace")
@@ -354,9 +358,10 @@ class DockerSandbox:
     def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
               cpus: Sequence[int] | None = None) -> DockerProcess:
         exec_id, proc_tag, reader, _, error = self._launch(command, cwd, env, cpus, log_path)
-        if exec_id is None:
-            raise SandboxUnavailable(f"cannot start {command!r} in container {self.name}: {error}")
-        return DockerProcess(self, exec_id, proc_tag, log_path, reader)
+        process = DockerProcess(self, exec_id or "", proc_tag, log_path, reader)
+        if exec_id is None:  # the engine refused (the container is gone): a process that exited, its log says why
+            process._code = 125
+        return process
 
     def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
         # from inside the container: a container without network has only its own loopback
