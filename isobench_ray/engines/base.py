@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 
 from isobench_ray.engines import parsing, perf_command
@@ -91,6 +92,8 @@ class Engine:
     server_flags: frozenset[str] = perf_command.SERVER_FLAGS
     # benchmark script or module -> the flags that make it write its result as JSON to {path}
     json_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # module or subcommand -> the file in the tree that defines its flags (for json_result_flags)
+    module_files: dict[str, str] = field(default_factory=dict)
     metric_directions: tuple[tuple[str, bool], ...] = METRIC_DIRECTIONS
     # discarded runs after each server start, unless the run says otherwise (docs/measurement.md)
     warmup_runs: int = 1
@@ -116,6 +119,29 @@ class Engine:
             if re.search(pattern, script):
                 return [f.format(path=path, dir=path.rsplit("/", 1)[0] or ".", name=path.rsplit("/", 1)[-1]) for f in flags]
         return []
+
+    def script_file(self, command: str) -> str | None:
+        """The file in a tree that defines the benchmark's command line: the script itself, or the module a
+        `python -m` / `vllm bench` form runs (None when not known)."""
+        _, argv = perf_command.split_env(shlex.split(command))
+        _, script = perf_command.script_kind(argv)
+        if script.endswith(".py"):
+            return script
+        return self.module_files.get(script)
+
+    def json_result_flags(self, command: str, path: str, script_source: str | None) -> tuple[list[str], str]:
+        """(flags that make this benchmark write its result as JSON to `path`, why not when []). Flags are used
+        only when the script's own source defines every one of them: an older script would stop on an
+        unknown argument. Without them the result is read from the output text."""
+        flags = self.json_output_flags(command, path)
+        if not flags:
+            return [], "this benchmark form writes no JSON result"
+        if script_source is None:
+            return [], "the benchmark script is not in the tree"
+        missing = [f for f in flags if f.startswith("--") and not re.search(rf"""["']{re.escape(f)}["']""", script_source)]
+        if missing:
+            return [], f"the script at this commit has no {' '.join(missing)}"
+        return flags, ""
 
     def parse(self, output: str | None, json_data: dict | None = None, *, num_prompts: int | None = None) -> dict:
         """Metrics of a benchmark's output; NoMetricsError when there are none, BadMetrics when one is not a number."""

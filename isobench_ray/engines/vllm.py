@@ -13,4 +13,5 @@ VLLM = Engine(
         r"benchmark_serving\.py$|^vllm bench serve$": _SERVING_JSON,
         r"benchmark_(latency|throughput|prefix_caching)\.py$|^vllm bench (latency|throughput)$": ("--output-json", "{path}"),
     },
+    module_files={f"vllm bench {cmd}": f"vllm/benchmarks/{cmd}.py" for cmd in ("serve", "latency", "throughput")},
 )

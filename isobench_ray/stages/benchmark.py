@@ -122,7 +122,7 @@ class ThreeWayBenchmark:
             raise DirtySlot(f"slot {self.slot.name} is not clean before an arm: {check.detail}")
 
     def _round(self, sandbox: Sandbox, engine: Engine, task: Task, arm: str, tree: Path, rnd: int, state: _ArmState,
-               logs: dict[str, str], log_dir: Path) -> None:
+               logs: dict[str, str], log_dir: Path, script_source: str | None = None) -> None:
         settings, bench = self.settings, task.benchmark
         server, proc, command = None, None, bench.command
         server_cpus, client_cpus = self._cores(bench.kind == "serving")
@@ -146,8 +146,12 @@ class ThreeWayBenchmark:
                 timeout_s = settings.bench_timeout_s or bench.timeout_s
                 before = {**cpu_telemetry(), **self.gpus.telemetry()}
                 busy, server_cpu = busy_seconds(self.slot.cpus), proc.cpu_seconds() if proc else 0.0
-                res = sandbox.exec(command, cwd=tree, timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log",
-                                   cpus=client_cpus)
+                # The result as the benchmark script wrote it, into a folder outside every tree that only the
+                # harness reads: an engine that prints a fake result block to the output changes nothing there.
+                result_file = log_dir.parent / "results" / f"{arm}.r{rnd}.{i}.json"
+                json_flags, _ = engine.json_result_flags(command, str(result_file), script_source)
+                res = sandbox.exec(f"{command} {shlex.join(json_flags)}" if json_flags else command, cwd=tree,
+                                   timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log", cpus=client_cpus)
                 own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
                 outside = outside_share(busy_seconds(self.slot.cpus) - busy, own, res.duration_s, self.slot.cpus)
                 logs[f"bench/{arm}.r{rnd}.{i}.log"] = res.output[-LOG_LIMIT:]
@@ -165,7 +169,8 @@ class ThreeWayBenchmark:
                     state.failure = (FailureCause.bench_timeout, f"benchmark ran past {timeout_s:.0f}s:\n{res.tail()}")
                 else:
                     try:
-                        metrics = engine.parse(res.output, num_prompts=_num_prompts(command))
+                        metrics = _parse_run(engine, sandbox, res.output, result_file if json_flags else None,
+                                             _num_prompts(command))
                         if metrics.get("partial"):
                             state.failure = (FailureCause.partial_metrics, f"{metrics.get('failed')} requests failed")
                         run = run.model_copy(update={"metrics": metrics})
@@ -273,6 +278,14 @@ class ThreeWayBenchmark:
                         if not res.ok:
                             raise StageError(FailureCause.setup_failed, f"setup of the {arm} tree failed: {res.tail()}")
                 prepare_s = time.monotonic() - started
+                script = engine.script_file(task.benchmark.command)
+                script_source = None  # the baseline's script decides whether the JSON flags exist, for every arm
+                if script and (trees["baseline"] / script).is_file():
+                    script_source = (trees["baseline"] / script).read_text(errors="replace")
+                (base / "results").mkdir()
+                _, text_reason = engine.json_result_flags(task.benchmark.command, str(base / "results" / "x.json"), script_source)
+                if text_reason:
+                    logs["bench/metrics_source.txt"] = f"numbers from the output text: {text_reason}\n"
                 arm_names = ARMS + ((NOISE_ARM,) if self.settings.noise_arm else ())
                 trees[NOISE_ARM] = trees["baseline"]
                 states = {arm: _ArmState() for arm in arm_names}
@@ -282,7 +295,7 @@ class ThreeWayBenchmark:
                     order.append(arm_order(rnd, arm_names))
                     for arm in order[-1]:
                         if states[arm].failure is None:  # a failed arm is deterministic: not run again
-                            self._round(sandbox, engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir)
+                            self._round(sandbox, engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir, script_source)
                     stop_reason = self._stop_reason(engine, task, states, len(order))
                 checks: dict[str, dict] = {}
                 if self.settings.check_correctness and not any(states[arm].failure for arm in ARMS):
@@ -306,6 +319,37 @@ class ThreeWayBenchmark:
                                     prepare_s=prepare_s, server_s=sum(st.server_s for st in states.values())), logs
             finally:
                 sandbox.cleanup()  # whatever outlived its server's process group
+
+
+def _parse_run(engine: Engine, sandbox: Sandbox, output: str, result_file: Path | None, num_prompts: int | None) -> dict:
+    """A run's metrics, with `source` saying where they came from: `json` (the file the benchmark script
+    wrote; the output text is then only the fallback for nothing) or `text` (forms that write no JSON)."""
+    if result_file is None:
+        return {**engine.parse(output, num_prompts=num_prompts), "source": "text"}
+    try:
+        raw = sandbox.read_file(result_file).decode(errors="replace")
+    except OSError:
+        # The script takes the flag but wrote nothing: no result. Reading the text instead would let an
+        # engine that stops the script before it writes, after printing a block of its own, choose the numbers.
+        raise NoMetricsError(f"the benchmark wrote no result file ({result_file.name}); the output text is not read "
+                             f"when the script writes JSON") from None
+    return {**engine.parse(None, json_data=_json_records(raw), num_prompts=num_prompts), "source": "json"}
+
+
+def _json_records(raw: str):
+    """A JSON document, or JSON Lines (SGLang appends one record per run); Infinity and NaN as Python writes them."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        records = []
+        for line in raw.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        if not records:
+            raise NoMetricsError("the benchmark's result file holds no JSON") from None
+        return records
 
 
 def _primary(engine: Engine, task: Task, runs: list[Run]) -> str | None:
