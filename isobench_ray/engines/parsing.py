@@ -28,7 +28,10 @@ Parsed outputs (every label below is the exact label the script prints; nothing 
 - ``one_batch``: SGLang ``bench_one_batch`` (formerly ``bench_latency``): ``prefill_latency``,
   ``median_decode_latency``, ``total_latency`` (s), ``prefill_throughput``, ``median_decode_throughput``,
   ``overall_throughput`` (tok/s), read from the runs after "Benchmark ..." (the warm-up run prints the same
-  lines first); for a sweep the last complete run is taken. Its JSONL record has the same key names.
+  lines first); for a sweep the last complete run is taken. Its JSONL record has the same key names. The
+  mid-2024 ``bench_latency`` form prints one "Prefill." / "Decode." line per step with an "ms" label on values
+  in seconds (its throughput is tokens / value): ``prefill_*`` from the measured run's prefill line and
+  ``median_decode_latency`` / ``median_decode_throughput``, the median of its decode lines (no total).
 - ``offline_throughput``: SGLang ``bench_offline_throughput``, mapped to vLLM's throughput keys where the
   meaning is the same: request throughput -> ``requests_per_second``, total token throughput ->
   ``tokens_per_second``, output -> ``output_tokens_per_second``, input -> ``input_tokens_per_second``,
@@ -192,6 +195,13 @@ THROUGHPUT_ROWS: list[Row] = [
 
 PREFIX_CACHING_ROWS: list[Row] = [_row(r"cost time", "cost_time")]
 
+# SGLang bench_latency of mid-2024 (PR #564): one line per step, labelled "ms" but in seconds (its throughput
+# is tokens / that value), no median and no total line.
+ONE_BATCH_2024_ROWS: list[Row] = [
+    _row(r"Prefill\. latency:{} ms, throughput:{} token/s", ("prefill_latency", "prefill_throughput")),
+    _row(r"Decode\.\s+latency:{} ms, throughput:{} token/s", ("decode_latency", "decode_throughput")),
+]
+
 ONE_BATCH_ROWS: list[Row] = [
     _row(r"Prefill\. latency:{} s, throughput:{} token/s", ("prefill_latency", "prefill_throughput")),
     _row(r"Decode\.\s+median latency:{} s, median throughput:{} token/s",
@@ -301,7 +311,34 @@ def _throughput_text(lines: list[str]) -> dict | None:
     return _started_blocks(lines, THROUGHPUT_ROWS[:2], THROUGHPUT_ROWS, "requests_per_second")
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _one_batch_2024_text(lines: list[str]) -> dict | None:
+    """The per-step form: runs start at "Prefill."; the first is the warm-up unless it is the only one."""
+    runs = []
+    for a, b in _spans(_starts(lines, ONE_BATCH_2024_ROWS[:1]), len(lines)):
+        run: dict = {}
+        decodes = []
+        for line in lines[a:b]:
+            found = _match(line, ONE_BATCH_2024_ROWS)
+            if found and "prefill_latency" in found and not run:
+                run.update(found)
+            elif found and "decode_latency" in found:
+                decodes.append(found)
+        if run and decodes:
+            run["median_decode_latency"] = _median([d["decode_latency"] for d in decodes])
+            run["median_decode_throughput"] = _median([d["decode_throughput"] for d in decodes])
+            runs.append(run)
+    return _last_complete(runs[1:] if len(runs) > 1 else runs, "median_decode_latency")
+
+
 def _one_batch_text(lines: list[str]) -> dict | None:
+    if not _starts(lines, ONE_BATCH_ROWS) and _starts(lines, ONE_BATCH_2024_ROWS):
+        return _one_batch_2024_text(lines)
     marks = _starts(lines, _ONE_BATCH_BENCHMARK)
     if marks:
         # Only what follows "Benchmark ..." is measured; if that crashed, the warm-up is no result.
@@ -343,7 +380,7 @@ _MARKERS: dict[str, list[re.Pattern]] = {
     "latency": [LATENCY_ROWS[0][0]],
     "throughput": [rx for rx, _ in THROUGHPUT_ROWS[:2]],
     "prefix_caching": [PREFIX_CACHING_ROWS[0][0]],
-    "one_batch": [rx for rx, _ in ONE_BATCH_ROWS],
+    "one_batch": [rx for rx, _ in ONE_BATCH_ROWS + ONE_BATCH_2024_ROWS],
     "offline_throughput": [_OFFLINE_HEADER],
 }
 
