@@ -73,11 +73,39 @@ def _remove_all(url: str) -> list[str]:
         client.close()
 
 
+def _smoke(url: str, root: Path) -> str:
+    """'' when the engine runs a container (a one-file image of the static tini), else why not."""
+    import io
+    import tarfile
+
+    import docker
+
+    tini = Path("/usr/bin/tini-static")
+    if not tini.exists():
+        return ""  # nothing static to run: the image's own tests will tell
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(tini, arcname="tini")
+    client = docker.DockerClient(base_url=url, timeout=60)
+    try:
+        client.api.import_image_from_data(buf.getvalue(), repository="isobench-smoke", tag="1")
+        out = client.containers.run("isobench-smoke:1", ["/tini", "--version"], remove=True, network_mode="none")
+        return "" if b"tini" in out else f"the smoke container said {out[:200]!r}"
+    except Exception as exc:
+        return f"cannot run a container: {str(exc)[:500]}"
+    finally:
+        try:
+            client.images.remove("isobench-smoke:1", force=True)
+        except Exception:
+            pass
+        client.close()
+
+
 def _stop(proc: subprocess.Popen, root: Path) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)  # dockerd stops its containers and its containerd
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)  # it waits on containerd; nothing runs any more
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -124,6 +152,8 @@ def docker_host():
             error = _ping(url, 1)
             if not error:
                 break
+        if not error:
+            error = _smoke(url, root)  # answering is not running: a storage driver may fail only now
         if not error:
             try:
                 yield url

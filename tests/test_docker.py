@@ -253,7 +253,7 @@ def test_gpus_become_a_device_request_renumbered_inside(monkeypatch, tmp_path):
     assert calls["shm_size"] == "16g" and calls["command"] == ["sleep", "7200"] and calls["init"] and calls["auto_remove"]
     assert calls["network_mode"] == "host"
     assert sandbox._env(None, "p", None)["CUDA_VISIBLE_DEVICES"] == "0,1"  # the container's own numbering
-    assert [m["Target"] for m in calls["mounts"]] == [str(tmp_path.resolve())]
+    assert [(m["Target"], m["Source"]) for m in calls["mounts"]] == [(str(tmp_path), str(tmp_path.resolve()))]
 
 
 def test_settings_choose_the_docker_factory():

@@ -211,7 +211,8 @@ class DockerSandbox:
         self.network = network
         self.client = client_for(factory.host)
         self._api = self.client.api
-        self.writable = [Path(p).resolve() for p in writable]
+        given = [Path(p).absolute() for p in writable]
+        self.writable = list(dict.fromkeys([*given, *(p.resolve() for p in given)]))  # both spellings of a symlinked path
         self.user = factory.user if factory.user is not None else f"{os.getuid()}:{os.getgid()}"
         root = self.user.split(":")[0] in ("0", "root")
         self.base_env = {"PATH": DEFAULT_PATH, "HOME": "/root" if root else "/tmp", "LANG": "C.UTF-8",
@@ -231,9 +232,9 @@ class DockerSandbox:
                 raise SandboxUnavailable(f"the Docker engine at {key[0]} failed: {exc}") from None
             _images_seen.add(key)
         mounts = []
-        for path in dict.fromkeys(self.writable):
+        for path in dict.fromkeys(given):  # at the path the commands will name, from where it really is
             path.mkdir(parents=True, exist_ok=True)
-            mounts.append(Mount(target=str(path), source=str(path), type="bind", read_only=False))
+            mounts.append(Mount(target=str(path), source=str(path.resolve()), type="bind", read_only=False))
         for spec in factory.mounts:  # extra host folders at the same path: model caches
             path, _, mode = spec.partition(":")
             if Path(path).exists() and not _under(Path(path).resolve(), self.writable):
