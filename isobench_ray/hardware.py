@@ -100,7 +100,10 @@ class Gpus:
         that have the same ones; without NVML, the node's cores shared evenly among its GPUs."""
         if not self.ids:
             return node_cores()
-        gpu = self.ids[0]
+        # a slot of several GPUs (tensor parallelism) owns the shares of each of them
+        return tuple(sorted(set().union(*(self._gpu_cores(gpu, node_gpus) for gpu in self.ids))))
+
+    def _gpu_cores(self, gpu: int, node_gpus: int) -> tuple[int, ...]:
         if not self.available:
             return share_cores(node_cores(), gpu, max(node_gpus, gpu + 1))
         mine = self._affinity(gpu)

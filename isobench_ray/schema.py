@@ -40,6 +40,7 @@ class FailureCause(StrEnum):
     repo_missing = "repo_missing"  # the task's repository cannot be cloned
     commit_missing = "commit_missing"  # a commit of the task is not in its repository
     sandbox_unavailable = "sandbox_unavailable"  # the sandbox asked for cannot run on this machine
+    no_slot = "no_slot"  # no alive node has the GPUs the task needs on one node (tensor parallelism)
     infra_error = "infra_error"  # the harness or the machine failed after retries (dead node, full disk, ...)
 
 

@@ -64,6 +64,30 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
         cluster.shutdown()
 
 
+def test_tensor_parallel_tasks_get_slots_of_that_many_gpus_on_one_node(tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    cluster.add_node(num_cpus=4, num_gpus=2)
+    cluster.add_node(num_cpus=4, num_gpus=1)
+    ray.init(address=cluster.address)
+    try:
+        tasks = simulate.tasks(4) + simulate.tasks(2, gpus=2, start=4) + simulate.tasks(1, gpus=4, start=6)
+        plan = plan_attempts(tasks, [simulate.SimAgent()])
+        Driver(RunStore(tmp_path / "run"), plan, Settings(agent_concurrency=4, work_dir=str(tmp_path / "work")),
+               stages=simulate.stages(0.02), show_progress=False).run()
+        records = {r.attempt.task_id: r for r in RunStore(tmp_path / "run").records()}
+        gpus_of = {tid: r.measurements.slot.rsplit("/gpu", 1)[1].split(",") for tid, r in records.items() if r.measurements}
+        for task in tasks[:4]:
+            assert len(gpus_of[task.id]) == 1, records[task.id]
+        for task in tasks[4:6]:  # both GPUs of the two-GPU node, never one of each node
+            assert len(gpus_of[task.id]) == 2 and records[task.id].status.value == "success", records[task.id]
+        impossible = records[tasks[6].id]
+        assert impossible.status.value == "error" and impossible.failure_cause.value == "no_slot"
+        assert "needs 4 GPUs on one node; the largest node alive has 2" in impossible.detail
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 DRIVER = textwrap.dedent("""
     import sys, ray
     from isobench_ray.cluster import simulate

@@ -142,6 +142,12 @@ class Driver:
             if not self.slots.idle:
                 break
             attempt, task, _ = self.by_id[aid]
+            if not self.slots.cpu_only() and task.benchmark.gpus > self.slots.max_node_gpus() > 0:
+                self.bench_queue.remove(aid)
+                self._finish(error_record(attempt, self.store, "benchmark", FailureCause.no_slot,
+                                          f"the task needs {task.benchmark.gpus} GPUs on one node; the largest node "
+                                          f"alive has {self.slots.max_node_gpus()}"))
+                continue
             actor = self.slots.pick(task, self.avoid[aid])
             if actor is None:
                 continue
@@ -153,7 +159,7 @@ class Driver:
         # at most once a second: it asks the GCS for the alive nodes
         if time.monotonic() - self._slots_checked >= 1.0:
             self._slots_checked = time.monotonic()
-            self.slots.ensure()
+            self.slots.ensure({self.by_id[aid][1].benchmark.gpus for aid in self.bench_queue})
         else:
             self.slots.poll_ready()
 

@@ -36,11 +36,12 @@ def durations(attempt_id: str, scale: float) -> Durations:
                      validation=scale * rng.uniform(0.3, 0.8), benchmark=scale * rng.uniform(3.0, 8.0))
 
 
-def tasks(n: int) -> list[Task]:
+def tasks(n: int, gpus: int = 1, start: int = 0) -> list[Task]:
+    """`gpus`: what each task's workload needs on one node (tensor parallelism)."""
     repo = RepoSpec(name="sim", url="sim://nowhere")
     return [Task(id=f"sim-{i:04d}", repo=repo, human_commit=f"{i:040x}", parent_commit=f"{i + 1:040x}", description="simulated",
-                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model sim"))
-            for i in range(n)]
+                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model sim", gpus=gpus))
+            for i in range(start, start + n)]
 
 
 class SimAgent:

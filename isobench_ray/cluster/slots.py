@@ -1,7 +1,8 @@
 """Benchmark slots as Ray actors, and the pool the driver hands benchmarks to.
 
-Each actor holds one slot: `num_gpus=1` where the cluster has GPUs, otherwise one actor pinned to each
-node with a CPU, because two CPU benchmarks side by side corrupt each other's timings. Before its first
+Each actor holds one slot: `num_gpus=1` where the cluster has GPUs (`num_gpus=N` for tasks that need N on
+one node, tensor parallelism: the pool is reshaped for them once no smaller work waits), otherwise one
+actor pinned to each node with a CPU, because two CPU benchmarks side by side corrupt each other's timings. Before its first
 benchmark an actor reaps whatever an earlier actor on the same slot left running (engine workers outlive a
 SIGKILL of their server and would hold the GPU).
 """
@@ -53,6 +54,8 @@ class SlotPool:
     def __init__(self, settings: Settings, stages: Stages):
         self.settings, self.stages = settings, stages
         self.actors: dict[Any, str | None] = {}  # actor -> node id it is pinned to (CPU mode)
+        self.size: dict[Any, int] = {}  # actor -> GPUs it holds (GPU mode)
+        self.node_gpus: list[int] = []  # GPUs of each alive node, at the last ensure()
         self.idle: list[Any] = []
         # Only an actor that is up gets work: one created while a dead node still counted may never be
         # placed, and a benchmark handed to it would wait forever.
@@ -64,18 +67,26 @@ class SlotPool:
         self.actor_node: dict[Any, str] = {}  # learnt from the slot name of each actor's first result
         self.node_commits: collections.defaultdict[str | None, set[str]] = collections.defaultdict(set)
 
-    def ensure(self) -> None:
-        """One actor per GPU of the alive nodes, or one per alive CPU node; surplus actors that are not up
-        (created while a dead node still counted) are dropped."""
+    def ensure(self, sizes: set[int] | frozenset[int] = frozenset()) -> None:
+        """One actor per GPU of the alive nodes (per N GPUs on one node, when the benchmarks waiting, of
+        `sizes` GPUs each, all need N), or one per alive CPU node; surplus actors that are not up (created
+        while a dead node still counted) and idle actors of a size nothing waits for are dropped."""
         self.poll_ready()
         alive = [n for n in ray.nodes() if n["Alive"]]
-        gpus = int(sum(n["Resources"].get("GPU", 0) for n in alive))  # not cluster_resources(): it lags a dead node
+        self.node_gpus = [int(n["Resources"].get("GPU", 0)) for n in alive]
+        gpus = sum(self.node_gpus)  # not cluster_resources(): it lags a dead node
         self._gpus = gpus
         if gpus:
-            for actor in [a for a in self.actors if a not in self.ready][: max(0, len(self.actors) - gpus)]:
+            wanted = min(sizes) if sizes else 1  # the smallest first: most tasks need one GPU
+            for actor in [a for a in self.idle if self.size.get(a) != wanted and self.size.get(a) not in sizes]:
                 self.drop(actor)
-            while len(self.actors) < gpus:
-                self._new(None, num_gpus=1)
+            capacity = sum(n // wanted for n in self.node_gpus)
+            same = [a for a in self.actors if self.size.get(a) == wanted]
+            for actor in [a for a in same if a not in self.ready][: max(0, len(same) - capacity)]:
+                self.drop(actor)
+                same.remove(actor)
+            for _ in range(capacity - len(same)):
+                self._new(None, size=wanted, num_gpus=wanted)
             return
         pinned = set(self.actors.values())
         for node in alive:
@@ -106,16 +117,21 @@ class SlotPool:
             self._gpus = int(ray.cluster_resources().get("GPU", 0))
         return self._gpus == 0
 
-    def _new(self, node_id: str | None, **options) -> None:
+    def max_node_gpus(self) -> int:
+        return max(self.node_gpus, default=0)
+
+    def _new(self, node_id: str | None, size: int = 1, **options) -> None:
         self.serial += 1
         actor = _BenchActor.options(name=f"bench-slot-{self.serial}-{os.getpid()}", **options).remote(self.settings, self.stages)
         self.actors[actor] = node_id
+        self.size[actor] = size
         self.idle.append(actor)
         self._starting[actor.slot_name.remote()] = actor
 
     def drop(self, actor) -> None:
         """Never trust an actor whose call failed: its slot may hold leftovers; a new one reaps them."""
         self.actors.pop(actor, None)
+        self.size.pop(actor, None)
         self.ready.discard(actor)
         self._starting = {ref: a for ref, a in self._starting.items() if a is not actor}
         if actor in self.idle:
@@ -130,6 +146,8 @@ class SlotPool:
         one, else any; never one in `avoid` (slots this attempt failed on) while another slot exists to
         wait for; None when no slot is free."""
         up = [a for a in self.idle if a in self.ready]
+        if not self.cpu_only():  # a slot of exactly the GPUs the task needs
+            up = [a for a in up if self.size.get(a, 1) == task.benchmark.gpus]
         others = [a for a in up if self.slot_of.get(a) not in avoid]
         if others or any(self.slot_of.get(a) not in avoid for a in self.actors):
             up = others
