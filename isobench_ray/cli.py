@@ -23,6 +23,9 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Work with task files.")
 app.add_typer(tasks_app, name="tasks")
 
 
+SANDBOX_HELP = ("local: agents that run code are contained (bubblewrap) or refused; docker: every session, validation "
+                "and benchmark arm in its own container (ISOBENCH_DOCKER_IMAGE, docs/docker.md); none: agents run as "
+                "plain processes (marked in the report).")
 JUDGE_HELP = ("A litellm model string (repeatable: several judges vote), e.g. anthropic/claude-sonnet-4-5 or "
               "openai/NAME with --api-base; none: the rule-based judge.")
 
@@ -65,13 +68,15 @@ def demo(
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming."),
     rounds: int = typer.Option(3, help="Interleaved rounds at least."),
     max_rounds: int = typer.Option(4, help="Rounds at most (kept low so the demo takes minutes)."),
+    sandbox: str = typer.Option("local", help=SANDBOX_HELP),
+    task: Optional[list[str]] = typer.Option(None, "--task", help="Only these demo tasks (repeatable)."),
 ) -> None:
     """Run human, noop and the bundled replays over the demo suite on a local Ray cluster (no GPU, no Docker)."""
     from isobench_ray import demo as demo_suite
 
     demo_suite.build_repo()
     _execute(str(demo_suite.TASKS_FILE), demo_suite.agents_arg(), out, None,
-             settings=_settings(rounds=rounds, max_rounds=max_rounds), fresh=fresh)
+             settings=_settings(rounds=rounds, max_rounds=max_rounds, sandbox=sandbox), fresh=fresh, task_ids=task)
 
 
 @app.command("run")
@@ -93,8 +98,7 @@ def run_cmd(
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
-    sandbox: str = typer.Option("local", help="local: agents that run code are contained (bubblewrap) or refused; "
-                                              "none: they run as plain processes (marked in the report)."),
+    sandbox: str = typer.Option("local", help=SANDBOX_HELP),
     server_timeout: Optional[float] = typer.Option(None, help="Seconds a server may take to answer (default 600)."),
     import_timeout: Optional[float] = typer.Option(None, help="Seconds the import check may take (default 300)."),
     setup_timeout: Optional[float] = typer.Option(None, help="Seconds a repository's setup command may take (default 3600)."),
