@@ -196,10 +196,10 @@ def test_a_dead_slot_actors_container_is_reaped_by_the_next(docker_sandboxes, do
 
 
 def test_labels_pinning_and_shm(docker_sandboxes, docker_host, tmp_path):
-    sandbox = docker_sandboxes("att7.bench", writable=[tmp_path], network=False, slot_env={"ISOBENCH_SLOT": "n/cpu"})
+    sandbox = docker_sandboxes("demo-x.human.0.ab12.bench", writable=[tmp_path], network=False, slot_env={"ISOBENCH_SLOT": "n/cpu"})
     try:
         labels = _client(docker_host).containers.get(sandbox.id).labels
-        assert labels["isobench.tag"] == "att7.bench" and labels["isobench.attempt"] == "att7"
+        assert labels["isobench.tag"] == "demo-x.human.0.ab12.bench" and labels["isobench.attempt"] == "demo-x.human.0.ab12"
         assert labels["isobench.stage"] == "bench" and labels["isobench.slot"] == "n/cpu"
         res = sandbox.exec("grep Cpus_allowed_list /proc/self/status; echo threads=$OMP_NUM_THREADS; df -m /dev/shm | tail -1",
                            cwd=tmp_path, timeout_s=20, cpus=[0])

@@ -41,6 +41,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "images" / "build_base.sh"
 # slot and tag variables (reap keys) and the labels that carry them
 KEY_LABELS = {"ISOBENCH_TAG": "isobench.tag", "ISOBENCH_SLOT": "isobench.slot"}
+STAGE_SUFFIXES = ("validate", "bench")  # tags of the validation and benchmark sandboxes end so
 LABEL = "isobench"  # every container this module makes carries isobench=1
 
 # Helper scripts, copied into every container under HELPERS (short command lines in `ps`).
@@ -474,8 +475,11 @@ class DockerSandboxes:
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
         slot_env = dict(slot_env or {})
         gpus = [g for g in slot_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
-        attempt, _, stage = tag.partition(".")
-        labels = {KEY_LABELS["ISOBENCH_TAG"]: tag, "isobench.attempt": attempt, "isobench.stage": stage or "session",
+        # the stages' tags: <attempt id> (the session), <attempt id>.validate, <attempt id>.bench
+        attempt, _, stage = tag.rpartition(".")
+        if stage not in STAGE_SUFFIXES:
+            attempt, stage = tag, "session"
+        labels = {KEY_LABELS["ISOBENCH_TAG"]: tag, "isobench.attempt": attempt, "isobench.stage": stage,
                   **({"isobench.run": self.run} if self.run else {}), **self.extra_labels}
         for key, value in slot_env.items():
             if key.startswith("ISOBENCH_"):
