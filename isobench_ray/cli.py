@@ -58,7 +58,13 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
         report = run(tasks_file, specs, out, **kwargs)
     except (PlanError, TaskFileError, AgentConfigError) as exc:
         _fail(str(exc))
-    print_summary(attempts_frame(RunStore(out).records()))
+    records = RunStore(out).records()
+    print_summary(attempts_frame(records))
+    settings = kwargs.get("settings")
+    if settings is not None and settings.sandbox == "docker":  # the containers are gone; their logs are kept here
+        typer.echo("\nContainer logs (agent.log: the session; validate_*.log: validation; bench/: every arm, server and run):")
+        for record in records:
+            typer.echo(f"  {record.attempt.id}: {out / 'attempts' / record.attempt.id}")
     typer.echo(f"\nReport: {report}\nPage:   {report.with_suffix('.html')}\nTable:  {out / 'attempts.parquet'}")
 
 

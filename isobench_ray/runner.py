@@ -15,7 +15,7 @@ from isobench_ray.pipeline import plan_attempts
 from isobench_ray.report.tables import write_report
 from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
-from isobench_ray.sandbox import make_sandboxes
+from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
 from isobench_ray.store import RunDirBusy, RunLock
 from isobench_ray.tasks import LoadResult, check_sources, load_tasks
 
@@ -72,6 +72,10 @@ def check_resume(out: Path, settings: Settings) -> None:
 
 def check_containment(agents: list, settings: Settings) -> None:
     """Agents that run code are contained, or run only when the user said so (--sandbox none)."""
+    try:
+        make_sandboxes(settings).check()
+    except SandboxUnavailable as exc:
+        raise PlanError(f"--sandbox {settings.sandbox}: {exc}") from None
     runners = [a.spec.name for a in agents if a.executes_code]
     if runners and settings.sandbox == "local" and settings.isolate_agents and not make_sandboxes(settings).can_isolate:
         raise PlanError(f"agents {', '.join(runners)} run code, and bubblewrap (bwrap), which contains them, is not "

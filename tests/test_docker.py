@@ -261,3 +261,16 @@ def test_settings_choose_the_docker_factory():
     assert isinstance(factory, DockerSandboxes) and factory.kind == "docker" and factory.can_isolate
     assert (factory.image, factory.shm_size, factory.run) == ("engine:x", "1g", "run-1")
     assert pickle.loads(pickle.dumps(factory)) == factory
+
+
+def test_a_run_with_an_unreachable_engine_or_a_missing_image_stops_before_planning(docker_host, tmp_path):
+    from isobench_ray import demo, runner
+    from isobench_ray.agents import parse_agents
+
+    for settings, words in [
+        (Settings(sandbox="docker", docker_host=f"unix://{tmp_path}/none.sock"), "cannot reach the Docker engine"),
+        (Settings(sandbox="docker", docker_host=docker_host, docker_image="isobench-nothing:here"), "is not on the engine"),
+    ]:
+        with pytest.raises(runner.PlanError, match=f"--sandbox docker: .*{words}"):
+            runner.run(str(demo.TASKS_FILE), parse_agents("human"), tmp_path / "run", settings, show_progress=False)
+        assert not (tmp_path / "run" / "plan.json").exists()  # nothing planned, nothing measured

@@ -107,3 +107,7 @@ class SandboxFactory(Protocol):
     def reap(self, key: str, value: str) -> list[str]:
         """Kill whatever carries label key=value (a dead actor's leftovers on its slot)."""
         ...
+
+    def check(self) -> None:
+        """Before a run is planned: SandboxUnavailable, with what to do, when this kind cannot run here."""
+        ...

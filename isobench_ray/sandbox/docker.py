@@ -487,6 +487,18 @@ class DockerSandboxes:
         return DockerSandbox(self, tag, writable=writable, network=network, extra_env={**host, **slot_env, **(env or {})},
                              labels=labels, gpu_ids=gpus)
 
+    def check(self) -> None:
+        """Before a run is planned: the engine answers and holds the image (SandboxUnavailable otherwise)."""
+        import docker
+
+        client = client_for(self.host)
+        try:
+            client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise SandboxUnavailable(
+                f"the Docker image {self.image!r} is not on the engine at {self.host or default_host()}: build it with "
+                f"`python -m isobench_ray.sandbox.docker build --image {self.image}` (docs/docker.md)") from None
+
     def reap(self, key: str, value: str) -> list[str]:
         client = client_for(self.host)
         found = client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{KEY_LABELS.get(key, key)}={value}"]})

@@ -238,5 +238,8 @@ class LocalSandboxes:
     def can_isolate(self) -> bool:
         return shutil.which("bwrap") is not None
 
+    def check(self) -> None:
+        """Plain processes always run; missing bubblewrap is decided per agent (runner.check_containment)."""
+
     def reap(self, key: str, value: str) -> list[str]:
         return reap_tagged(value, key)
