@@ -1,5 +1,6 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 whose replies a test scripts: POST /v1/chat/completions
-(and /chat/completions) hands the request to `reply(messages) -> (status, text)`. Every request is kept."""
+(and /chat/completions) hands the request to `reply(messages) -> (status, text or message)`; a message
+dict carries tool calls. Every request is kept. A streamed request gets the same reply as one SSE chunk."""
 
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ class ScriptedLLM:
                     outer.requests.append(body)
                 status, text = outer.reply(body.get("messages", []))
                 if status == 200:
+                    # a dict is the whole message (tool calls); a string its content
+                    message = text if isinstance(text, dict) else {"role": "assistant", "content": text}
                     payload = {"id": f"cmpl-{len(outer.requests)}", "object": "chat.completion", "created": int(time.time()),
                                "model": body.get("model", "scripted"),
-                               "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": text}}],
+                               "choices": [{"index": 0, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                                            "message": message}],
                                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
                 else:
                     payload = {"error": {"message": text, "type": "rate_limit_error" if status == 429 else "error"}}

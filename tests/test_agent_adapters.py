@@ -135,6 +135,37 @@ def test_codex_cli(tmp_path, task):
     assert session.exit_status == "done" and session.steps == 1 and session.tokens > 0
 
 
+def test_openhands(tmp_path, task):
+    venv = AGENTS_DIR / "openhands"
+    uv = Path(sys.executable).parent / "uv"
+    python312 = shutil.which("python3.12")
+    if python312 is None:
+        pytest.skip("OpenHands needs Python 3.12, which this machine lacks")
+    python = _install("OpenHands", ["bash", "-c", f"{uv} venv -q -p {python312} {venv} && {uv} pip install -q -p "
+                                    f"{venv}/bin/python openhands-ai==0.59.0"], venv / "bin" / "python")
+
+    def call(n, name, args):
+        return {"role": "assistant", "content": "", "tool_calls": [
+            {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
+
+    def reply(messages):  # OpenAI chat with function calls: look, edit, finish
+        n = sum(m["role"] == "assistant" for m in messages)
+        if n == 0:
+            return 200, call(n, "execute_bash", {"command": "head -3 minillm/sampler.py", "is_input": "false", "security_risk": "LOW"})
+        if n == 1:
+            return 200, call(n, "execute_bash", {"command": EDIT, "is_input": "false", "security_risk": "LOW"})
+        return 200, call(n, "finish", {"message": "done"})
+
+    with ScriptedLLM(reply) as llm:
+        session, logs = _session(tmp_path, task, {
+            "name": "openhands", "kind": "openhands", "executable": str(python), "model": "openai/scripted",
+            "api_base": llm.url, "max_steps": 10, "env": {"LLM_API_KEY": "sk-scripted"}, "time_limit_s": 600})
+        assert "From logits to next tokens" in json.dumps(llm.requests[1]["messages"])  # the command ran, in the tree
+    _assert_the_edit_is_the_patch(session)
+    assert session.exit_status == "done" and session.steps == 3 and session.tokens == 360
+    assert "openhands.traj.json" in logs
+
+
 def test_trae_stand_in_keeps_its_interface(tmp_path, task):
     """TRAE's CLI (`trae-cli run --file --working-dir --max-steps --trajectory-file`) as a stand-in script
     that edits the tree the way the agent would and writes a trajectory of the same shape."""
