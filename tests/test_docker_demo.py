@@ -36,8 +36,9 @@ def test_docker_and_local_sandboxes_give_the_same_outcomes(tmp_path, docker_host
     assert local.keys() == docker.keys()
     for key in local:
         a, b = local[key], docker[key]
-        assert (a["status"], a["failure_cause"], a["correctness"], a["quadrant"]) == \
-               (b["status"], b["failure_cause"], b["correctness"], b["quadrant"]), key
+        # what the sandbox could change; the hard class of a patch as fast as the human's is the machine's noise
+        assert (a["status"], a["failure_cause"], a["correctness"], a["bottleneck_target"]) == \
+               (b["status"], b["failure_cause"], b["correctness"], b["bottleneck_target"]), (key, a, b)
         if key[1] in ("human", "replay-good"):  # the fixes measure as fixes in both
             assert a["speedup_vs_baseline"] > 1.3 and b["speedup_vs_baseline"] > 1.3, (a, b)
         if key[1] == "noop":  # and doing nothing as nothing, against the human commit
