@@ -140,8 +140,12 @@ class Task(Frozen):
     source: str = ""  # file the task came from, for error messages
 
     def fingerprint(self) -> dict[str, Any]:
-        """What changes a task's results; `source` is only where we read it."""
-        return self.model_dump(exclude={"source"})
+        """What changes a task's results; `source` is only where we read it. Fields added later with their
+        default left out, so attempts measured before them keep their ids (a run resumes, not redoes)."""
+        data = self.model_dump(exclude={"source"})
+        if self.benchmark.gpus == 1:
+            del data["benchmark"]["gpus"]
+        return data
 
 
 class BenchSlot(Frozen):
