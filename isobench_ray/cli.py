@@ -209,6 +209,21 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory, finished o
         typer.echo("failure causes: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
     if live.get("running"):
         typer.echo(f"running (driver's last word): {live['running']}, queued for a benchmark slot: {live.get('queued_for_benchmark', 0)}")
+    recorded = (store.read_json("run.json") or {}).get("settings", {})
+    if recorded.get("sandbox") == "docker":  # this node's image cache: what a full disk would come from
+        from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
+
+        fields = {k: v for k, v in recorded.items() if k.startswith("docker_") or k in ("sandbox", "cache_dir")}
+        try:
+            cache = make_sandboxes(Settings(**fields)).images().report()
+        except (SandboxUnavailable, ValueError) as exc:
+            typer.echo(f"image cache: not readable here ({exc})")
+        else:
+            typer.echo(f"image cache on this node: {len(cache['images'])} images, {cache['total_gb']} GB; "
+                       f"{cache['free_gb']} GB free (evicting under {cache['min_free_gb']} GB)")
+            for image in sorted(cache["images"], key=lambda i: i["last_used"] or 0, reverse=True):
+                typer.echo(f"  {', '.join(image['tags']) or image['id']}: {image['gb']} GB"
+                           + (", in use" if image["in_use"] else ""))
 
 
 @app.command("parse-metrics")

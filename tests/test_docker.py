@@ -274,3 +274,56 @@ def test_a_run_with_an_unreachable_engine_or_a_missing_image_stops_before_planni
         with pytest.raises(runner.PlanError, match=f"--sandbox docker: .*{words}"):
             runner.run(str(demo.TASKS_FILE), parse_agents("human"), tmp_path / "run", settings, show_progress=False)
         assert not (tmp_path / "run" / "plan.json").exists()  # nothing planned, nothing measured
+
+
+def test_eviction_under_a_low_disk_threshold_removes_the_least_recently_used_unused_image(docker_host, docker_image,
+                                                                                         tmp_path):
+    from isobench_ray.sandbox.images import ImageCache
+
+    client = _client(docker_host)
+    made = []
+    try:
+        for name in ("isobench-test-old", "isobench-test-new", "isobench-test-busy"):  # three images of their own
+            c = client.containers.create(docker_image, ["sh", "-c", f"echo {name} > /marker"], labels={"isobench": "1"})
+            made.append(c)
+            made.append(c.commit(repository=name, tag="t"))
+            c.remove()
+        old, new, busy = (client.images.get(f"{n}:t") for n in ("isobench-test-old", "isobench-test-new", "isobench-test-busy"))
+        cache = ImageCache(client, tmp_path / "usage.json", min_free_gb=1e9)  # a threshold no disk meets: evict all it may
+        for image in (busy, new, old):  # recorded in this order: old is the least recently used ...
+            cache.record_use(image.id)
+        usage = cache.usage()
+        usage[old.id], usage[new.id], usage[busy.id] = 1.0, 2.0, 3.0
+        cache.usage_file.write_text(__import__("json").dumps(usage))
+        running = client.containers.run(busy.id, ["sleep", "60"], detach=True, auto_remove=True, labels={"isobench": "1"})
+        try:
+            removed = cache.evict(keep={client.images.get(docker_image).id})  # the suite's base image stays too
+            assert removed[:2] == [old.id, new.id]  # least recently used first
+            assert busy.id not in removed  # a container of this node uses it
+            assert client.images.get(busy.id) and cache.report()["free_gb"] is not None
+        finally:
+            running.kill()
+    finally:
+        for name in ("isobench-test-old:t", "isobench-test-new:t", "isobench-test-busy:t"):
+            try:
+                client.images.remove(name, force=True)
+            except Exception:
+                pass
+        client.close()
+
+
+def test_a_build_out_of_space_is_disk_full_after_one_more_eviction(docker_host, tmp_path):
+    from isobench_ray.sandbox.images import DiskFull, ImageCache
+
+    client = _client(docker_host)
+    cache = ImageCache(client, tmp_path / "usage.json", min_free_gb=0)
+    calls = []
+
+    def build():
+        calls.append(1)
+        raise RuntimeError("write /var/lib/docker/tmp/x: no space left on device")
+
+    with pytest.raises(DiskFull, match="disk_full: .*no space left"):
+        cache.make_room_then(build)
+    assert len(calls) == 1  # nothing could be evicted (threshold 0): no second try
+    client.close()

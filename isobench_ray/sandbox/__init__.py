@@ -21,7 +21,8 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
                                time_limit_s=settings.docker_time_limit_s, network_mode=settings.docker_network,
                                mounts=tuple(settings.docker_mounts), user=settings.docker_user,
                                run=Path(settings.run_dir).name if settings.run_dir else "",
-                               passthrough=tuple(settings.env_passthrough))
+                               passthrough=tuple(settings.env_passthrough), min_free_gb=settings.docker_min_free_gb,
+                               cache_dir=settings.cache_dir)
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
 
 

@@ -254,6 +254,7 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailable(f"cannot start a container of {factory.image!r}: {exc}") from None
         self.id = self.container.id
+        factory.images(self.client).record_use(self.container.attrs.get("Image", ""))
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, text in _SCRIPTS.items():
@@ -464,6 +465,8 @@ class DockerSandboxes:
     user: str | None = None  # None: the harness's own uid:gid, so files in the bind mounts stay its own
     run: str = ""  # the run's name, a label
     passthrough: tuple[str, ...] = ()
+    min_free_gb: float = 50.0  # under this, images are evicted least recently used first (sandbox/images.py)
+    cache_dir: str = str(Path.home() / ".cache" / "isobench")  # where each engine's image-use record lives
     kind: str = "docker"
     can_isolate: bool = True
     extra_labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -486,6 +489,14 @@ class DockerSandboxes:
                 labels[KEY_LABELS.get(key, key)] = value
         return DockerSandbox(self, tag, writable=writable, network=network, extra_env={**host, **slot_env, **(env or {})},
                              labels=labels, gpu_ids=gpus)
+
+    def images(self, client=None):
+        """The image cache of the engine this factory talks to (free space, LRU eviction, use record)."""
+        from isobench_ray.sandbox.images import ImageCache
+
+        key = hashlib.sha256((self.host or default_host()).encode()).hexdigest()[:12]
+        return ImageCache(client or client_for(self.host), Path(self.cache_dir) / "images" / f"usage-{key}.json",
+                          self.min_free_gb)
 
     def check(self) -> None:
         """Before a run is planned: the engine answers and holds the image (SandboxUnavailable otherwise)."""
@@ -534,8 +545,10 @@ def import_base_image(client, tarball: Path, image: str = DEFAULT_IMAGE) -> None
     client.images.get(image)  # raises if the import did not take
 
 
-def ensure_base_image(client, image: str = DEFAULT_IMAGE, cache_dir: Path | None = None, log=None) -> str:
-    """Build (or reuse the cached tarball) and import the base image unless the engine has it."""
+def ensure_base_image(client, image: str = DEFAULT_IMAGE, cache_dir: Path | None = None, log=None,
+                      images=None) -> str:
+    """Build (or reuse the cached tarball) and import the base image unless the engine has it; with an
+    ImageCache, room is made first (and DiskFull raised when there is none)."""
     import docker
 
     try:
@@ -545,7 +558,10 @@ def ensure_base_image(client, image: str = DEFAULT_IMAGE, cache_dir: Path | None
         pass
     cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "isobench"
     cached = (cache / "images" / f"isobench-base-{build_script_key()}.tar").exists()
-    import_base_image(client, base_tarball(cache, log=log), image)
+    if images is not None:
+        images.make_room_then(import_base_image, client, base_tarball(cache, log=log), image)
+    else:
+        import_base_image(client, base_tarball(cache, log=log), image)
     return "imported from cache" if cached else "built"
 
 
