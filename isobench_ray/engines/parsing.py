@@ -50,6 +50,7 @@ values, whereas the text has two decimals and may be cut or interleaved with oth
 
 from __future__ import annotations
 
+import ast
 import re
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -292,9 +293,32 @@ def _serving_text(lines: list[str]) -> dict | None:
                           "request_throughput")
 
 
+# SGLang's bench_offline_throughput of late 2024 printed its result as a Python dict (sgl-project/sglang#1968):
+# {'run_name': 'before', 'total_input_tokens': 233369, 'total_latency': 28.64, 'total_output_tokens': 126886,
+#  'throughput': 12577.55}, where throughput is all tokens (input and output) per second.
+_OFFLINE_DICT = re.compile(r"^\{'(?:run_name|backend)'.*'total_latency'.*\}$")
+_OFFLINE_DICT_KEYS = {"total_latency": "elapsed_time", "total_input_tokens": "total_prompt_tokens",
+                      "total_output_tokens": "total_output_tokens", "throughput": "tokens_per_second"}
+
+
+def _offline_dict(line: str) -> dict | None:
+    try:
+        data = ast.literal_eval(line)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    keys = {**_OFFLINE_DICT_KEYS, **_OFFLINE_JSON}
+    return {keys[k]: float(v) for k, v in data.items() if k in keys and isinstance(v, (int, float))} or None
+
+
 def _offline_text(lines: list[str]) -> dict | None:
-    return _last_complete((b for _, _, b in _header_blocks(lines, _OFFLINE_HEADER, OFFLINE_THROUGHPUT_ROWS)),
-                          "num_requests")
+    block = _last_complete((b for _, _, b in _header_blocks(lines, _OFFLINE_HEADER, OFFLINE_THROUGHPUT_ROWS)),
+                           "num_requests")
+    dicts = [(i, d) for i, line in enumerate(lines) if _OFFLINE_DICT.match(line) and (d := _offline_dict(line))]
+    if dicts and (block is None or dicts[-1][0] > max(_starts(lines, _OFFLINE_HEADER), default=-1)):
+        return dicts[-1][1]
+    return block
 
 
 def _started_blocks(lines: list[str], start_rows: list[Row], rows: list[Row], required: str) -> dict | None:
@@ -381,7 +405,7 @@ _MARKERS: dict[str, list[re.Pattern]] = {
     "throughput": [rx for rx, _ in THROUGHPUT_ROWS[:2]],
     "prefix_caching": [PREFIX_CACHING_ROWS[0][0]],
     "one_batch": [rx for rx, _ in ONE_BATCH_ROWS + ONE_BATCH_2024_ROWS],
-    "offline_throughput": [_OFFLINE_HEADER],
+    "offline_throughput": [_OFFLINE_HEADER, _OFFLINE_DICT],
 }
 
 
