@@ -117,3 +117,17 @@ def test_outside_load_on_the_slots_cores_is_seen(tmp_path):
         burner.wait()
     assert loaded > 0.6, (quiet, loaded)  # another process spun on the slot's core
     assert loaded > quiet + 0.3
+
+
+def test_the_serving_clients_own_warm_up_is_asked_for_only_where_its_script_has_the_flag():
+    from isobench_ray.engines import engine_named
+
+    vllm, sglang = engine_named("vllm"), engine_named("sglang")
+    command = "python benchmarks/benchmark_serving.py --model m --num-prompts 100"
+    assert vllm.client_warmup_flags(command, 'parser.add_argument("--num-warmups", type=int, default=0)') == ["--num-warmups", "2"]
+    assert vllm.client_warmup_flags(command, 'parser.add_argument("--num-prompts")') == []  # an older script: not passed
+    assert vllm.client_warmup_flags(command + " --num-warmups 5", '"--num-warmups"') == []  # the task's own choice stands
+    assert vllm.client_warmup_flags(command, None) == []
+    assert sglang.client_warmup_flags("python -m sglang.bench_serving --num-prompts 10",
+                                      'parser.add_argument("--warmup-requests", type=int, default=1)') == ["--warmup-requests", "2"]
+    assert engine_named("minillm").client_warmup_flags(command, '"--num-warmups"') == []  # the demo engine: runs only

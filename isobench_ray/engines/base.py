@@ -97,6 +97,8 @@ class Engine:
     metric_directions: tuple[tuple[str, bool], ...] = METRIC_DIRECTIONS
     # discarded runs after each server start, unless the run says otherwise (docs/measurement.md)
     warmup_runs: int = 1
+    # the serving client's own warm-up requests (sent before its clock starts), where its script has the flag
+    client_warmup: tuple[str, ...] = ()
 
     def server_command(self, template: str | None, *, model: str | None, host: str, port: int) -> str:
         template = template or self.server_template
@@ -119,6 +121,16 @@ class Engine:
             if re.search(pattern, script):
                 return [f.format(path=path, dir=path.rsplit("/", 1)[0] or ".", name=path.rsplit("/", 1)[-1]) for f in flags]
         return []
+
+    def client_warmup_flags(self, command: str, script_source: str | None) -> list[str]:
+        """`client_warmup` when the command does not set the flag itself and the script at this commit defines
+        it (an older script would stop on an unknown argument)."""
+        if not self.client_warmup or script_source is None:
+            return []
+        flag = self.client_warmup[0]
+        if flag in shlex.split(command) or not re.search(rf"""["']{re.escape(flag)}["']""", script_source):
+            return []
+        return list(self.client_warmup)
 
     def script_file(self, command: str) -> str | None:
         """The file in a tree that defines the benchmark's command line: the script itself, or the module a

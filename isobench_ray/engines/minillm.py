@@ -10,4 +10,5 @@ MINILLM = replace(
     server_template="python -m minillm.entrypoints.openai.api_server --model {model} --host {host} --port {port}",
     import_name="minillm",
     warmup_runs=0,  # a numpy engine on a CPU: its first run after a start is not slower (docs/measurement.md)
+    client_warmup=(),  # nor its first requests: nothing compiles or captures graphs
 )

@@ -14,4 +14,5 @@ SGLANG = Engine(
         r"^sglang\.bench_(one_batch|offline_throughput)$": ("--result-filename", "{path}"),
     },
     module_files={f"sglang.{m}": f"python/sglang/{m}.py" for m in ("bench_serving", "bench_one_batch", "bench_offline_throughput")},
+    client_warmup=("--warmup-requests", "2"),
 )

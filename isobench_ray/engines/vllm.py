@@ -14,4 +14,5 @@ VLLM = Engine(
         r"benchmark_(latency|throughput|prefix_caching)\.py$|^vllm bench (latency|throughput)$": ("--output-json", "{path}"),
     },
     module_files={f"vllm bench {cmd}": f"vllm/benchmarks/{cmd}.py" for cmd in ("serve", "latency", "throughput")},
+    client_warmup=("--num-warmups", "2"),  # CUDA graphs and compiled kernels warm before the clock (docs/measurement.md)
 )

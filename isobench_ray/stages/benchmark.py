@@ -139,7 +139,8 @@ class ThreeWayBenchmark:
                 if server.failure:
                     state.failure = server.failure
                     return
-                command = f"{bench.command} --host {settings.host} --port {server.port}"
+                warm_flags = engine.client_warmup_flags(bench.command, script_source)
+                command = f"{bench.command} --host {settings.host} --port {server.port} {shlex.join(warm_flags)}".rstrip()
             planned, remeasures, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
             while i < planned:
                 warm = i < warmups
