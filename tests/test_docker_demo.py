@@ -12,7 +12,7 @@ from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
 from isobench_ray.config import Settings
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker_e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.docker_e2e, pytest.mark.timeout(2400)]
 pytest_plugins = ["dockerd"]
 TASKS = ["demo-free-block-scan", "demo-prefix-cache-hashing"]  # a serving and a throughput task, with a good and a broken replay
 
