@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "tasks" / "vllm-cpu" / "tasks.yaml"
 TASK = os.environ.get("VLLM_TASK", "vllm-cpu-free-block-count")
-HARNESS_PYTHON = os.environ.get("VLLM_HARNESS_PYTHON", str(ROOT / ".venv-vllm" / "harness" / "bin" / "isobench-python"))
+# absolute, not resolved: the symlink's folder is the one whose `python` is the engine's
+HARNESS_PYTHON = str(Path(os.environ.get("VLLM_HARNESS_PYTHON", ROOT / ".venv-vllm" / "harness" / "bin" / "isobench-python")).absolute())
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(4800)]
 
