@@ -111,6 +111,10 @@ class RepoSpec(Frozen):
     health_path: str = "/health"
     import_name: str | None = None  # the package to import during validation (default: repo name)
     setup_command: str | None = None  # run once in each prepared tree (e.g. a build step)
+    # the engine's environment, for validation and every arm: `python` in a command is this interpreter (its
+    # folder goes first on PATH), and these variables are set (VLLM_TARGET_DEVICE, HF_HOME, ...)
+    python: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
 
     @property
     def package(self) -> str:
@@ -145,7 +149,17 @@ class Task(Frozen):
         data = self.model_dump(exclude={"source"})
         if self.benchmark.gpus == 1:
             del data["benchmark"]["gpus"]
+        for key in ("python", "env"):
+            if not data["repo"][key]:
+                del data["repo"][key]
         return data
+
+    def engine_env(self, host_path: str) -> dict[str, str]:
+        """The variables validation and benchmark commands get for this task's engine environment."""
+        env = dict(self.repo.env)
+        if self.repo.python:
+            env["PATH"] = f"{self.repo.python.rsplit('/', 1)[0]}:{env.get('PATH', host_path)}"
+        return env
 
 
 class BenchSlot(Frozen):

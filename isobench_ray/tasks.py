@@ -54,12 +54,13 @@ def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
         real = str(Path(repo.url).resolve())
         if real == "/" or any(real == d or real.startswith(d + "/") for d in _SYSTEM_DIRS):
             out.append(("repo.url", f"{repo.url} resolves to {real}, a system directory, not a repository"))
-    if repo.server_command:
-        try:
-            repo.server_command.format(model="m", host="127.0.0.1", port=1)
-        except (KeyError, IndexError, ValueError) as exc:
-            out.append(("repo.server_command", f"not a template with {{model}} {{host}} {{port}} ({type(exc).__name__}: {exc}); "
-                                               f"write a literal brace as {{{{ or }}}}"))
+    if repo.server_command and "{port}" not in repo.server_command:
+        out.append(("repo.server_command", "has no {port}: the harness chooses a free port for every start and the "
+                                           "server must listen on it ({model} {host} {port} are filled in; shell "
+                                           "${VAR} and other braces are left as written)"))
+    if repo.python and not Path(repo.python).is_file():
+        out.append(("repo.python", f"{repo.python} is not an interpreter on this machine (build the engine's "
+                                   f"environment first)"))
     return out
 
 
@@ -221,6 +222,9 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
         url = spec.get("url", "")
         if url and "://" not in url and not url.startswith("git@"):
             spec["url"] = str((path.parent / url).resolve())
+        python = spec.get("python")
+        if isinstance(python, str) and "/" in python and not python.startswith("/"):  # relative to this file
+            spec["python"] = str((path.parent / python).absolute())  # not resolved: a venv's bin/python is a link
         try:
             repos[name] = repo_spec(name, spec)
         except ValidationError as exc:

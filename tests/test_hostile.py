@@ -212,7 +212,7 @@ def test_tasks_validate_finds_a_missing_commit_and_a_missing_repository(tiny_rep
     ({"primary_metric": "vibes"}, "benchmark.primary_metric"),
     ({"command": "python /etc/benchmark_latency.py --model m"}, "benchmark.command"),
     ({"repo": {"import_name": "os; import shutil"}}, "repo.import_name"),
-    ({"repo": {"server_command": "python -m x --json '{\"a\": 1}' --port {port}"}}, "repo.server_command"),
+    ({"repo": {"server_command": "python -m x --json '{\"a\": 1}' --port 8000"}}, "repo.server_command"),
 ])
 def test_bad_task_fields_are_named(tiny_repo, tmp_path, extra, field):
     from isobench_ray.tasks import load_tasks
@@ -305,3 +305,39 @@ def test_every_failure_cause_is_documented_with_its_fault_and_rerun():
         row = next((line for line in doc.splitlines() if line.startswith(f"| `{cause.value}` |")), None)
         assert row is not None, cause
         assert any(f"| {fault} |" in row for fault in ("agent", "task", "machine")), row
+
+
+def test_a_server_template_fills_only_model_host_and_port():
+    from isobench_ray.engines import engine_named
+
+    template = "VLLM_CPU_KVCACHE_SPACE=${KV:-1} vllm serve {model} --host {host} --port {port} --json '{\"a\": {\"b\": 1}}'"
+    command = engine_named("vllm").server_command(template, model="m", host="127.0.0.1", port=8123)
+    assert command == "VLLM_CPU_KVCACHE_SPACE=${KV:-1} vllm serve m --host 127.0.0.1 --port 8123 --json '{\"a\": {\"b\": 1}}'"
+
+
+def test_an_engine_environment_is_what_python_means_in_validation_and_every_arm(tiny_repo, tmp_path):
+    """RepoSpec.python: its folder goes first on PATH for the task's commands; RepoSpec.env is set."""
+    import yaml
+
+    from isobench_ray.config import Settings
+    from isobench_ray.sandbox import make_sandboxes
+    from isobench_ray.tasks import load_tasks
+
+    engine = tmp_path / "engine-env" / "bin"
+    engine.mkdir(parents=True)
+    (engine / "python").write_text("#!/bin/sh\necho \"engine python: $ENGINE_FLAG\"\n")
+    (engine / "python").chmod(0o755)
+    path = _tasks_file(tmp_path, str(tiny_repo["path"]), tiny_repo["human"], tiny_repo["parent"],
+                       repo={"python": "engine-env/bin/python", "env": {"ENGINE_FLAG": "on"}})
+    task = load_tasks(str(path)).tasks[0]
+    assert task.repo.python == str(engine / "python")  # relative to the task file
+    sandbox = make_sandboxes(Settings())("t", writable=[tmp_path], network=False,
+                                          env=task.engine_env(os.environ.get("PATH", os.defpath)))
+    try:
+        res = sandbox.exec("python -c 'import sys'", cwd=tmp_path, timeout_s=30)
+    finally:
+        sandbox.cleanup()
+    assert res.output.strip() == "engine python: on"
+    missing = load_tasks(str(_tasks_file(tmp_path, str(tiny_repo["path"]), tiny_repo["human"], tiny_repo["parent"],
+                                         repo={"python": "/nowhere/bin/python"})))
+    assert not missing.tasks and missing.problems[0].field == "repo.python"

@@ -104,7 +104,9 @@ class Engine:
         template = template or self.server_template
         if not template:
             raise ValueError(f"engine {self.name}: no server command for a serving benchmark")
-        return template.format(model=model or "", host=host, port=port)
+        # only these three are placeholders: a shell's ${VAR} or a JSON flag's braces stay as written
+        values = {"model": model or "", "host": host, "port": str(port)}
+        return re.sub(r"\{(model|host|port)\}", lambda m: values[m.group(1)], template)
 
     def analyze(self, command: str | None, *, model: str | None = None, declared_kind: str | None = None) -> PerfCommand:
         """The perf command split into client and server flags, with every problem found."""

@@ -149,8 +149,10 @@ class LocalSandbox:
     def _env(self, env: dict[str, str] | None, proc_tag: str) -> dict[str, str]:
         merged = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         merged |= {**self.extra_env, **(env or {}), "ISOBENCH_TAG": self.tag, "ISOBENCH_PROC": proc_tag}
-        # `python` in a task's command is the harness's interpreter unless the task's env says otherwise.
-        merged["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{merged.get('PATH', os.defpath)}"
+        # `python` in a task's command is the harness's interpreter unless the task's engine environment
+        # gives a PATH of its own (RepoSpec.python)
+        if "PATH" not in {**self.extra_env, **(env or {})}:
+            merged["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{merged.get('PATH', os.defpath)}"
         merged.setdefault("PYTHONUNBUFFERED", "1")
         return merged
 

@@ -13,6 +13,7 @@ that scoring/correctness.py compares.
 
 from __future__ import annotations
 
+import os
 import json
 import re
 import shlex
@@ -269,7 +270,8 @@ class ThreeWayBenchmark:
         with scratch(self.settings.work_path, attempt.id, "bench") as base:
             log_dir = base / "logs"
             log_dir.mkdir()
-            sandbox = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env)
+            sandbox = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env,
+                                     env=task.engine_env(os.environ.get("PATH", os.defpath)))
             try:
                 trees = self._prepare(sandbox, task, patch, base)
                 if task.repo.setup_command:

@@ -6,6 +6,7 @@ files compile, the package imports, and (for serving tasks) the server starts an
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
     logs: dict[str, str] = {}
     started = time.monotonic()
     with scratch(settings.work_path, attempt.id, "validate") as base:
-        sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True)
+        sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True,
+                            env=task.engine_env(os.environ.get("PATH", os.defpath)))
         try:
             checks, method, cause = _run_checks(sandbox, task, session, settings, base, logs)
         finally:
