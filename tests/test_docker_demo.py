@@ -40,7 +40,7 @@ def test_docker_and_local_sandboxes_give_the_same_outcomes(tmp_path, docker_host
         assert (a["status"], a["failure_cause"], a["correctness"], a["bottleneck_target"]) == \
                (b["status"], b["failure_cause"], b["correctness"], b["bottleneck_target"]), (key, a, b)
         if key[1] in ("human", "replay-good"):  # the fixes measure as fixes in both
-            assert a["speedup_vs_baseline"] > 1.3 and b["speedup_vs_baseline"] > 1.3, (a, b)
+            assert a["speedup_vs_baseline"] > 1.1 and b["speedup_vs_baseline"] > 1.1, (a, b)
         if key[1] == "noop":  # and doing nothing as nothing, against the human commit
             assert a["hard_class"] == b["hard_class"] == "worse", (a, b)
     assert docker[(TASKS[1], "replay-syntax")]["failure_cause"] == "compile_error"

@@ -18,8 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "tasks" / "vllm-cpu" / "tasks.yaml"
 TASK = os.environ.get("VLLM_TASK", "vllm-cpu-free-block-count")
-# absolute, not resolved: the symlink's folder is the one whose `python` is the engine's
-HARNESS_PYTHON = str(Path(os.environ.get("VLLM_HARNESS_PYTHON", ROOT / ".venv-vllm" / "harness" / "bin" / "isobench-python")).absolute())
+ENGINE_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"  # tasks.yaml's repos.vllm.python
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(4800)]
 
@@ -33,12 +32,9 @@ def _attempts(out: Path) -> dict[str, Path]:
 
 
 def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
-    if not Path(HARNESS_PYTHON).exists() or not (ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm" / ".git").is_dir():
+    if not ENGINE_PYTHON.exists() or not (ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm" / ".git").is_dir():
         pytest.skip("the vllm-cpu tier is not built: run `make test-vllm`")
-    harness_bin = str(Path(HARNESS_PYTHON).parent)
     env = {**os.environ,
-           # `python` and `vllm` in the tasks' commands: the engine environment's (tasks/vllm-cpu/harness_env.py)
-           "PATH": f"{harness_bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
            "HF_HOME": os.environ.get("HF_HOME", str(ROOT / "tasks" / "vllm-cpu" / ".build" / "hf")),
            "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work"),
@@ -46,7 +42,7 @@ def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
            "ISOBENCH_CHECK_CORRECTNESS": os.environ.get("ISOBENCH_CHECK_CORRECTNESS", "false")}
     out = tmp_path / "run"
     rounds = os.environ.get("VLLM_ROUNDS", "3")
-    cmd = [HARNESS_PYTHON, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human,noop", "--task", TASK,
+    cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human,noop", "--task", TASK,
            "--out", str(out), "--rounds", rounds, "--max-rounds", rounds, "--warmup", "0", "--server-timeout", "180",
            "--num-cpus", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stdout, stderr=sys.stderr)
