@@ -97,7 +97,9 @@ def test_faster_by_changing_the_tokens_is_broken_and_never_a_success(finished_ru
         for agent in ("human", "noop"):
             assert rows[(task, agent)]["correctness"] == "preserved", rows[(task, agent)]
     # the demo's soft metrics come from the rule-based judge, and say so; no patch, no judgement
-    assert rows[(TASKS[0], "human")]["judges"] == "rule-based" and rows[(TASKS[0], "human")]["quadrant"] == "Q1"
+    human = rows[(TASKS[0], "human")]  # its own diff: the same target; its hard class vs itself is the noise's
+    assert human["judges"] == "rule-based" and human["bottleneck_target"] == "same_target" and human["soft_pass"]
+    assert human["quadrant"] == ("Q1" if human["hard_pass"] else "Q2")
     assert rows[(TASKS[0], "noop")]["quadrant"] is None
 
 

@@ -68,14 +68,15 @@ def test_output_and_exit_codes_come_back(make, tmp_path):
 
 
 def test_a_timeout_kills_the_whole_tree_escaped_children_included(make, tmp_path):
-    script = "setsid sleep 300 & echo $! >> pids; sleep 300 & echo $! >> pids; sleep 300"
+    # an odd duration: no other process on the machine sleeps exactly this long
+    script = "setsid sleep 301.7 & echo $! >> pids; sleep 301.7 & echo $! >> pids; sleep 301.7"
     start = time.monotonic()
     res = make().exec(script, cwd=tmp_path, timeout_s=1.5)
     assert res.timed_out and res.returncode is None
     assert time.monotonic() - start < 15
     time.sleep(0.3)
-    # inside a PID namespace the pids written are the namespace's: check no sleep 300 is left at all
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    # inside a PID namespace the pids written are the namespace's: check no such sleep is left at all
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "301.7"]]
     assert not leftovers, f"survived the time limit: {leftovers}"
 
 

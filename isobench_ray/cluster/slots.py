@@ -146,7 +146,7 @@ class SlotPool:
         one, else any; never one in `avoid` (slots this attempt failed on) while another slot exists to
         wait for; None when no slot is free."""
         up = [a for a in self.idle if a in self.ready]
-        if not self.cpu_only():  # a slot of exactly the GPUs the task needs
+        if self._gpus:  # GPU mode (known from the last ensure): a slot of exactly the GPUs the task needs
             up = [a for a in up if self.size.get(a, 1) == task.benchmark.gpus]
         others = [a for a in up if self.slot_of.get(a) not in avoid]
         if others or any(self.slot_of.get(a) not in avoid for a in self.actors):

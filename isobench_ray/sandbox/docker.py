@@ -254,7 +254,9 @@ class DockerSandbox:
         except docker.errors.DockerException as exc:
             raise SandboxUnavailable(f"cannot start a container of {factory.image!r}: {exc}") from None
         self.id = self.container.id
-        factory.images(self.client).record_use(self.container.attrs.get("Image", ""))
+        image_id = (getattr(self.container, "attrs", None) or {}).get("Image")
+        if image_id:  # when this node last used the image: what eviction goes by
+            factory.images(self.client).record_use(image_id)
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, text in _SCRIPTS.items():
