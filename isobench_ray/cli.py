@@ -125,25 +125,33 @@ def run_cmd(
 
 @tasks_app.command("validate")
 def tasks_validate(
-    path: str = typer.Argument(..., help="Task file or hf:NAME."),
+    paths: list[str] = typer.Argument(..., help="Task files or hf:NAME, one or more."),
     repo: Optional[str] = typer.Option(None, help="Local clone of the repository, to resolve missing parent commits."),
     fetch: bool = typer.Option(True, "--fetch/--no-fetch", help="Clone or fetch each repository into the cache and check both commits."),
 ) -> None:
-    """Load every task and report every problem with file, task id and field. Exit 1 if any task is unusable."""
+    """Load every task of every file and report every problem with file, task id and field. Exit 1 if any
+    task is unusable or a file cannot be read; each file is checked either way."""
     from isobench_ray.tasks import TaskFileError, check_sources, load_tasks
 
-    try:
-        result = load_tasks(path, repo)
-    except TaskFileError as exc:
-        _fail(str(exc))
-    if fetch:
-        check_sources(result, Settings().cache_path)
-    for problem in result.problems:
-        typer.echo(str(problem))
-    unusable = sorted({p.task_id for p in result.errors})
-    typer.echo(f"\n{result.records} records, {len(result.tasks)} usable tasks, {len(unusable)} unusable"
-               + (f": {', '.join(unusable)}" if unusable else ""))
-    raise typer.Exit(1 if unusable else 0)
+    failed = False
+    for path in paths:
+        if len(paths) > 1:
+            typer.echo(f"== {path}")
+        try:
+            result = load_tasks(path, repo)
+        except TaskFileError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        if fetch:
+            check_sources(result, Settings().cache_path)
+        for problem in result.problems:
+            typer.echo(str(problem))
+        unusable = sorted({p.task_id for p in result.errors})
+        failed = failed or bool(unusable)
+        typer.echo(f"\n{path}: {result.records} records, {len(result.tasks)} usable tasks, {len(unusable)} unusable"
+                   + (f": {', '.join(unusable)}" if unusable else ""))
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()

@@ -22,6 +22,22 @@ def test_task_files_load_with_every_task_usable():
     assert gpus == {"vllm-310aca88": 4, "vllm-e7b20426": 4}
 
 
+
+def test_cli_validates_both_files_in_one_call(tmp_path):
+    """`isobench tasks validate tasks/vllm.yaml tasks/sglang.yaml`, the issue's command; a broken third file
+    fails the call and is named, while the good files are still reported."""
+    argv = [sys.executable, "-m", "isobench_ray.cli", "tasks", "validate", "--no-fetch"]
+    both = [str(ROOT / "tasks" / "vllm.yaml"), str(ROOT / "tasks" / "sglang.yaml")]
+    res = subprocess.run(argv + both, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "vllm.yaml: 39 records, 39 usable tasks, 0 unusable" in res.stdout
+    assert "sglang.yaml: 15 records, 15 usable tasks, 0 unusable" in res.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tasks: [")
+    res = subprocess.run(argv + both + [str(broken)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "broken.yaml" in res.stderr
+    assert "sglang.yaml: 15 records, 15 usable tasks" in res.stdout
+
 def test_every_normalization_is_reported_as_a_warning():
     path = ROOT / "tasks" / "vllm.yaml"
     doc = yaml.safe_load(path.read_text())
