@@ -24,7 +24,7 @@ def _cases() -> list[tuple[str, Path, dict]]:
     cases = []
     for sidecar in sorted(FIXTURES.glob("*.expected.json")):
         name = sidecar.name[: -len(".expected.json")]
-        data = next(p for p in (FIXTURES / f"{name}.txt", FIXTURES / f"{name}.json") if p.exists())
+        data = next(p for p in (FIXTURES / f"{name}.{ext}" for ext in ("txt", "json", "jsonl")) if p.exists())
         cases.append((name, data, json.loads(sidecar.read_text())))
     return cases
 
@@ -63,8 +63,11 @@ def test_fixture(name: str, path: Path, expected: dict):
         data = json.loads(path.read_text())
         got = parse_json(data, num_prompts=num_prompts)
         assert parse_metrics(json_data=data, num_prompts=num_prompts) == got
-    else:
+    else:  # console text, or a JSONL file read as text (sglang.bench_serving --output-file)
         text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":  # the same records as JSON give the same answer
+            assert parse_json([json.loads(line) for line in text.splitlines()], num_prompts=num_prompts) == \
+                parse_text(text, num_prompts=num_prompts)
         assert detect_kind(text) == want["kind"]
         got = parse_text(text, num_prompts=num_prompts)
         _same(parse_text(text, want["kind"], num_prompts=num_prompts), got)  # explicit kind: same answer
@@ -158,6 +161,45 @@ def test_configurable_percentiles():
     got = parse_text(block)
     assert got["p50_ttft_ms"] == 186161.91 and got["p90_ttft_ms"] == 400000.00 and got["p99.9_ttft_ms"] == 456871.18
     assert "p99_ttft_ms" not in got
+
+
+def test_annotated_serving_lines():
+    # The real fixture (vLLM PR #26478) annotates "Failed requests"; the same kind of note on other rows.
+    text = _read("vllm_serving_2025-10_annotated-line.txt")
+    assert parse_text(text)["failed"] == 0
+    pad = " " * 24
+    for note in ("  (some annotation)", " ms", "   <-- 25% lower than main", "  # median"):
+        got = parse_text(text.replace(f"Median TTFT (ms):{pad}6866.08   ", f"Median TTFT (ms):{pad}6866.08{note}"))
+        assert got["median_ttft_ms"] == 6866.08, note
+    # A second number after the value is no annotation: the line is not read.
+    assert "median_ttft_ms" not in parse_text(text.replace("6866.08   ", "6866.08 7000.00"))
+
+
+def test_serving_lines_behind_log_prefixes_and_without_header():
+    want = parse_text(_read("vllm_serving_2024-07_printed-twice.txt"))
+    headerless = _read("vllm_serving_2024-07_headerless-tail-cut.txt")
+    for prefix in ("2024-07-19 12:00:01 ", "[stdout] ", "(bench pid=4242) ", "bench-0 | "):
+        logged = "\n".join(prefix + line for line in headerless.splitlines())
+        assert detect_kind(logged) == "serving", prefix
+        assert parse_text(logged) == want, prefix
+    # A lone "Successful requests:" line of another tool is no serving result.
+    with pytest.raises(NoMetricsError):
+        parse_text("[INFO] Successful requests:         15\n[INFO] Failed requests:             8\n", "serving")
+
+
+def test_jsonl_record_in_a_log():
+    record = _read("sglang_serving_h200-benchmarks_jsonl-infinity.jsonl").splitlines()[-1]
+    block = _read("sglang_serving_2025-08_max-concurrency.txt")
+    # `cat results.jsonl` after the printed block: the unrounded record wins, Infinity included.
+    got = parse_text(block + record + "\n")
+    assert got["request_rate"] == float("inf") and got["completed"] == 2000
+    assert got["median_ttft_ms"] == 18726.9222245086
+    assert parse_text("0: " + record) == got  # srun --label
+    assert parse_text("2025-01-09 10:00:00 " + record) == got  # any log prefix
+    # A record before the block belongs to an earlier run: the block wins.
+    assert parse_text(record + "\n" + block) == parse_text(block)
+    # A JSON line that is no serving record is not read.
+    assert parse_text(block + '{"completed": "yes", "note": 1}\n') == parse_text(block)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -42,7 +42,11 @@ Text is taken as real logs give it: ANSI colours, tqdm bars (``\\r`` updates, a 
 line), srun/OpenMPI line labels, and server log lines interleaved. Every value is read only from a line
 that is exactly "<label> <number>", so an engine stats line ("Avg prompt throughput: 12.3 tokens/s") can
 never be read as a result. When a block is printed more than once (a runner echoing it, several runs in one
-log) the last complete one wins.
+log) the last complete one wins. Serving output is also read where people and tools alter it: a log prefix
+before each line ("# ", a timestamp; only when the rest of the line is a whole serving line), an annotation
+after a value ("0   <<<<<<< New line"), the rows without their header (from "Successful requests:" to the
+closing "====="), and SGLang's JSONL result record (``"request_rate": Infinity``) as a line of the text, which
+wins over a block printed before it.
 
 JSON wins over text when both are given and the JSON holds a result: the script wrote it from the unrounded
 values, whereas the text has two decimals and may be cut or interleaved with other output.
@@ -51,6 +55,7 @@ values, whereas the text has two decimals and may be cut or interleaved with oth
 from __future__ import annotations
 
 import ast
+import json
 import re
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -120,17 +125,26 @@ def _s_to_ms(s: str) -> float:
 Row = tuple[re.Pattern, Callable[[re.Match], dict]]
 
 
-def _row(label: str, keys: str | tuple[str, ...], conv: Callable[[str], Any] = _num, unit: str = "") -> Row:
-    """A line that is exactly `label <number>[ unit]`; a label with several `{}` slots fills several keys."""
+# What people paste after a serving value: "0          <<<<<<< New line" (vllm-project/vllm PR #26478),
+# "(-20%)", a repeated unit. Any text after whitespace that does not start with another number.
+_NOTE = r"(?:\s+(?![-+]?\.?\d)\S.*)?"
+
+
+def _row(label: str, keys: str | tuple[str, ...], conv: Callable[[str], Any] = _num, unit: str = "",
+         note: bool = False) -> Row:
+    """A line that is exactly `label <number>[ unit]`; a label with several `{}` slots fills several keys.
+
+    `note`: the number may be followed by an annotation (serving rows only: their labels are unambiguous)."""
     keys = (keys,) if isinstance(keys, str) else keys
     slots = label.count("{}")
     pattern = label.format(*[rf"\s*({_NUM})" for _ in range(slots)]) if slots else rf"{label}\s*({_NUM})"
-    rx = re.compile(rf"^{pattern}\s*{unit}$")
+    rx = re.compile(rf"^{pattern}\s*{unit}{_NOTE if note else ''}$")
     return rx, lambda m: {k: conv(v) for k, v in zip(keys, m.groups())}
 
 
 _STAT_METRIC = {"TTFT": "ttft", "TPOT": "tpot", "ITL": "itl", "E2EL": "e2el", "E2E Latency": "e2el"}
-_STAT_RX = re.compile(rf"^(Mean|Median|Std|Max|P(\d+(?:\.\d+)?)) (TTFT|TPOT|ITL|E2EL|E2E Latency) \(ms\):\s*({_NUM})$")
+_STAT_RX = re.compile(
+    rf"^(Mean|Median|Std|Max|P(\d+(?:\.\d+)?)) (TTFT|TPOT|ITL|E2EL|E2E Latency) \(ms\):\s*({_NUM}){_NOTE}$")
 
 
 def _stat(m: re.Match) -> dict:
@@ -141,33 +155,33 @@ def _stat(m: re.Match) -> dict:
 
 # vLLM benchmark_serving.py / `vllm bench serve` and SGLang bench_serving, inside "Serving Benchmark Result".
 SERVING_ROWS: list[Row] = [
-    _row(r"Successful requests:", "completed", _count),
-    _row(r"Failed requests:", "failed", _count),
-    _row(r"Maximum request concurrency:", "max_concurrency", _count),      # vLLM
-    _row(r"Max re(?:quest|qeuest) concurrency:", "max_concurrency", _count),  # SGLang (with its old typo)
-    _row(r"Request rate configured \(RPS\):", "request_rate"),
-    _row(r"Traffic request rate:", "request_rate"),                       # SGLang, in the block
-    _row(r"Benchmark duration \(s\):", "duration"),
-    _row(r"Total input tokens:", "total_input_tokens", _count),
-    _row(r"Total generated tokens:", "total_output_tokens", _count),
-    _row(r"Total generated tokens \(retokenized\):", "total_output_tokens_retokenized", _count),
-    _row(r"Request throughput \(req/s\):", "request_throughput"),
-    _row(r"Request goodput \(req/s\):", "request_goodput"),
-    _row(r"Input token throughput \(tok/s\):", "input_throughput"),
-    _row(r"Output token throughput \(tok/s\):", "output_throughput"),
-    _row(r"Peak output token throughput \(tok/s\):", "max_output_tokens_per_s"),
-    _row(r"Peak concurrent requests:", "max_concurrent_requests"),
-    _row(r"Total [Tt]oken throughput \(tok/s\):", "total_token_throughput"),
-    _row(r"Total throughput \(tok/s\):", "total_token_throughput"),         # SGLang 2024
-    _row(r"Concurrency:", "concurrency"),                                 # SGLang
-    _row(r"Accept length:", "accept_length"),                             # SGLang
+    _row(r"Successful requests:", "completed", _count, note=True),
+    _row(r"Failed requests:", "failed", _count, note=True),
+    _row(r"Maximum request concurrency:", "max_concurrency", _count, note=True),      # vLLM
+    _row(r"Max re(?:quest|qeuest) concurrency:", "max_concurrency", _count, note=True),  # SGLang (with its old typo)
+    _row(r"Request rate configured \(RPS\):", "request_rate", note=True),
+    _row(r"Traffic request rate:", "request_rate", note=True),                       # SGLang, in the block
+    _row(r"Benchmark duration \(s\):", "duration", note=True),
+    _row(r"Total input tokens:", "total_input_tokens", _count, note=True),
+    _row(r"Total generated tokens:", "total_output_tokens", _count, note=True),
+    _row(r"Total generated tokens \(retokenized\):", "total_output_tokens_retokenized", _count, note=True),
+    _row(r"Request throughput \(req/s\):", "request_throughput", note=True),
+    _row(r"Request goodput \(req/s\):", "request_goodput", note=True),
+    _row(r"Input token throughput \(tok/s\):", "input_throughput", note=True),
+    _row(r"Output token throughput \(tok/s\):", "output_throughput", note=True),
+    _row(r"Peak output token throughput \(tok/s\):", "max_output_tokens_per_s", note=True),
+    _row(r"Peak concurrent requests:", "max_concurrent_requests", note=True),
+    _row(r"Total [Tt]oken throughput \(tok/s\):", "total_token_throughput", note=True),
+    _row(r"Total throughput \(tok/s\):", "total_token_throughput", note=True),         # SGLang 2024
+    _row(r"Concurrency:", "concurrency", note=True),                                 # SGLang
+    _row(r"Accept length:", "accept_length", note=True),                             # SGLang
     (_STAT_RX, _stat),
 ]
 
 # What vLLM prints before the run (until it moved into the block): read only when the block lacks it.
 SERVING_PREAMBLE_ROWS: list[Row] = [
-    _row(r"Maximum request concurrency:", "max_concurrency", _count),
-    _row(r"Traffic request rate:", "request_rate"),
+    _row(r"Maximum request concurrency:", "max_concurrency", _count, note=True),
+    _row(r"Traffic request rate:", "request_rate", note=True),
 ]
 
 # vLLM benchmark_serving.py of 2023 (no result block).
@@ -279,15 +293,95 @@ def _header_blocks(lines: list[str], header: re.Pattern, rows: list[Row]) -> lis
     return blocks
 
 
+# sglang.bench_serving appends one JSON line per run to its --output-file (`"request_rate": Infinity` when
+# unthrottled: Python's json writes the non-standard literal, and json.loads reads it back); such a line
+# also shows up in a log (`cat results.jsonl`). Only a record that _json_kind calls serving is a result.
+_JSON_RESULT_LINE = re.compile(r'^\{".*"completed":.*\}$')
+
+# Where a serving line may begin after a log prefix ("# " from a pasted comment, "2024-07-01 12:00:00 ",
+# "[stdout] "): after whitespace or a prefix's closing character, at a label the serving rows know.
+_SERVING_LINE_START = re.compile(
+    r"(?<=[\s\]|:>#])(?=Successful requests:|Failed requests:|Maximum request concurrency:|Max re(?:quest|qeuest)"
+    r" concurrency:|Request |Traffic request rate:|Benchmark duration|Total |Input token|Output token|Peak |"
+    r"Concurrency:|Accept length:|(?:Mean|Median|Std|Max|P\d[\d.]*) (?:TTFT|TPOT|ITL|E2EL|E2E Latency) |"
+    r"=+ Serving Benchmark Result|={10,}$|\{\")")
+
+
+def _is_serving_line(line: str) -> bool:
+    return bool(_SERVING_HEADER.match(line) or _BLOCK_END.match(line) or _JSON_RESULT_LINE.match(line)
+                or _match(line, SERVING_ROWS))
+
+
+def _unprefixed(line: str) -> str:
+    """The serving line inside a prefixed log line; the line unchanged when it holds none.
+
+    The suffix must itself be a whole serving line, so a stats line that merely contains a label's words
+    (vLLM's "Avg prompt throughput: ...", SGLang's "gen throughput (token/s): ...") stays unread."""
+    if not line or _is_serving_line(line):
+        return line
+    for m in _SERVING_LINE_START.finditer(line):
+        if _is_serving_line(line[m.start():]):
+            return line[m.start():]
+    return line
+
+
+def _json_result(line: str) -> dict | None:
+    if not _JSON_RESULT_LINE.match(line):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or _json_kind(record) != "serving":
+        return None
+    return _json_metrics("serving", record)
+
+
+def _headerless_blocks(lines: list[str]) -> list[tuple[int, int, dict]]:
+    """Serving rows printed without the "Serving Benchmark Result" header (a log that lost it, a tail cut).
+
+    A block runs from a "Successful requests:" line to the closing '=====' or the next such line; it needs
+    a throughput too, so a lone "Successful requests: N" line of some other tool is no result."""
+    starts = _starts(lines, SERVING_ROWS[:1])
+    blocks = []
+    for start, stop in _spans(starts, len(lines)):
+        end = next((i for i in range(start + 1, stop) if _BLOCK_END.match(lines[i])), stop)
+        values = _collect(lines[start:end], SERVING_ROWS)
+        if "request_throughput" in values or "output_throughput" in values:
+            blocks.append((start, end, values))
+    return blocks
+
+
+def _serving_lines(lines: list[str]) -> list[str]:
+    """Lines as the serving parser reads them: unprefixed, and SGLang's offline block (which prints the same
+    "Successful requests:" labels under its own header) blanked, so it is never taken for headerless serving."""
+    lines = [_unprefixed(line) for line in lines]
+    for start, end, _ in _header_blocks(lines, _OFFLINE_HEADER, []):
+        stop = end + 1 if end < len(lines) and _BLOCK_END.match(lines[end]) else end
+        lines[start:stop] = [""] * (stop - start)
+    return lines
+
+
 def _serving_text(lines: list[str]) -> dict | None:
+    lines = _serving_lines(lines)
     blocks = _header_blocks(lines, _SERVING_HEADER, SERVING_ROWS)
     complete = [i for i, (_, _, values) in enumerate(blocks) if "completed" in values]
+    if not complete:
+        blocks = _headerless_blocks(lines)
+        complete = list(range(len(blocks)))
+    found: tuple[int, dict] | None = None
     if complete:
         idx = complete[-1]
-        start, _, found = blocks[idx]
+        start, _, values = blocks[idx]
         # The preamble of a block is what the same run printed between the previous block and this one.
         preamble_from = blocks[idx - 1][1] if idx > 0 else 0
-        return {**_collect(lines[preamble_from:start], SERVING_PREAMBLE_ROWS), **found}
+        found = (start, {**_collect(lines[preamble_from:start], SERVING_PREAMBLE_ROWS), **values})
+    records = [(i, r) for i, line in enumerate(lines) if (r := _json_result(line))]
+    # A JSON line after the block is the same run's (or a later run's) record: unrounded, so it wins.
+    if records and (found is None or records[-1][0] > found[0]):
+        return records[-1][1]
+    if found:
+        return found[1]
     starts = _starts(lines, [SERVING_2023_ROWS[0]])
     return _last_complete((_collect(lines[a:b], SERVING_2023_ROWS) for a, b in _spans(starts, len(lines))),
                           "request_throughput")
@@ -400,7 +494,7 @@ _TEXT_PARSERS: dict[str, Callable[[list[str]], dict | None]] = {
 
 # Lines that show a kind's result is (at least partly) in the output; the last one in the text wins.
 _MARKERS: dict[str, list[re.Pattern]] = {
-    "serving": [_SERVING_HEADER, SERVING_2023_ROWS[-1][0]],
+    "serving": [_SERVING_HEADER, SERVING_2023_ROWS[-1][0], SERVING_ROWS[0][0], _JSON_RESULT_LINE],
     "latency": [LATENCY_ROWS[0][0]],
     "throughput": [rx for rx, _ in THROUGHPUT_ROWS[:2]],
     "prefix_caching": [PREFIX_CACHING_ROWS[0][0]],
@@ -411,9 +505,10 @@ _MARKERS: dict[str, list[re.Pattern]] = {
 
 def _kinds_by_position(lines: list[str]) -> list[str]:
     last: dict[str, int] = {}
+    serving = _serving_lines(lines)  # serving lines may sit behind a log prefix; other kinds' are read as is
     for i, line in enumerate(lines):
         for kind, markers in _MARKERS.items():
-            if any(rx.match(line) for rx in markers):
+            if any(rx.match(serving[i] if kind == "serving" else line) for rx in markers):
                 last[kind] = i
     return sorted(last, key=last.get, reverse=True)
 
