@@ -91,6 +91,36 @@ def test_a_stopped_server_takes_its_children_with_it(make, tmp_path):
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "301"]]
 
 
+# A server whose SIGTERM handler stops its own worker, as vLLM's and SGLang's do: stop() must give the
+# leader that chance before the rest of the tree is signalled.
+_SERVER = """
+import signal, subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import signal, time, pathlib\\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path('worker-term').write_text('x'), exit(0)))\\n"
+    "time.sleep(300)"])
+def shutdown(*_):
+    time.sleep(0.5)  # a worker signalled together with its leader has its file by now
+    import os
+    print("worker signalled before its leader" if os.path.exists("worker-term") else "leader first", flush=True)
+    worker.terminate(); worker.wait(); sys.exit(0)
+signal.signal(signal.SIGTERM, shutdown)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_stopped_server_gets_its_signal_before_its_workers(make, tmp_path):
+    sandbox = make(network=True)
+    (tmp_path / "server.py").write_text(_SERVER)
+    proc = sandbox.start("python server.py", cwd=tmp_path, log_path=tmp_path / "log")
+    deadline = time.monotonic() + 20
+    while "ready" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)  # the worker's handler is installed
+    proc.stop(grace_s=5)
+    assert "leader first" in proc.output(), proc.output()
+    assert (tmp_path / "worker-term").exists()  # and the leader stopped its worker itself
+
 def test_cleanup_reaps_an_escaped_setsid_child(make, tmp_path):
     sandbox = make(network=True)
     proc = sandbox.start("setsid sleep 302 & wait", cwd=tmp_path, log_path=tmp_path / "log")

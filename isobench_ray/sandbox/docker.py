@@ -64,12 +64,21 @@ times >&2
 isobench_reap; isobench_reap
 exit $rc
 """
-# kill.sh: signal every process carrying a launch's marker: $1 signal, $2 marker. Prints the pids.
+# kill.sh: signal every process carrying a launch's marker: $1 signal, $2 marker, $3 `leader` to signal only
+# the command itself (the wrapper's child; the wrapper is the marked process whose parent is not marked).
+# Prints the pids.
 _KILL = r"""
+marked() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; }
+parent() { cut -d')' -f2- < "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3; }
 for d in /proc/[0-9]*; do
   p=${d#/proc/}
   [ "$p" = "$$" ] && continue
-  if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; then kill -"$1" "$p" 2>/dev/null && echo "$p"; fi
+  marked "$p" "$2" || continue
+  if [ "${3:-}" = leader ]; then
+    w=$(parent "$p"); marked "$w" "$2" || continue
+    marked "$(parent "$w")" "$2" && continue
+  fi
+  kill -"$1" "$p" 2>/dev/null && echo "$p"
 done
 """
 # cpu.sh: CPU ticks (user + system) of a launch's live processes: $1 marker.
@@ -171,10 +180,13 @@ class DockerProcess:
     def stop(self, grace_s: float = 5.0) -> None:
         if not self.exec_id:
             return
-        self.sandbox._signal(self.proc_tag, "TERM")
-        deadline = time.monotonic() + grace_s
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # the command first, so an engine stops its own workers (the wrapper reaps the rest once it exits),
+        # then whatever is left of the launch
+        for leader, wait_s in ((True, grace_s), (False, min(grace_s, 2.0))):
+            self.sandbox._signal(self.proc_tag, "TERM", leader=leader)
+            deadline = time.monotonic() + wait_s
+            while self.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
         for _ in range(2):
             self.sandbox._signal(self.proc_tag, "KILL")
         deadline = time.monotonic() + 5
@@ -315,8 +327,8 @@ class DockerSandbox:
         reader.start()
         return exec_id, proc_tag, reader, meta, ""
 
-    def _signal(self, proc_tag: str, sig: str) -> str:
-        return self._run(["sh", f"{HELPERS}/kill.sh", sig, proc_tag], timeout_s=30)
+    def _signal(self, proc_tag: str, sig: str, leader: bool = False) -> str:
+        return self._run(["sh", f"{HELPERS}/kill.sh", sig, proc_tag, *(["leader"] if leader else [])], timeout_s=30)
 
     def _run(self, argv: list[str], timeout_s: float) -> str:
         """A helper command of the harness itself (no marker; never timed out by this module's killer)."""

@@ -32,13 +32,27 @@ from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, Sandbox
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def _kill_tree(pid: int, grace_s: float) -> None:
-    """SIGTERM a process group and its descendants, SIGKILL what is left after grace_s."""
+def _kill_tree(pid: int, grace_s: float, leader_first: bool = False) -> None:
+    """SIGTERM a process group and its descendants, SIGKILL what is left after grace_s.
+
+    `leader_first` (stopping a server): SIGTERM the leader alone and give it grace_s to shut its own workers
+    down (vLLM's and SGLang's servers stop their engine processes on SIGTERM; a group-wide SIGTERM kills
+    those mid-step and the log ends in a traceback), then the rest of the tree the same way."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        procs = []
+        root, procs = None, []
+    if leader_first and root is not None:
+        try:
+            leader = root
+            while leader.name() == "bwrap" and len(kids := leader.children()) == 1:  # bwrap forwards no signal
+                leader = kids[0]
+            leader.send_signal(signal.SIGTERM)
+            leader.wait(timeout=grace_s)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
+        procs = [p for p in procs if p.is_running()]
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(pid, sig)
@@ -78,7 +92,7 @@ class LocalProcess:
         return self.popen.poll()
 
     def stop(self, grace_s: float = 5.0) -> None:
-        _kill_tree(self.popen.pid, grace_s)
+        _kill_tree(self.popen.pid, grace_s, leader_first=True)
         try:
             self.popen.wait(timeout=2)
         except subprocess.TimeoutExpired:
