@@ -313,6 +313,10 @@ class Run(Frozen):
     telemetry: dict[str, dict[str, Any]] = Field(default_factory=dict)  # {"start": {...}, "end": {...}}
     outside_load: float = 0.0  # share of the slot's core time used by processes outside the slot
     disturbed: bool = False  # outside load above the limit: kept for the record, not a sample; measured again
+    # exactly what ran (ports and result flags included), and how long this round's server took to answer
+    command: str = ""
+    server_command: str = ""
+    server_start_s: float | None = None  # launch to ready, ports retried included; None: no server
 
     @property
     def is_sample(self) -> bool:

@@ -7,6 +7,8 @@ must fail with a named cause. A second invocation over the same run directory mu
 import json
 import os
 
+import re
+
 import polars as pl
 import pytest
 import ray
@@ -120,6 +122,23 @@ def test_every_stage_is_on_disk_with_the_exact_commands(finished_run):
             assert len({a.command for a in m.arms}) == 1  # the same workload for every arm
     assert (finished_run[0] / "report.md").read_text().startswith("# isobench report")
 
+
+
+def test_every_run_records_what_ran_and_its_servers_start_time(finished_run):
+    """runs.parquet: one row per run of every arm, with the exact commands (the port appended, the result
+    flags) and, for a serving task, the start time of that round's own server."""
+    runs = pl.read_parquet(finished_run[0] / "runs.parquet")
+    assert runs.height == sum(len(a.runs) for r in RunStore(finished_run[0]).records() if r.measurements
+                              for a in r.measurements.arms)
+    serving = runs.filter(pl.col("server_command") != "")
+    assert serving.height and serving.get_column("server_start_s").min() > 0
+    for row in serving.iter_rows(named=True):
+        port = re.search(r"--port (\d+)", row["server_command"]).group(1)
+        assert f"--port {port}" in row["command"], row  # the client talked to this round's server
+    offline = runs.filter(pl.col("server_command") == "")
+    assert offline.height and offline.get_column("server_start_s").is_null().all()
+    ports = serving.group_by("attempt_id", "arm").agg(pl.col("server_command").n_unique().alias("servers"))
+    assert ports.get_column("servers").min() > 1  # a fresh server every round
 
 def test_rerun_does_no_work_and_reports_the_same(finished_run):
     out, specs, settings = finished_run

@@ -97,6 +97,34 @@ def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement
     return pl.DataFrame([_row(r, judgements.get(r.attempt.id)) for r in records], schema=_SCHEMA)
 
 
+_RUNS_SCHEMA = {"attempt_id": pl.Utf8, "task_id": pl.Utf8, "agent": pl.Utf8, "arm": pl.Utf8, "round": pl.Int64,
+                "index": pl.Int64, "warmup": pl.Boolean, "sample": pl.Boolean, "primary_metric": pl.Utf8,
+                "value": pl.Float64, "source": pl.Utf8, "duration_s": pl.Float64, "server_start_s": pl.Float64,
+                "outside_load": pl.Float64, "disturbed": pl.Boolean, "failure_cause": pl.Utf8,
+                "server_cpus": pl.Utf8, "client_cpus": pl.Utf8, "command": pl.Utf8, "server_command": pl.Utf8}
+
+
+def runs_frame(records: list[AttemptRecord]) -> pl.DataFrame:
+    """One row per benchmark run of every arm (warm-ups and disturbed runs included, marked): the raw samples
+    behind each speedup, with the exact commands and the server's start time."""
+    rows = []
+    for rec in records:
+        m = rec.measurements
+        for arm in (m.arms if m else []):
+            for index, run in enumerate(arm.runs):
+                value = run.metrics.get(m.primary_metric)
+                rows.append({
+                    "attempt_id": rec.attempt.id, "task_id": rec.attempt.task_id, "agent": rec.attempt.agent,
+                    "arm": arm.arm, "round": run.round, "index": index, "warmup": run.warmup, "sample": run.is_sample,
+                    "primary_metric": m.primary_metric, "value": None if value is None else float(value),
+                    "source": run.metrics.get("source"), "duration_s": run.duration_s, "server_start_s": run.server_start_s,
+                    "outside_load": run.outside_load, "disturbed": run.disturbed,
+                    "failure_cause": run.failure_cause.value if run.failure_cause else None,
+                    "server_cpus": ",".join(map(str, arm.server_cpus)), "client_cpus": ",".join(map(str, arm.client_cpus)),
+                    "command": run.command, "server_command": run.server_command})
+    return pl.DataFrame(rows, schema=_RUNS_SCHEMA)
+
+
 def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
     return (
         df.group_by("agent", maintain_order=True)
@@ -203,6 +231,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     tmp = store.root / ".attempts.parquet.tmp"
     df.write_parquet(tmp)
     tmp.replace(store.root / "attempts.parquet")
+    runs_frame(records).write_parquet(tmp)
+    tmp.replace(store.root / "runs.parquet")
     rule_based = bool(df.get_column("judge_rule_based").fill_null(False).any())
     sections, tables = _sections(df, list(judgements.values()))
     text = "\n\n".join([
@@ -214,7 +244,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         *([f"**{RULE_BASED}**: the soft metrics come, at least in part, from the rule-based judge (the two diffs "
            "compared by rule, no model asked); every soft section says so."] if rule_based else []),
         *[_markdown_section(s, rule_based) for s in sections],
-        "Files: `attempts.parquet` (one row per attempt), `report.html` (these tables and plots, offline), "
+        "Files: `attempts.parquet` (one row per attempt), `runs.parquet` (one row per benchmark run of every arm: "
+        "values, exact commands, server start times), `report.html` (these tables and plots, offline), "
         "`attempts/<id>/` (patch, logs, every stage's JSON).",
     ]) + "\n"
     write_atomic(store.root / "report.md", text)

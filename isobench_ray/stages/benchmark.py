@@ -125,7 +125,7 @@ class ThreeWayBenchmark:
     def _round(self, sandbox: Sandbox, engine: Engine, task: Task, arm: str, tree: Path, rnd: int, state: _ArmState,
                logs: dict[str, str], log_dir: Path, script_source: str | None = None) -> None:
         settings, bench = self.settings, task.benchmark
-        server, proc, command = None, None, bench.command
+        server, proc, command, started_s = None, None, bench.command, None
         server_cpus, client_cpus = self._cores(bench.kind == "serving")
         state.server_cpus, state.client_cpus = server_cpus, client_cpus
         warmups = engine.warmup_runs if settings.warmup_runs is None else settings.warmup_runs
@@ -136,7 +136,8 @@ class ThreeWayBenchmark:
                 server = launch(sandbox, engine, task, tree, settings.host, log_dir / f"{arm}.r{rnd}.server.log",
                                 settings.server_start_timeout_s, cpus=server_cpus)
                 proc, state.server_command = server.process, server.command
-                state.server_s += time.monotonic() - t0
+                started_s = time.monotonic() - t0
+                state.server_s += started_s
                 if server.failure:
                     state.failure = server.failure
                     return
@@ -152,8 +153,9 @@ class ThreeWayBenchmark:
                 # harness reads: an engine that prints a fake result block to the output changes nothing there.
                 result_file = log_dir.parent / "results" / f"{arm}.r{rnd}.{i}.json"
                 json_flags, _ = engine.json_result_flags(command, str(result_file), script_source)
-                res = sandbox.exec(f"{command} {shlex.join(json_flags)}" if json_flags else command, cwd=tree,
-                                   timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log", cpus=client_cpus)
+                ran = f"{command} {shlex.join(json_flags)}" if json_flags else command
+                res = sandbox.exec(ran, cwd=tree, timeout_s=timeout_s, log_path=log_dir / f"{arm}.r{rnd}.{i}.log",
+                                   cpus=client_cpus)
                 own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
                 outside = outside_share(busy_seconds(self.slot.cpus) - busy, own, res.duration_s, self.slot.cpus)
                 logs[f"bench/{arm}.r{rnd}.{i}.log"] = res.output[-LOG_LIMIT:]
@@ -161,7 +163,8 @@ class ThreeWayBenchmark:
                 # measured again (once per measured run)
                 disturbed = not warm and outside > settings.outside_load_max and remeasures > 0
                 run = Run(arm=arm, round=rnd, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
-                          disturbed=disturbed,
+                          disturbed=disturbed, command=ran, server_command=server.command if server else "",
+                          server_start_s=None if started_s is None else round(started_s, 3),
                           telemetry={"start": before, "end": {**cpu_telemetry(), **self.gpus.telemetry()}})
                 if disturbed:
                     planned, remeasures = planned + 1, remeasures - 1
