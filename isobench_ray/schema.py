@@ -41,6 +41,8 @@ class FailureCause(StrEnum):
     commit_missing = "commit_missing"  # a commit of the task is not in its repository
     sandbox_unavailable = "sandbox_unavailable"  # the sandbox asked for cannot run on this machine
     no_slot = "no_slot"  # no alive node has the GPUs the task needs on one node (tensor parallelism)
+    needs_rebuild = "needs_rebuild"  # an arm changes compiled code its engine environment was not built with
+    image_missing = "image_missing"  # the container image of an arm's commit (repo.image) is not on the node
     infra_error = "infra_error"  # the harness or the machine failed after retries (dead node, full disk, ...)
 
 
@@ -103,6 +105,26 @@ def content_hash(data: Any, length: int = 12) -> str:
 # ---------------------------------------------------------------- tasks
 
 
+# files whose change needs the engine compiled again (fnmatch, against paths from the repository root)
+COMPILED_FILES = ("csrc/*", "sgl-kernel/*", "*.cu", "*.cuh", "*.cpp", "*.cc", "*.c", "*.h", "*.hpp", "*.pyx",
+                  "CMakeLists.txt", "cmake/*", "setup.py")
+
+
+def per_commit(template: str, commit: str) -> str:
+    """A repo's python or image for one commit: {commit} and {short} filled, everything else (shell `${X}`
+    included) left as it is."""
+    return template.replace("{commit}", commit).replace("{short}", commit[:12])
+
+
+class BuildSpec(Frozen):
+    """The commit the engine environment's compiled parts were built from. The arm's tree supplies the Python
+    (a Python-only overlay, as vLLM's precompiled development installs do): an arm whose tree differs from
+    this commit in a compiled file cannot run on it and is `needs_rebuild`, unless `setup_command` builds it."""
+
+    commit: str
+    compiled: tuple[str, ...] = COMPILED_FILES
+
+
 class RepoSpec(Frozen):
     name: str
     url: str  # git URL or local path (resolved to absolute when loaded)
@@ -113,8 +135,12 @@ class RepoSpec(Frozen):
     setup_command: str | None = None  # run once in each prepared tree (e.g. a build step)
     # the engine's environment, for validation and every arm: `python` in a command is this interpreter (its
     # folder goes first on PATH), and these variables are set (VLLM_TARGET_DEVICE, HF_HOME, ...)
+    # `python` and `image` may name one environment per commit: {commit} and {short} (12 characters) are
+    # the arm's commit (the parent for baseline and agent, the human commit for human)
     python: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None  # the docker sandbox's image for an arm, e.g. "vllm-env:{short}" (default: docker_image)
+    build: BuildSpec | None = None  # one build for every commit (an overlay); unneeded when python/image say {commit}
 
     @property
     def package(self) -> str:
@@ -149,17 +175,31 @@ class Task(Frozen):
         data = self.model_dump(exclude={"source"})
         if self.benchmark.gpus == 1:
             del data["benchmark"]["gpus"]
-        for key in ("python", "env"):
+        for key in ("python", "env", "image", "build"):
             if not data["repo"][key]:
                 del data["repo"][key]
         return data
 
-    def engine_env(self, host_path: str) -> dict[str, str]:
-        """The variables validation and benchmark commands get for this task's engine environment."""
+    def arm_commit(self, arm: str) -> str:
+        return self.human_commit if arm == "human" else self.parent_commit
+
+    def engine_env(self, host_path: str, commit: str | None = None) -> dict[str, str]:
+        """The variables validation and benchmark commands get for this task's engine environment at
+        `commit` (default: the parent's)."""
         env = dict(self.repo.env)
         if self.repo.python:
-            env["PATH"] = f"{self.repo.python.rsplit('/', 1)[0]}:{env.get('PATH', host_path)}"
+            python = per_commit(self.repo.python, commit or self.parent_commit)
+            env["PATH"] = f"{python.rsplit('/', 1)[0]}:{env.get('PATH', host_path)}"
         return env
+
+    def image(self, commit: str | None = None) -> str | None:
+        """The docker image of the engine at `commit` (default: the parent's); None: the run's docker_image."""
+        return per_commit(self.repo.image, commit or self.parent_commit) if self.repo.image else None
+
+    @property
+    def per_commit_environment(self) -> bool:
+        """Each commit has its own engine build (python or image names {commit}/{short})."""
+        return any(t and ("{commit}" in t or "{short}" in t) for t in (self.repo.python, self.repo.image))
 
 
 class BenchSlot(Frozen):

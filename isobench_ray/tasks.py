@@ -58,9 +58,14 @@ def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
         out.append(("repo.server_command", "has no {port}: the harness chooses a free port for every start and the "
                                            "server must listen on it ({model} {host} {port} are filled in; shell "
                                            "${VAR} and other braces are left as written)"))
-    if repo.python and not Path(repo.python).is_file():
+    if repo.python and "{" not in repo.python and not Path(repo.python).is_file():  # per-commit ones: per arm
         out.append(("repo.python", f"{repo.python} is not an interpreter on this machine (build the engine's "
                                    f"environment first)"))
+    for field in ("python", "image"):
+        value = getattr(repo, field) or ""
+        if leftover := set(re.findall(r"(?<!\$)\{(\w*)\}", value)) - {"commit", "short"}:
+            out.append((f"repo.{field}", f"{value!r}: unknown placeholder(s) {sorted(leftover)}; "
+                                         "{commit} and {short} are the arm's commit"))
     return out
 
 

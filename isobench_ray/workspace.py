@@ -99,6 +99,13 @@ def diff_between(mirror_path: Path, old: str, new: str) -> str:
     return git.Repo(mirror_path).git.diff(old, new, "--binary", "--full-index") + "\n"
 
 
+def files_between(mirror_path: Path, old: str, new: str) -> list[str]:
+    """Paths (from the repository root) that differ between two commits."""
+    if old == new:
+        return []
+    return [f for f in git.Repo(mirror_path).git.diff(old, new, "--name-only").splitlines() if f]
+
+
 @contextmanager
 def scratch(work_root: Path, attempt_id: str, stage: str):
     """A fresh folder for one stage of one attempt, removed afterwards whatever happens (full disks lost

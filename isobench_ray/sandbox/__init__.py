@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from isobench_ray.config import Settings
-from isobench_ray.sandbox.base import ExecResult, Process, Sandbox, SandboxFactory, SandboxUnavailable, tail
+from isobench_ray.sandbox.base import ExecResult, ImageMissing, Process, Sandbox, SandboxFactory, SandboxUnavailable, tail
 
 
 def make_sandboxes(settings: Settings) -> SandboxFactory:
@@ -26,4 +26,4 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
 
 
-__all__ = ["ExecResult", "Process", "Sandbox", "SandboxFactory", "SandboxUnavailable", "make_sandboxes", "tail"]
+__all__ = ["ExecResult", "ImageMissing", "Process", "Sandbox", "SandboxFactory", "SandboxUnavailable", "make_sandboxes", "tail"]

@@ -39,6 +39,10 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox asked for cannot be had here (no bubblewrap, no Docker engine): a machine problem."""
 
 
+class ImageMissing(SandboxUnavailable):
+    """The container image an arm needs (a task's `repo.image` for that commit) is not on this node's engine."""
+
+
 @dataclass(frozen=True)
 class ExecResult:
     returncode: int | None
@@ -100,8 +104,10 @@ class SandboxFactory(Protocol):
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
                  env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
-                 hide: Sequence[Path] = ()) -> Sandbox:
-        """`hide`: folders an isolated command must not see beyond the run's own (a task's local repository)."""
+                 hide: Sequence[Path] = (), image: str | None = None) -> Sandbox:
+        """`hide`: folders an isolated command must not see beyond the run's own (a task's local repository).
+        `image`: the container image for this sandbox instead of the run's default (a task's engine image for
+        one commit); ImageMissing when the engine does not have it. Sandboxes without images ignore it."""
         ...
 
     def reap(self, key: str, value: str) -> list[str]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
+from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, ImageMissing, SandboxUnavailable, pinned_env
 
 DEFAULT_IMAGE = "isobench-base:bookworm"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -216,7 +216,8 @@ class DockerSandbox:
     isolated = True
 
     def __init__(self, factory: "DockerSandboxes", tag: str, *, writable: Sequence[Path], network: bool,
-                 extra_env: dict[str, str], labels: dict[str, str], gpu_ids: Sequence[str] = ()):
+                 extra_env: dict[str, str], labels: dict[str, str], gpu_ids: Sequence[str] = (),
+                 image: str | None = None):
         import docker
         from docker.types import DeviceRequest, Mount
 
@@ -233,14 +234,18 @@ class DockerSandbox:
         self.extra_env = dict(extra_env)
         if gpu_ids:  # the container sees only the slot's GPUs, numbered from 0
             self.extra_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(len(gpu_ids))))
-        key = (factory.host or default_host(), factory.image)
+        self.image = image or factory.image
+        key = (factory.host or default_host(), self.image)
         if key not in _images_seen:
             try:
-                self.client.images.get(factory.image)
+                self.client.images.get(self.image)
             except docker.errors.ImageNotFound:
+                if image:  # a task's own image for one commit
+                    raise ImageMissing(f"the Docker image {image!r} is not on the engine at {key[0]}: build or pull it "
+                                       "on every node before the run (docs/docker.md, images per commit)") from None
                 raise SandboxUnavailable(
-                    f"the Docker image {factory.image!r} is not on the engine at {key[0]}: build it with "
-                    f"`python -m isobench_ray.sandbox.docker build --image {factory.image}` (docs/docker.md)") from None
+                    f"the Docker image {self.image!r} is not on the engine at {key[0]}: build it with "
+                    f"`python -m isobench_ray.sandbox.docker build --image {self.image}` (docs/docker.md)") from None
             except docker.errors.APIError as exc:
                 raise SandboxUnavailable(f"the Docker engine at {key[0]} failed: {exc}") from None
             _images_seen.add(key)
@@ -262,9 +267,9 @@ class DockerSandbox:
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpu_ids), capabilities=[["gpu"]])]
         try:
             # PID 1 (docker-init) runs the time limit: when it passes, the engine stops and removes the container
-            self.container = self.client.containers.run(factory.image, ["sleep", str(int(factory.time_limit_s))], **kwargs)
+            self.container = self.client.containers.run(self.image, ["sleep", str(int(factory.time_limit_s))], **kwargs)
         except docker.errors.DockerException as exc:
-            raise SandboxUnavailable(f"cannot start a container of {factory.image!r}: {exc}") from None
+            raise SandboxUnavailable(f"cannot start a container of {self.image!r}: {exc}") from None
         self.id = self.container.id
         image_id = (getattr(self.container, "attrs", None) or {}).get("Image")
         if image_id:  # when this node last used the image: what eviction goes by
@@ -487,7 +492,7 @@ class DockerSandboxes:
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
                  env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
-                 hide: Sequence[Path] = ()) -> DockerSandbox:
+                 hide: Sequence[Path] = (), image: str | None = None) -> DockerSandbox:
         # `hide` needs nothing: a container sees only its mounts
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
         slot_env = dict(slot_env or {})
@@ -502,7 +507,7 @@ class DockerSandboxes:
             if key.startswith("ISOBENCH_"):
                 labels[KEY_LABELS.get(key, key)] = value
         return DockerSandbox(self, tag, writable=writable, network=network, extra_env={**host, **slot_env, **(env or {})},
-                             labels=labels, gpu_ids=gpus)
+                             labels=labels, gpu_ids=gpus, image=image)
 
     def images(self, client=None):
         """The image cache of the engine this factory talks to (free space, LRU eviction, use record)."""

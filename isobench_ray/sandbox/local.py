@@ -244,7 +244,8 @@ class LocalSandboxes:
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
                  env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
-                 hide: Sequence[Path] = ()) -> LocalSandbox:
+                 hide: Sequence[Path] = (), image: str | None = None) -> LocalSandbox:
+        # `image` names a container image: local processes run on this machine's files, so it does not apply
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
         hidden = [Path(h) for h in (*self.hidden, *hide)]
         return LocalSandbox(tag, isolate=isolate, network=network, writable=writable, hidden=hidden,

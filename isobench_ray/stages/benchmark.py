@@ -30,7 +30,7 @@ from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
 from isobench_ray.hardware import Gpus, busy_seconds, cpu_telemetry, outside_share, split_cores
-from isobench_ray.sandbox.base import Sandbox, SandboxFactory, tail
+from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory, tail
 from isobench_ray.schema import ArmResult, Attempt, BenchSlot, FailureCause, Measurements, Run, StageError, Task
 from isobench_ray.scoring.stats import speedup_interval
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
@@ -84,6 +84,27 @@ class ThreeWayBenchmark:
     def __init__(self, slot: BenchSlot, settings: Settings, *, sandboxes: SandboxFactory):
         self.slot, self.settings, self.sandboxes = slot, settings, sandboxes
         self.gpus = Gpus(slot.gpu_ids)
+
+    def _arm_sandboxes(self, task: Task, tag: str, base: Path) -> dict[str, Sandbox]:
+        """Each arm's sandbox, in its engine environment at its commit (repo.python, repo.image): one per
+        distinct environment, so arms that share one share a sandbox (one container, for the docker sandbox)."""
+        made: dict[tuple, Sandbox] = {}
+        by_arm: dict[str, Sandbox] = {}
+        try:
+            for arm in ARMS:
+                commit = task.arm_commit(arm)
+                env, image = task.engine_env(os.environ.get("PATH", os.defpath), commit), task.image(commit)
+                key = (image, tuple(sorted(env.items())))
+                if key not in made:
+                    made[key] = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env, env=env,
+                                               image=image)
+                by_arm[arm] = made[key]
+        except ImageMissing as exc:
+            for sandbox in made.values():
+                sandbox.cleanup()
+            raise StageError(FailureCause.image_missing, str(exc)) from None
+        by_arm[NOISE_ARM] = by_arm["baseline"]
+        return by_arm
 
     def _prepare(self, sandbox: Sandbox, task: Task, patch: str, base: Path) -> dict[str, Path]:
         mirror_path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
@@ -273,13 +294,12 @@ class ThreeWayBenchmark:
         with scratch(self.settings.work_path, attempt.id, "bench") as base:
             log_dir = base / "logs"
             log_dir.mkdir()
-            sandbox = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env,
-                                     env=task.engine_env(os.environ.get("PATH", os.defpath)))
+            sandbox_of = self._arm_sandboxes(task, tag, base)
             try:
-                trees = self._prepare(sandbox, task, patch, base)
+                trees = self._prepare(sandbox_of["agent"], task, patch, base)
                 if task.repo.setup_command:
                     for arm, tree in trees.items():
-                        res = sandbox.exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.setup_timeout_s,
+                        res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.setup_timeout_s,
                                            log_path=log_dir / f"{arm}.setup.log")
                         if not res.ok:
                             raise StageError(FailureCause.setup_failed, f"setup of the {arm} tree failed: {res.tail()}")
@@ -301,19 +321,20 @@ class ThreeWayBenchmark:
                     order.append(arm_order(rnd, arm_names))
                     for arm in order[-1]:
                         if states[arm].failure is None:  # a failed arm is deterministic: not run again
-                            self._round(sandbox, engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir, script_source)
+                            self._round(sandbox_of[arm], engine, task, arm, trees[arm], rnd, states[arm], logs, log_dir,
+                                        script_source)
                     stop_reason = self._stop_reason(engine, task, states, len(order))
                 checks: dict[str, dict] = {}
                 if self.settings.check_correctness and not any(states[arm].failure for arm in ARMS):
-                    sandbox.write_file(base / "greedy_client.py", Path(greedy_client.__file__).read_bytes())
-                    sandbox.write_file(base / "prompts.json", json.dumps(greedy_client.PROMPTS))
-                    for arm in ARMS:
-                        checks[arm] = self._correctness(sandbox, engine, task, arm, trees[arm], base, logs, log_dir)
+                    sandbox_of["baseline"].write_file(base / "greedy_client.py", Path(greedy_client.__file__).read_bytes())
+                    sandbox_of["baseline"].write_file(base / "prompts.json", json.dumps(greedy_client.PROMPTS))
+                    for arm in ARMS:  # (under `base`, which every arm's sandbox mounts)
+                        checks[arm] = self._correctness(sandbox_of[arm], engine, task, arm, trees[arm], base, logs, log_dir)
                 arms = []
                 for arm in arm_names:
                     st = states[arm]
                     arms.append(ArmResult(
-                        arm=arm, commit=task.human_commit if arm == "human" else task.parent_commit,
+                        arm=arm, commit=task.arm_commit(arm),
                         command=task.benchmark.command, server_command=st.server_command, runs=st.result_runs,
                         server_cpus=st.server_cpus, client_cpus=st.client_cpus,
                         failure_cause=st.failure[0] if st.failure else None, detail=st.failure[1] if st.failure else "",
@@ -324,7 +345,8 @@ class ThreeWayBenchmark:
                                     arms=arms, order=order, stop_reason=stop_reason, duration_s=time.monotonic() - started,
                                     prepare_s=prepare_s, server_s=sum(st.server_s for st in states.values())), logs
             finally:
-                sandbox.cleanup()  # whatever outlived its server's process group
+                for sandbox in {id(s): s for s in sandbox_of.values()}.values():
+                    sandbox.cleanup()  # whatever outlived its server's process group
 
 
 def _parse_run(engine: Engine, sandbox: Sandbox, output: str, result_file: Path | None, num_prompts: int | None) -> dict:

@@ -2,6 +2,8 @@
 
 In the sandbox where arms run: the patch applies to a fresh tree at the parent commit, the changed Python
 files compile, the package imports, and (for serving tasks) the server starts and answers its readiness path.
+First, each arm's tree must be able to run on its engine build (environments.py): one that changes
+compiled code its build lacks is an error `needs_rebuild`, never a benchmark of unbuilt code.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
-from isobench_ray.sandbox.base import Sandbox, SandboxFactory
+from isobench_ray.environments import build_commit, rebuild_reason
+from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import Attempt, Check, FailureCause, Session, StageError, Task, Validation
-from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
+from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, mirror, scratch
 
 LOG_LIMIT = 200_000
 
@@ -24,15 +27,29 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
              sandboxes: SandboxFactory) -> tuple[Validation, dict[str, str]]:
     logs: dict[str, str] = {}
     started = time.monotonic()
+    mirror_path = mirror(task.repo.url, settings.cache_path, needed_commits(task))
+    for arm in ("baseline", "human", "agent"):
+        built_at = build_commit(task, arm)
+        if built_at is not None:
+            changed = files_between(mirror_path, built_at, task.arm_commit(arm))
+            if reason := rebuild_reason(task, arm, changed + (session.files_changed if arm == "agent" else [])):
+                raise StageError(FailureCause.needs_rebuild, reason)
     with scratch(settings.work_path, attempt.id, "validate") as base:
-        sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True,
-                            env=task.engine_env(os.environ.get("PATH", os.defpath)))
+        try:  # the agent's arm: the parent's engine environment
+            sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=task.image(),
+                                env=task.engine_env(os.environ.get("PATH", os.defpath)))
+        except ImageMissing as exc:
+            raise StageError(FailureCause.image_missing, str(exc)) from None
         try:
             checks, method, cause = _run_checks(sandbox, task, session, settings, base, logs)
         finally:
             sandbox.cleanup()
     return Validation(attempt_id=attempt.id, checks=checks, failure_cause=cause, apply_method=method,
                       duration_s=time.monotonic() - started), logs
+
+
+def needed_commits(task: Task) -> tuple[str, ...]:
+    return (task.parent_commit, task.human_commit, *([task.repo.build.commit] if task.repo.build else []))
 
 
 def _check(checks: list[Check], name: str, started: float, ok: bool, detail: str) -> bool:
@@ -43,7 +60,7 @@ def _check(checks: list[Check], name: str, started: float, ok: bool, detail: str
 def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settings, base: Path,
                 logs: dict[str, str]) -> tuple[list[Check], str | None, FailureCause | None]:
     checks: list[Check] = []
-    mirror_path = mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit))
+    mirror_path = mirror(task.repo.url, settings.cache_path, needed_commits(task))
     tree = detached_tree(mirror_path, task.parent_commit, base / "tree")
     t0 = time.monotonic()
     try:

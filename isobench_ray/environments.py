@@ -1,0 +1,46 @@
+"""Which engine build each arm runs on, and whether its tree can run there unbuilt.
+
+An arm's engine comes from its repository entry (RepoSpec): an environment per commit (`python` or `image`
+naming `{commit}`/`{short}`: a published per-commit build, installed or baked into an image beforehand), or
+one build made at `build.commit` with each arm's tree overlaid on it for the Python (as vLLM's precompiled
+development installs do), or a build in every tree (`setup_command`). The overlay is only sound while the
+tree's compiled sources are those the build was made from; an arm that differs in one is `needs_rebuild`
+and is never benchmarked unbuilt. Pure functions: the caller lists the changed files (workspace.files_between).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+
+from isobench_ray.schema import COMPILED_FILES, Task
+
+
+def build_commit(task: Task, arm: str) -> str | None:
+    """The commit the arm's engine build was made from; None when the task does not say (nothing to check),
+    or when every tree is built (`setup_command`)."""
+    if task.repo.setup_command:
+        return None
+    if task.per_commit_environment:
+        return task.arm_commit(arm)
+    return task.repo.build.commit if task.repo.build else None
+
+
+def compiled_changes(files: list[str], patterns: tuple[str, ...] = COMPILED_FILES) -> list[str]:
+    """The files among `files` (paths from the repository root) whose change needs a new build."""
+    return sorted(f for f in set(files) if any(fnmatch(f, p) for p in patterns))
+
+
+def rebuild_reason(task: Task, arm: str, changed: list[str]) -> str | None:
+    """Why `arm` cannot run on its build: `changed` are the files its tree differs in from build_commit
+    (the agent's patch included). None: it can."""
+    built_at = build_commit(task, arm)
+    if built_at is None:
+        return None
+    patterns = task.repo.build.compiled if task.repo.build else COMPILED_FILES
+    compiled = compiled_changes(changed, patterns)
+    if not compiled:
+        return None
+    shown = ", ".join(compiled[:8]) + (f" and {len(compiled) - 8} more" if len(compiled) > 8 else "")
+    return (f"the {arm} arm changes compiled code ({shown}) that its engine build (made at {built_at[:12]}) does "
+            "not have; it is not benchmarked unbuilt. Give each commit its own build (repo.python or repo.image "
+            "with {commit}) or a setup_command that builds each tree")

@@ -1,0 +1,113 @@
+"""Each arm runs on the engine build of its own commit, and an arm whose tree changes compiled code that its
+build lacks is `needs_rebuild`, never benchmarked unbuilt (isobench_ray/environments.py)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from isobench_ray.config import Settings
+from isobench_ray.environments import compiled_changes, rebuild_reason
+from isobench_ray.sandbox.local import LocalSandboxes
+from isobench_ray.schema import (Attempt, BenchmarkSpec, BenchSlot, BuildSpec, FailureCause, NoopSpec, RepoSpec,
+                                 Session, StageError, Task)
+from isobench_ray.stages.benchmark import ThreeWayBenchmark
+from isobench_ray.stages.validation import validate
+
+from conftest import git
+
+BENCH = '''import os, sys, time
+sys.path.insert(0, ".")
+import fakeengine
+t0 = time.perf_counter()
+fakeengine.generate()
+print(f"engine python: {sys.executable}")
+print(f"engine build: {os.environ.get('ENGINE_BUILD')}")  # set by a per-commit image
+print(f"Avg latency: {max(time.perf_counter() - t0, 1e-6)} seconds")
+'''
+ENGINE = "import time\n\ndef generate():\n    time.sleep(0.01)\n"
+KERNEL_PATCH = ("diff --git a/csrc/kernel.cu b/csrc/kernel.cu\nnew file mode 100644\n--- /dev/null\n"
+                "+++ b/csrc/kernel.cu\n@@ -0,0 +1 @@\n+__global__ void k() {}\n")
+
+
+def _repo(tmp_path: Path, human_touches_kernel: bool) -> tuple[Path, str, str, str]:
+    """build (the release an environment was made from) -> parent (Python only) -> human."""
+    repo = tmp_path / "fake"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "benchmark_latency.py").write_text(BENCH)
+    (repo / "fakeengine.py").write_text(ENGINE)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "release")
+    build = git(repo, "rev-parse", "HEAD")
+    (repo / "fakeengine.py").write_text(ENGINE + "\n# a Python-only change\n")
+    git(repo, "commit", "-qam", "python only")
+    parent = git(repo, "rev-parse", "HEAD")
+    if human_touches_kernel:
+        (repo / "csrc").mkdir()
+        (repo / "csrc" / "kernel.cu").write_text("__global__ void k() {}\n")
+        git(repo, "add", "-A")
+    (repo / "fakeengine.py").write_text(ENGINE.replace("0.01", "0.005"))
+    git(repo, "commit", "-qam", "faster")
+    return repo, build, parent, git(repo, "rev-parse", "HEAD")
+
+
+def _task(repo: Path, parent: str, human: str, **repo_fields) -> Task:
+    return Task(id="fake", repo=RepoSpec(name="fake", url=str(repo), engine="vllm", import_name="fakeengine", **repo_fields),
+                human_commit=human, parent_commit=parent, description="d", model="m",
+                benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py", timeout_s=60))
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
+                    noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+
+
+def _validate(task: Task, tmp_path: Path, patch: str = "", files: tuple[str, ...] = ()):
+    session = Session(attempt_id="fake.a.0.x", patch=patch, files_changed=list(files))
+    return validate(Attempt(task_id="fake", agent="a", id="fake.a.0.x"), task, session, _settings(tmp_path),
+                    sandboxes=LocalSandboxes())
+
+
+def test_compiled_files_are_recognised_by_path():
+    files = ["vllm/core/scheduler.py", "csrc/attention/attn.cu", "sgl-kernel/src/x.py", "setup.py", "docs/a.md",
+             "vllm/_custom_ops.py", "CMakeLists.txt"]
+    assert compiled_changes(files) == ["CMakeLists.txt", "csrc/attention/attn.cu", "setup.py", "sgl-kernel/src/x.py"]
+
+
+def test_a_human_commit_that_changes_kernels_cannot_run_on_a_python_overlay(tmp_path):
+    repo, build, parent, human = _repo(tmp_path, human_touches_kernel=True)
+    task = _task(repo, parent, human, build=BuildSpec(commit=build))
+    with pytest.raises(StageError) as err:
+        _validate(task, tmp_path)
+    assert err.value.failure_cause is FailureCause.needs_rebuild
+    assert "human arm" in err.value.detail and "csrc/kernel.cu" in err.value.detail and build[:12] in err.value.detail
+    # a build in every tree (setup_command) or a build per commit lifts it
+    assert _validate(_task(repo, parent, human, build=BuildSpec(commit=build), setup_command="true"), tmp_path)[0].ok
+    per_commit = _task(repo, parent, human, python=str(Path(sys.executable).parent) + "/{short}/../python")
+    assert rebuild_reason(per_commit, "human", ["csrc/kernel.cu"]) is not None  # only what differs from its own commit
+    assert rebuild_reason(_task(repo, parent, human), "human", ["csrc/kernel.cu"]) is None  # nothing said: not checked
+
+
+def test_a_python_only_agent_patch_runs_on_the_overlay_and_a_kernel_patch_does_not(tmp_path):
+    repo, build, parent, human = _repo(tmp_path, human_touches_kernel=False)
+    task = _task(repo, parent, human, build=BuildSpec(commit=build))
+    assert _validate(task, tmp_path)[0].ok  # parent and human differ from the build in Python only
+    with pytest.raises(StageError) as err:
+        _validate(task, tmp_path, KERNEL_PATCH, ("csrc/kernel.cu",))
+    assert err.value.failure_cause is FailureCause.needs_rebuild and "agent arm" in err.value.detail
+
+
+def test_each_arm_runs_in_the_environment_of_its_own_commit(tmp_path):
+    repo, _, parent, human = _repo(tmp_path, human_touches_kernel=False)
+    envs = tmp_path / "envs"
+    for commit in (parent, human):  # two "installed builds", one per commit
+        (envs / commit[:12] / "bin").mkdir(parents=True)
+        os.symlink(sys.executable, envs / commit[:12] / "bin" / "python")
+    task = _task(repo, parent, human, python=str(envs / "{short}" / "bin" / "python"))
+    bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), _settings(tmp_path), sandboxes=LocalSandboxes())
+    measurements, logs = bench.run(Attempt.make(task, NoopSpec(name="noop"), 0, "x"), task, "")
+    assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
+    for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
+        assert f"engine python: {envs / commit[:12] / 'bin' / 'python'}" in logs[f"bench/{arm}.r0.0.log"], arm
