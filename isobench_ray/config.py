@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     docker_mounts: tuple[str, ...] = ()
     docker_user: str | None = None
     docker_min_free_gb: float = Field(50.0, ge=0)  # under this free space, unused images go, least recently used first
+    envs_min_free_gb: float = Field(50.0, ge=0)  # the same rule for per-commit engine environments (repo.wheel)
     isolate_agents: bool = True  # contain agent sessions (also those that run no code, where it is possible)
     # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray
     # gives its workers (one per CPU asked for), which every arm must share; agents get none of them

@@ -43,6 +43,7 @@ class FailureCause(StrEnum):
     no_slot = "no_slot"  # no alive node has the GPUs the task needs on one node (tensor parallelism)
     needs_rebuild = "needs_rebuild"  # an arm changes compiled code its engine environment was not built with
     image_missing = "image_missing"  # the container image of an arm's commit (repo.image) is not on the node
+    build_missing = "build_missing"  # no published build of an arm's commit (repo.wheel answers 404)
     infra_error = "infra_error"  # the harness or the machine failed after retries (dead node, full disk, ...)
 
 
@@ -140,6 +141,9 @@ class RepoSpec(Frozen):
     python: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     image: str | None = None  # the docker sandbox's image for an arm, e.g. "vllm-env:{short}" (default: docker_image)
+    # a published build per commit, installed into a virtualenv per commit on each node (wheel_envs.py), e.g.
+    # "https://wheels.vllm.ai/{commit}/vllm-1.0.0.dev-cp38-abi3-manylinux1_x86_64.whl"; replaces `python`
+    wheel: str | None = None
     build: BuildSpec | None = None  # one build for every commit (an overlay); unneeded when python/image say {commit}
 
     @property
@@ -175,7 +179,7 @@ class Task(Frozen):
         data = self.model_dump(exclude={"source"})
         if self.benchmark.gpus == 1:
             del data["benchmark"]["gpus"]
-        for key in ("python", "env", "image", "build"):
+        for key in ("python", "env", "image", "build", "wheel"):
             if not data["repo"][key]:
                 del data["repo"][key]
         return data
@@ -183,12 +187,12 @@ class Task(Frozen):
     def arm_commit(self, arm: str) -> str:
         return self.human_commit if arm == "human" else self.parent_commit
 
-    def engine_env(self, host_path: str, commit: str | None = None) -> dict[str, str]:
+    def engine_env(self, host_path: str, commit: str | None = None, python: str | None = None) -> dict[str, str]:
         """The variables validation and benchmark commands get for this task's engine environment at
-        `commit` (default: the parent's)."""
+        `commit` (default: the parent's); `python`: the interpreter made for it (a per-commit wheel's)."""
         env = dict(self.repo.env)
-        if self.repo.python:
-            python = per_commit(self.repo.python, commit or self.parent_commit)
+        if python or self.repo.python:
+            python = python or per_commit(self.repo.python, commit or self.parent_commit)
             env["PATH"] = f"{python.rsplit('/', 1)[0]}:{env.get('PATH', host_path)}"
         return env
 
@@ -199,7 +203,8 @@ class Task(Frozen):
     @property
     def per_commit_environment(self) -> bool:
         """Each commit has its own engine build (python or image names {commit}/{short})."""
-        return any(t and ("{commit}" in t or "{short}" in t) for t in (self.repo.python, self.repo.image))
+        return bool(self.repo.wheel) or any(t and ("{commit}" in t or "{short}" in t)
+                                             for t in (self.repo.python, self.repo.image))
 
 
 class BenchSlot(Frozen):

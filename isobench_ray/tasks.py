@@ -61,7 +61,9 @@ def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
     if repo.python and "{" not in repo.python and not Path(repo.python).is_file():  # per-commit ones: per arm
         out.append(("repo.python", f"{repo.python} is not an interpreter on this machine (build the engine's "
                                    f"environment first)"))
-    for field in ("python", "image"):
+    if repo.python and repo.wheel:
+        out.append(("repo.wheel", "give either python (an installed engine) or wheel (one installed per commit), not both"))
+    for field in ("python", "image", "wheel"):
         value = getattr(repo, field) or ""
         if leftover := set(re.findall(r"(?<!\$)\{(\w*)\}", value)) - {"commit", "short"}:
             out.append((f"repo.{field}", f"{value!r}: unknown placeholder(s) {sorted(leftover)}; "

@@ -1,12 +1,21 @@
 """Each arm runs on the engine build of its own commit, and an arm whose tree changes compiled code that its
 build lacks is `needs_rebuild`, never benchmarked unbuilt (isobench_ray/environments.py)."""
 
+import base64
+import fcntl
+import functools
+import hashlib
 import os
 import sys
+import threading
+import zipfile
+from contextlib import ExitStack
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.environments import compiled_changes, rebuild_reason
 from isobench_ray.sandbox.local import LocalSandboxes
@@ -23,7 +32,11 @@ import fakeengine
 t0 = time.perf_counter()
 fakeengine.generate()
 print(f"engine python: {sys.executable}")
-print(f"engine build: {os.environ.get('ENGINE_BUILD')}")  # set by a per-commit image
+try:  # a per-commit wheel's module, or a per-commit image's variable
+    from enginebuild import COMMIT
+except ImportError:
+    COMMIT = os.environ.get('ENGINE_BUILD')
+print(f"engine build: {COMMIT}")
 print(f"Avg latency: {max(time.perf_counter() - t0, 1e-6)} seconds")
 '''
 ENGINE = "import time\n\ndef generate():\n    time.sleep(0.01)\n"
@@ -111,3 +124,67 @@ def test_each_arm_runs_in_the_environment_of_its_own_commit(tmp_path):
     assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
     for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
         assert f"engine python: {envs / commit[:12] / 'bin' / 'python'}" in logs[f"bench/{arm}.r0.0.log"], arm
+
+
+def _wheel(folder: Path, commit: str) -> Path:
+    """A real (pure-Python) wheel of the module `enginebuild`, which says which commit it was built at."""
+    name = "enginebuild-1.0-py3-none-any.whl"
+    files = {"enginebuild/__init__.py": f"COMMIT = {commit[:12]!r}\n",
+             "enginebuild-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: enginebuild\nVersion: 1.0\n",
+             "enginebuild-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files["enginebuild-1.0.dist-info/RECORD"] = "\n".join(record + ["enginebuild-1.0.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / name, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return folder / name
+
+
+@pytest.fixture
+def wheel_host(tmp_path):
+    """A real HTTP server on 127.0.0.1 publishing wheels under <short commit>/, as wheels.vllm.ai does."""
+    root = tmp_path / "published"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(root)))
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_each_arm_gets_its_commits_published_wheel_and_an_unpublished_one_is_build_missing(tmp_path, wheel_host):
+    root, url = wheel_host
+    repo, _, parent, human = _repo(tmp_path, human_touches_kernel=True)  # compiled changes: fine with a build per commit
+    task = _task(repo, parent, human, wheel=url + "/{short}/enginebuild-1.0-py3-none-any.whl")
+    settings = _settings(tmp_path)
+    bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), settings, sandboxes=LocalSandboxes())
+    attempt = Attempt.make(task, NoopSpec(name="noop"), 0, "x")
+    _wheel(root / parent[:12], parent)
+    assert _validate(task, tmp_path)[0].ok  # validation needs only the parent's
+    with pytest.raises(StageError) as err:  # nothing published for the human commit
+        bench.run(attempt, task, "")
+    assert err.value.failure_cause is FailureCause.build_missing and human[:12] in err.value.detail
+    _wheel(root / human[:12], human)
+    measurements, logs = bench.run(attempt, task, "")
+    assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
+    for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
+        assert f"engine build: {commit[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
+    envs = sorted(p.name for p in (settings.cache_path / "envs").iterdir() if p.is_dir())
+    assert envs == sorted([f"fake-{parent[:12]}", f"fake-{human[:12]}"])  # one per commit, made once, reused
+
+
+def test_under_the_disk_threshold_unused_environments_go_and_held_ones_stay(tmp_path):
+    root = tmp_path / "envs"
+    for name in ("old", "held", "new"):
+        (root / name).mkdir(parents=True)
+        (root / name / wheel_envs.STAMP).write_text("x")
+    os.utime(root / "old" / wheel_envs.STAMP, (1, 1))  # least recently used
+    with ExitStack() as stack:
+        stack.enter_context(wheel_envs._flock((root / "held").with_suffix(".use"), fcntl.LOCK_SH))
+        assert wheel_envs.evict_unused(root, min_free_gb=1e9, keep=root / "new") == ["old"]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["held", "new"]
+    assert wheel_envs.evict_unused(root, min_free_gb=0) == []  # enough space: nothing goes

@@ -19,9 +19,11 @@ import re
 import shlex
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.base import BadMetrics
@@ -85,24 +87,30 @@ class ThreeWayBenchmark:
         self.slot, self.settings, self.sandboxes = slot, settings, sandboxes
         self.gpus = Gpus(slot.gpu_ids)
 
-    def _arm_sandboxes(self, task: Task, tag: str, base: Path) -> dict[str, Sandbox]:
-        """Each arm's sandbox, in its engine environment at its commit (repo.python, repo.image): one per
-        distinct environment, so arms that share one share a sandbox (one container, for the docker sandbox)."""
+    def _arm_sandboxes(self, task: Task, tag: str, base: Path, held: ExitStack) -> dict[str, Sandbox]:
+        """Each arm's sandbox, in its engine environment at its commit (repo.python, repo.image, repo.wheel):
+        one per distinct environment, so arms that share one share a sandbox (one container, for the docker
+        sandbox). Per-commit wheel environments stay held (not evictable) until `held` closes."""
         made: dict[tuple, Sandbox] = {}
         by_arm: dict[str, Sandbox] = {}
         try:
             for arm in ARMS:
                 commit = task.arm_commit(arm)
-                env, image = task.engine_env(os.environ.get("PATH", os.defpath), commit), task.image(commit)
+                python = wheel_envs.ensure(task.repo, commit, self.settings.cache_path, self.settings.envs_min_free_gb,
+                                           held) if task.repo.wheel else None
+                env = task.engine_env(os.environ.get("PATH", os.defpath), commit, python=python)
+                image = task.image(commit)
                 key = (image, tuple(sorted(env.items())))
                 if key not in made:
                     made[key] = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env, env=env,
                                                image=image)
                 by_arm[arm] = made[key]
-        except ImageMissing as exc:
+        except BaseException as exc:
             for sandbox in made.values():
                 sandbox.cleanup()
-            raise StageError(FailureCause.image_missing, str(exc)) from None
+            if isinstance(exc, ImageMissing):
+                raise StageError(FailureCause.image_missing, str(exc)) from None
+            raise
         by_arm[NOISE_ARM] = by_arm["baseline"]
         return by_arm
 
@@ -291,10 +299,10 @@ class ThreeWayBenchmark:
         logs: dict[str, str] = {}
         tag = f"{attempt.id}.bench"
         engine = engine_named(task.repo.engine_name)
-        with scratch(self.settings.work_path, attempt.id, "bench") as base:
+        with scratch(self.settings.work_path, attempt.id, "bench") as base, ExitStack() as held:
             log_dir = base / "logs"
             log_dir.mkdir()
-            sandbox_of = self._arm_sandboxes(task, tag, base)
+            sandbox_of = self._arm_sandboxes(task, tag, base, held)
             try:
                 trees = self._prepare(sandbox_of["agent"], task, patch, base)
                 if task.repo.setup_command:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
+from isobench_ray import wheel_envs
 from isobench_ray.environments import build_commit, rebuild_reason
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import Attempt, Check, FailureCause, Session, StageError, Task, Validation
@@ -34,10 +36,12 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
             changed = files_between(mirror_path, built_at, task.arm_commit(arm))
             if reason := rebuild_reason(task, arm, changed + (session.files_changed if arm == "agent" else [])):
                 raise StageError(FailureCause.needs_rebuild, reason)
-    with scratch(settings.work_path, attempt.id, "validate") as base:
+    with scratch(settings.work_path, attempt.id, "validate") as base, ExitStack() as held:
+        python = wheel_envs.ensure(task.repo, task.parent_commit, settings.cache_path, settings.envs_min_free_gb,
+                                   held) if task.repo.wheel else None
         try:  # the agent's arm: the parent's engine environment
             sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=task.image(),
-                                env=task.engine_env(os.environ.get("PATH", os.defpath)))
+                                env=task.engine_env(os.environ.get("PATH", os.defpath), python=python))
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, str(exc)) from None
         try:
