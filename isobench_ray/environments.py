@@ -5,14 +5,38 @@ naming `{commit}`/`{short}`: a published per-commit build, installed or baked in
 one build made at `build.commit` with each arm's tree overlaid on it for the Python (as vLLM's precompiled
 development installs do), or a build in every tree (`setup_command`). The overlay is only sound while the
 tree's compiled sources are those the build was made from; an arm that differs in one is `needs_rebuild`
-and is never benchmarked unbuilt. Pure functions: the caller lists the changed files (workspace.files_between).
+and is never benchmarked unbuilt. The rules are pure functions (the caller lists the changed files,
+workspace.files_between); `prepare` makes an arm's environment present on this node, through wheel_envs and
+the sandbox factory (an image pulled, or built from the repository's Dockerfile template).
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack
 from fnmatch import fnmatch
+from pathlib import Path
 
-from isobench_ray.schema import COMPILED_FILES, Task
+from isobench_ray import wheel_envs
+from isobench_ray.config import Settings
+from isobench_ray.sandbox.base import ImageMissing, SandboxFactory
+from isobench_ray.schema import COMPILED_FILES, FailureCause, StageError, Task
+
+
+def prepare(task: Task, commit: str, settings: Settings, sandboxes: SandboxFactory,
+            held: ExitStack) -> tuple[dict[str, str], str | None]:
+    """(the variables, the image) of the engine at `commit` for a sandbox on this node: its per-commit wheel
+    installed (held until `held` closes), its image pulled or built. error/image_missing, build_missing."""
+    python = wheel_envs.ensure(task.repo, commit, settings.cache_path, settings.envs_min_free_gb,
+                               held) if task.repo.wheel else None
+    image = task.image(commit)
+    if image:
+        dockerfile = Path(task.repo.dockerfile) if task.repo.dockerfile else None
+        try:
+            sandboxes.ensure_image(image, dockerfile, {"COMMIT": commit, "SHORT": commit[:12]})
+        except ImageMissing as exc:
+            raise StageError(FailureCause.image_missing, str(exc)) from None
+    return task.engine_env(os.environ.get("PATH", os.defpath), commit, python=python), image
 
 
 def build_commit(task: Task, arm: str) -> str | None:

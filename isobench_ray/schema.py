@@ -144,6 +144,9 @@ class RepoSpec(Frozen):
     # a published build per commit, installed into a virtualenv per commit on each node (wheel_envs.py), e.g.
     # "https://wheels.vllm.ai/{commit}/vllm-1.0.0.dev-cp38-abi3-manylinux1_x86_64.whl"; replaces `python`
     wheel: str | None = None
+    # a Dockerfile template that builds `image` for a commit where the node lacks it (build args COMMIT and
+    # SHORT; its folder is the build context): the layers base -> engine environment -> this commit
+    dockerfile: str | None = None
     build: BuildSpec | None = None  # one build for every commit (an overlay); unneeded when python/image say {commit}
 
     @property
@@ -179,7 +182,7 @@ class Task(Frozen):
         data = self.model_dump(exclude={"source"})
         if self.benchmark.gpus == 1:
             del data["benchmark"]["gpus"]
-        for key in ("python", "env", "image", "build", "wheel"):
+        for key in ("python", "env", "image", "build", "wheel", "dockerfile"):
             if not data["repo"][key]:
                 del data["repo"][key]
         return data

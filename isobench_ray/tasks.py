@@ -61,6 +61,10 @@ def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
     if repo.python and "{" not in repo.python and not Path(repo.python).is_file():  # per-commit ones: per arm
         out.append(("repo.python", f"{repo.python} is not an interpreter on this machine (build the engine's "
                                    f"environment first)"))
+    if repo.dockerfile and not repo.image:
+        out.append(("repo.dockerfile", "a Dockerfile template needs `image` (the tag it builds, e.g. env:{short})"))
+    if repo.dockerfile and not Path(repo.dockerfile).is_file():
+        out.append(("repo.dockerfile", f"{repo.dockerfile} does not exist"))
     if repo.python and repo.wheel:
         out.append(("repo.wheel", "give either python (an installed engine) or wheel (one installed per commit), not both"))
     for field in ("python", "image", "wheel"):
@@ -232,6 +236,8 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
         python = spec.get("python")
         if isinstance(python, str) and "/" in python and not python.startswith("/"):  # relative to this file
             spec["python"] = str((path.parent / python).absolute())  # not resolved: a venv's bin/python is a link
+        if isinstance(spec.get("dockerfile"), str):
+            spec["dockerfile"] = str((path.parent / spec["dockerfile"]).resolve())
         try:
             repos[name] = repo_spec(name, spec)
         except ValidationError as exc:

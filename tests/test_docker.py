@@ -331,33 +331,37 @@ def test_a_build_out_of_space_is_disk_full_after_one_more_eviction(docker_host, 
 
 def test_each_arm_runs_in_the_image_of_its_commit_and_a_missing_one_is_image_missing(docker_sandboxes, docker_host,
                                                                                        docker_image, tmp_path):
-    """repo.image "isobench-env:{short}": baseline and agent in the parent's image, human in its own; an image
-    that is not on the engine ends the attempt as error/image_missing before anything runs."""
+    """repo.image "isobench-env:{short}": an image the engine lacks and cannot pull (no registry here) ends the
+    attempt as error/image_missing before anything runs; with the repository's Dockerfile template each
+    commit's image is built on first use (FROM the base: the layers base -> engine -> commit), and baseline and
+    agent run in the parent's, human in its own."""
     from test_environments import _repo, _settings, _task
 
     from isobench_ray.schema import Attempt, BenchSlot, FailureCause, NoopSpec, StageError
     from isobench_ray.stages.benchmark import ThreeWayBenchmark
 
     repo, _, parent, human = _repo(tmp_path, human_touches_kernel=False)
-    task = _task(repo, parent, human, image="isobench-env:{short}")
     bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), _settings(tmp_path), sandboxes=docker_sandboxes)
-    attempt = Attempt.make(task, NoopSpec(name="noop"), 0, "x")
     client = _client(docker_host)
-    made = []
     try:
-        with pytest.raises(StageError) as err:  # no image of either commit yet
-            bench.run(attempt, task, "")
-        assert err.value.failure_cause is FailureCause.image_missing and f"isobench-env:{parent[:12]}" in err.value.detail
-        for commit in (parent, human):  # an "engine build" per commit: the base image with a mark of its own
-            box = client.containers.create(docker_image, ["true"])
-            box.commit("isobench-env", commit[:12], changes=[f"ENV ENGINE_BUILD={commit[:12]}"])
-            box.remove()
-            made.append(f"isobench-env:{commit[:12]}")
-        measurements, logs = bench.run(attempt, task, "")
+        task = _task(repo, parent, human, image="isobench-env:{short}")
+        with pytest.raises(StageError) as err:
+            bench.run(Attempt.make(task, NoopSpec(name="noop"), 0, "x"), task, "")
+        assert err.value.failure_cause is FailureCause.image_missing
+        assert f"isobench-env:{parent[:12]}" in err.value.detail and "pulling it failed" in err.value.detail
+        dockerfile = tmp_path / "env" / "Dockerfile"
+        dockerfile.parent.mkdir()
+        dockerfile.write_text(f"FROM {docker_image}\nARG SHORT\nENV ENGINE_BUILD=$SHORT\n")
+        task = _task(repo, parent, human, image="isobench-env:{short}", dockerfile=str(dockerfile))
+        measurements, logs = bench.run(Attempt.make(task, NoopSpec(name="noop"), 0, "x"), task, "")
         assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
         for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
             assert f"engine build: {commit[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
+        assert client.images.get(f"isobench-env:{human[:12]}").labels.get("isobench") == "1"
     finally:
-        for image in made:
-            client.images.remove(image, force=True)
+        for commit in (parent, human):
+            try:
+                client.images.remove(f"isobench-env:{commit[:12]}", force=True)
+            except Exception:
+                pass
         client.close()

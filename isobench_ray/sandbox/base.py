@@ -114,6 +114,11 @@ class SandboxFactory(Protocol):
         """Kill whatever carries label key=value (a dead actor's leftovers on its slot)."""
         ...
 
+    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
+        """Make `image` present on this node: built from `dockerfile` (with `buildargs`), else pulled, room
+        made first; ImageMissing when neither works. Returns what was done. Sandboxes without images: nothing."""
+        ...
+
     def check(self) -> None:
         """Before a run is planned: SandboxUnavailable, with what to do, when this kind cannot run here."""
         ...

@@ -116,6 +116,15 @@ def default_host() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
+_build_locks: dict[str, threading.Lock] = {}
+
+
+def _building_lock(image: str) -> threading.Lock:
+    """One build or pull of an image at a time in this process (two arms of one commit, two slots)."""
+    with _lock:
+        return _build_locks.setdefault(image, threading.Lock())
+
+
 def client_for(base_url: str | None):
     """The engine's client, pinged once; SandboxUnavailable when it cannot be reached."""
     url = base_url or default_host()
@@ -528,6 +537,37 @@ class DockerSandboxes:
             raise SandboxUnavailable(
                 f"the Docker image {self.image!r} is not on the engine at {self.host or default_host()}: build it with "
                 f"`python -m isobench_ray.sandbox.docker build --image {self.image}` (docs/docker.md)") from None
+
+    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
+        """A task's image for one commit: kept if present; else built from its Dockerfile template (the build
+        context is the Dockerfile's folder; COMMIT and SHORT among `buildargs`), else pulled; eviction first
+        (images.py). ImageMissing, with the reason, when none of that gives it."""
+        import docker
+
+        client = client_for(self.host)
+        with _building_lock(image):
+            try:
+                client.images.get(image)
+                return "present"
+            except docker.errors.ImageNotFound:
+                pass
+            cache = self.images(client)
+            try:
+                if dockerfile is not None:
+                    def build():
+                        built, _ = client.images.build(path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=image,
+                                                       buildargs=buildargs or {}, rm=True, labels={LABEL: "1"})
+                        return built
+                    cache.make_room_then(build)
+                    return f"built from {dockerfile}"
+                repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+                cache.make_room_then(client.images.pull, repository, tag=tag)
+                return "pulled"
+            except (docker.errors.BuildError, docker.errors.APIError) as exc:
+                log = "".join(c.get("stream", "") or c.get("error", "") for c in getattr(exc, "build_log", []) or [])
+                how = f"building it from {dockerfile} failed" if dockerfile is not None else "pulling it failed"
+                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
+                                   f"and {how}: {exc}\n{log[-2000:]}".rstrip()) from None
 
     def reap(self, key: str, value: str) -> list[str]:
         client = client_for(self.host)

@@ -13,7 +13,6 @@ that scoring/correctness.py compares.
 
 from __future__ import annotations
 
-import os
 import json
 import re
 import shlex
@@ -23,7 +22,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.base import BadMetrics
@@ -31,6 +29,7 @@ from isobench_ray.engines import greedy_client
 from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
+from isobench_ray.environments import prepare
 from isobench_ray.hardware import Gpus, busy_seconds, cpu_telemetry, outside_share, split_cores
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory, tail
 from isobench_ray.schema import ArmResult, Attempt, BenchSlot, FailureCause, Measurements, Run, StageError, Task
@@ -95,11 +94,7 @@ class ThreeWayBenchmark:
         by_arm: dict[str, Sandbox] = {}
         try:
             for arm in ARMS:
-                commit = task.arm_commit(arm)
-                python = wheel_envs.ensure(task.repo, commit, self.settings.cache_path, self.settings.envs_min_free_gb,
-                                           held) if task.repo.wheel else None
-                env = task.engine_env(os.environ.get("PATH", os.defpath), commit, python=python)
-                image = task.image(commit)
+                env, image = prepare(task, task.arm_commit(arm), self.settings, self.sandboxes, held)
                 key = (image, tuple(sorted(env.items())))
                 if key not in made:
                     made[key] = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env, env=env,

@@ -8,7 +8,6 @@ compiled code its build lacks is an error `needs_rebuild`, never a benchmark of 
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,8 +15,7 @@ from pathlib import Path
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
-from isobench_ray import wheel_envs
-from isobench_ray.environments import build_commit, rebuild_reason
+from isobench_ray.environments import build_commit, prepare, rebuild_reason
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import Attempt, Check, FailureCause, Session, StageError, Task, Validation
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, mirror, scratch
@@ -37,11 +35,9 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
             if reason := rebuild_reason(task, arm, changed + (session.files_changed if arm == "agent" else [])):
                 raise StageError(FailureCause.needs_rebuild, reason)
     with scratch(settings.work_path, attempt.id, "validate") as base, ExitStack() as held:
-        python = wheel_envs.ensure(task.repo, task.parent_commit, settings.cache_path, settings.envs_min_free_gb,
-                                   held) if task.repo.wheel else None
-        try:  # the agent's arm: the parent's engine environment
-            sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=task.image(),
-                                env=task.engine_env(os.environ.get("PATH", os.defpath), python=python))
+        env, image = prepare(task, task.parent_commit, settings, sandboxes, held)  # the agent's arm: the parent's
+        try:
+            sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=image, env=env)
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, str(exc)) from None
         try:
