@@ -91,3 +91,45 @@ def test_json_flags_per_form_only_when_the_script_defines_them():
     assert sglang.json_result_flags("python3 -m sglang.bench_serving --model m", "/r/a.json", '"--output-file"')[0] == ["--output-file", "/r/a.json"]
     assert sglang.json_result_flags("python -m sglang.bench_offline_throughput --model-path m", "/r/a.json",
                                     '"--result-filename"')[0] == ["--result-filename", "/r/a.json"]
+
+
+ONE_BATCH = '''import time
+import fakeengine
+t0 = time.perf_counter()
+fakeengine.generate()
+latency = max(time.perf_counter() - t0, 1e-6)
+print(f"Benchmark ...\\nPrefill. latency: {latency:.5f} s, throughput: {64 / latency:.2f} token/s")
+print(f"Total. latency: {latency:.5f} s, throughput: {64 / latency:.2f} token/s")
+'''
+
+
+def test_a_patch_to_the_benchmark_module_of_a_python_m_form_changes_nothing(tmp_path):
+    """`python -m sglang.bench_one_batch` runs a module of the tree itself: every arm runs the baseline's copy,
+    so an agent that rewrites it to print a fast number measures as what it is (and is flagged)."""
+    from isobench_ray.scoring.hacks import scan
+
+    repo = tmp_path / "fake"
+    (repo / "python" / "sglang").mkdir(parents=True)
+    (repo / "python" / "sglang" / "__init__.py").write_text("")
+    (repo / "python" / "sglang" / "bench_one_batch.py").write_text(ONE_BATCH)
+    (repo / "python" / "fakeengine.py").write_text(ENGINE)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "initial")
+    parent = git(repo, "rev-parse", "HEAD")
+    (repo / "python" / "fakeengine.py").write_text(ENGINE.replace("0.02", "0.01"))
+    git(repo, "commit", "-qam", "faster")
+    task = Task(id="fake", repo=RepoSpec(name="fake", url=str(repo), engine="sglang", env={"PYTHONPATH": "python"}),
+                human_commit=git(repo, "rev-parse", "HEAD"), parent_commit=parent, description="d", model="m",
+                benchmark=BenchmarkSpec(kind="latency", command="python -m sglang.bench_one_batch --model-path m",
+                                        timeout_s=60))
+    cheat = ("--- a/python/sglang/bench_one_batch.py\n+++ b/python/sglang/bench_one_batch.py\n@@ -3,3 +3,3 @@ import fakeengine\n"
+             " t0 = time.perf_counter()\n-fakeengine.generate()\n+pass\n latency = max(time.perf_counter() - t0, 1e-6)\n")
+    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
+                        noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+    bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), settings, sandboxes=LocalSandboxes())
+    measurements, _ = bench.run(Attempt.make(task, NoopSpec(name="cheat"), 0, "x"), task, cheat)
+    agent = measurements.arm("agent")
+    assert agent.failure_cause is None, agent.detail
+    assert all(r.metrics["total_latency"] > 0.015 for r in agent.runs)  # the engine's 20 ms, not a skipped call
+    assert "edits_benchmark" in scan(cheat, task.benchmark.command, "python/sglang/bench_one_batch.py")

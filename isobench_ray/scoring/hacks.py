@@ -39,7 +39,8 @@ def scan(diff: str, benchmark_command: str, benchmark_script: str | None = None)
     numbers = benchmark_numbers(benchmark_command)
     for patched in parse_diff(diff):
         path = patched.path
-        if path.startswith("benchmarks/") or (benchmark_script and path == benchmark_script):
+        # benchmarks/ at the root, or inside the package (vllm/benchmarks/: `vllm bench`), or the script itself
+        if path.startswith("benchmarks/") or "/benchmarks/" in path or (benchmark_script and path == benchmark_script):
             flags.add("edits_benchmark")
         added = [line.value.rstrip("\n") for hunk in patched for line in hunk if line.is_added]
         for i, text in enumerate(added):

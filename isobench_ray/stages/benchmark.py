@@ -26,7 +26,6 @@ from isobench_ray.config import Settings
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.base import BadMetrics
 from isobench_ray.engines import greedy_client
-from isobench_ray.engines import perf_command as commands
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import launch
 from isobench_ray.environments import prepare
@@ -63,12 +62,6 @@ def interval_half_widths(arms: dict[str, list[float]], higher_is_better: bool, c
 def _num_prompts(command: str) -> int | None:
     match = re.search(r"--num-prompts?[ =](\d+)", command)
     return int(match.group(1)) if match else None
-
-
-def _script_path(command: str) -> str | None:
-    _, argv = commands.split_env(shlex.split(command))
-    _, script = commands.script_kind(argv)
-    return script if script.endswith(".py") else None
 
 
 @dataclass
@@ -109,7 +102,7 @@ class ThreeWayBenchmark:
         by_arm[NOISE_ARM] = by_arm["baseline"]
         return by_arm
 
-    def _prepare(self, sandbox: Sandbox, task: Task, patch: str, base: Path) -> dict[str, Path]:
+    def _prepare(self, sandbox: Sandbox, engine: Engine, task: Task, patch: str, base: Path) -> dict[str, Path]:
         mirror_path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
         trees = {
             "baseline": detached_tree(mirror_path, task.parent_commit, base / "baseline"),
@@ -120,7 +113,9 @@ class ThreeWayBenchmark:
             apply_patch(sandbox, trees["agent"], patch, base / "agent.diff")
         except PatchApplyError as exc:  # validation applied it: something changed between the two
             raise StageError(FailureCause.patch_does_not_apply, f"the validated patch no longer applies: {exc}") from None
-        script = _script_path(task.benchmark.command)
+        # the same benchmark code for every arm: the baseline's script, or the module a `python -m` or
+        # `vllm bench` form runs, copied over the human's and the agent's (a patch cannot change what measures it)
+        script = engine.script_file(task.benchmark.command)
         if script and (trees["baseline"] / script).is_file():
             for arm in ("human", "agent"):
                 (trees[arm] / script).parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +294,7 @@ class ThreeWayBenchmark:
             log_dir.mkdir()
             sandbox_of = self._arm_sandboxes(task, tag, base, held)
             try:
-                trees = self._prepare(sandbox_of["agent"], task, patch, base)
+                trees = self._prepare(sandbox_of["agent"], engine, task, patch, base)
                 if task.repo.setup_command:
                     for arm, tree in trees.items():
                         res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.setup_timeout_s,
