@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     warmup_runs: int | None = Field(None, ge=0)  # discarded runs after each server start; None: the engine's default
     pin_cores: bool = True  # server and client on disjoint cores of the slot, thread pools sized to them ...
     pin_min_cores: int = Field(4, ge=1)  # ... where the slot has this many (on 2 vCPUs pinning measured noisier)
+    # on a GPU node, cores kept for agent sessions and validation (their processes and containers are pinned
+    # there); the benchmark slots share the rest. 0: slots share every core
+    host_cores: int = Field(2, ge=0)
     min_samples: int = Field(5, ge=2)  # per arm before the strict class says anything (docs/measurement.md)
     gpu_rest_mb: float = Field(1024.0, gt=0)
     # a sample during which processes outside the slot used more than this share of its cores' time is

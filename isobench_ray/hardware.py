@@ -30,6 +30,15 @@ def share_cores(cores: Sequence[int], index: int, count: int) -> tuple[int, ...]
     return tuple(cores[start:end])
 
 
+def host_cores(node_gpus: int, keep: int, cores: Sequence[int] | None = None) -> tuple[int, ...]:
+    """On a GPU node, the cores kept for everything but benchmarks (agent sessions, validation): the first
+    `keep`, leaving at least one per GPU to the slots. () on a CPU-only node, whose one slot is the whole node
+    and runs alone."""
+    cores = sorted(node_cores() if cores is None else cores)
+    keep = min(keep, len(cores) - node_gpus)
+    return tuple(cores[:keep]) if node_gpus > 0 and keep > 0 else ()
+
+
 def split_cores(cores: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(server cores, client cores), disjoint where there are two or more: the benchmark client needs
     little (a quarter, at least one); the engine and its threads get the rest. One core is shared."""
@@ -95,20 +104,22 @@ class Gpus:
         words = self.nvml.nvmlDeviceGetCpuAffinity(handle, (os.cpu_count() + 63) // 64)
         return frozenset(w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1) & set(node_cores())
 
-    def slot_cores(self, node_gpus: int) -> tuple[int, ...]:
+    def slot_cores(self, node_gpus: int, exclude: Sequence[int] = ()) -> tuple[int, ...]:
         """This slot's cores: those local to its GPU (NUMA affinity from NVML) shared evenly among the GPUs
-        that have the same ones; without NVML, the node's cores shared evenly among its GPUs."""
+        that have the same ones; without NVML, the node's cores shared evenly among its GPUs. `exclude`: the
+        node's host cores (host_cores), which no slot gets."""
+        pool = [c for c in node_cores() if c not in set(exclude)] or list(node_cores())
         if not self.ids:
-            return node_cores()
+            return tuple(pool)
         # a slot of several GPUs (tensor parallelism) owns the shares of each of them
-        return tuple(sorted(set().union(*(self._gpu_cores(gpu, node_gpus) for gpu in self.ids))))
+        return tuple(sorted(set().union(*(self._gpu_cores(gpu, node_gpus, pool) for gpu in self.ids))))
 
-    def _gpu_cores(self, gpu: int, node_gpus: int) -> tuple[int, ...]:
+    def _gpu_cores(self, gpu: int, node_gpus: int, pool: list[int]) -> tuple[int, ...]:
         if not self.available:
-            return share_cores(node_cores(), gpu, max(node_gpus, gpu + 1))
-        mine = self._affinity(gpu)
-        peers = [i for i in range(self.nvml.nvmlDeviceGetCount()) if self._affinity(i) == mine]
-        return share_cores(sorted(mine) or node_cores(), peers.index(gpu), len(peers))
+            return share_cores(pool, gpu, max(node_gpus, gpu + 1))
+        mine = self._affinity(gpu) & set(pool)
+        peers = [i for i in range(self.nvml.nvmlDeviceGetCount()) if self._affinity(i) & set(pool) == mine]
+        return share_cores(sorted(mine) or pool, peers.index(gpu), len(peers))
 
     def check_clean(self, rest_mb: float = 1024.0) -> GpuCheck:
         """No process on the GPUs and no more memory held than at rest."""

@@ -131,3 +131,51 @@ def test_the_serving_clients_own_warm_up_is_asked_for_only_where_its_script_has_
     assert sglang.client_warmup_flags("python -m sglang.bench_serving --num-prompts 10",
                                       'parser.add_argument("--warmup-requests", type=int, default=1)') == ["--warmup-requests", "2"]
     assert engine_named("minillm").client_warmup_flags(command, '"--num-warmups"') == []  # the demo engine: runs only
+
+
+def test_on_a_gpu_node_sessions_and_validations_run_on_the_host_cores_and_slots_never_get_them(tmp_path):
+    """Two cores and one (logical) GPU: core 0 is kept for sessions and validation, the slot gets core 1; the
+    stage's worker is pinned only while the stage runs."""
+    from functools import partial
+
+    from isobench_ray.stages import Stages
+
+    seen: dict[str, list] = {}
+
+    def session(*args, **kwargs):
+        out = simulate.session(*args, **kwargs)
+        return out[0].model_copy(update={"detail": repr(sorted(os.sched_getaffinity(0)))}), out[1]
+
+    class CoresBenchmark(simulate.SimBenchmark):
+        def run(self, attempt, task, patch):
+            m, logs = super().run(attempt, task, patch)
+            return m.model_copy(update={"stop_reason": repr(list(self.slot.cpus))}), logs
+
+    if len(node_cores()) < 2:
+        pytest.skip("needs two cores")
+    stages = Stages(session=partial(session, scale=0.01), validate=partial(simulate.validate, scale=0.01),
+                    benchmark=partial(CoresBenchmark, scale=0.01), sandboxes=LocalSandboxes())
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    try:
+        store = RunStore(tmp_path / "run")
+        settings = Settings(work_dir=str(tmp_path / "work"), host_cores=1)
+        Driver(store, plan_attempts(simulate.tasks(2), [simulate.SimAgent()]), settings, stages=stages,
+               show_progress=False).run()
+        records = store.records()
+        host, rest = node_cores()[:1], node_cores()[1:]
+        assert len(records) == 2 and all(r.status.value == "success" for r in records), [r.detail for r in records]
+        assert {r.session.detail for r in records} == {repr(list(host))}
+        assert {r.measurements.stop_reason for r in records} == {repr(list(rest))}
+    finally:
+        ray.shutdown()
+
+
+def test_host_cores_leave_every_gpu_a_core_and_cpu_nodes_none():
+    from isobench_ray.hardware import host_cores
+
+    assert host_cores(node_gpus=1, keep=2, cores=range(16)) == (0, 1)
+    assert host_cores(node_gpus=8, keep=4, cores=range(10)) == (0, 1)  # each of the 8 GPUs keeps a core
+    assert host_cores(node_gpus=0, keep=2, cores=range(16)) == ()  # a CPU node: its slot is the whole node
+    assert host_cores(node_gpus=1, keep=0, cores=range(16)) == ()
+    expected = tuple(c for c in node_cores() if c not in (0, 1)) or node_cores()  # never an empty slot
+    assert Gpus((0,)).slot_cores(1, exclude=(0, 1)) == expected

@@ -18,8 +18,9 @@ import ray
 
 from isobench_ray.cluster.policy import RetryPolicy, describe, stage_error
 from isobench_ray.cluster.progress import Progress
-from isobench_ray.cluster.slots import SlotPool
+from isobench_ray.cluster.slots import SlotPool, this_node_gpus
 from isobench_ray.config import Settings
+from isobench_ray.hardware import host_cores
 from isobench_ray.pipeline import error_record, make_record, next_stage
 from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Task
 from isobench_ray.stages import Stages
@@ -44,7 +45,18 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
 
 def _stage_task(fn: Callable[..., Any], name: str):
     def stage(*args):
-        return fn(*args)
+        # on a GPU node, sessions and validations run on the node's host cores, never a slot's: the worker
+        # is pinned for the stage (its commands inherit it, containers get it as their cpuset), then let go
+        settings = next((a for a in args if isinstance(a, Settings)), None)
+        keep = host_cores(this_node_gpus(), settings.host_cores) if settings and settings.host_cores else ()
+        before = os.sched_getaffinity(0)
+        if keep:
+            os.sched_setaffinity(0, keep)
+        try:
+            return fn(*args)
+        finally:
+            if keep:
+                os.sched_setaffinity(0, before)
 
     stage.__name__ = stage.__qualname__ = name
     return ray.remote(num_cpus=1, max_retries=0)(stage)

@@ -17,9 +17,15 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from isobench_ray.config import Settings
-from isobench_ray.hardware import Gpus
+from isobench_ray.hardware import Gpus, host_cores
 from isobench_ray.schema import Attempt, BenchSlot, Task
 from isobench_ray.stages import Stages
+
+
+def this_node_gpus() -> int:
+    """GPUs of the node this worker runs on, as Ray counts them."""
+    node_id = ray.get_runtime_context().get_node_id()
+    return int(next((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node_id), 0))
 
 
 class BenchWorker:
@@ -31,9 +37,8 @@ class BenchWorker:
         node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
         name = f"{node}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{node}/cpu"
         stages.sandboxes.reap("ISOBENCH_SLOT", name)
-        node_id = ray.get_runtime_context().get_node_id()
-        node_gpus = int(next((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["NodeID"] == node_id), 0))
-        cpus = Gpus(gpu_ids).slot_cores(node_gpus)
+        node_gpus = this_node_gpus()
+        cpus = Gpus(gpu_ids).slot_cores(node_gpus, exclude=host_cores(node_gpus, settings.host_cores))
         self.bench = stages.benchmark(BenchSlot(name=name, gpu_ids=gpu_ids, cpus=cpus), settings)
 
     def __repr__(self) -> str:  # the dashboard's actor list and log prefixes show this

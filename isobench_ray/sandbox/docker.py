@@ -272,6 +272,9 @@ class DockerSandbox:
             network_mode=factory.network_mode if network else "none", mounts=mounts, environment=self.base_env,
             shm_size=factory.shm_size, user=self.user, working_dir="/", security_opt=["no-new-privileges"],
             hostname="sandbox" if not network or factory.network_mode != "host" else None)
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < (os.cpu_count() or 0):  # the stage's cores (host_cores on a GPU node): a container inherits nothing
+            kwargs["cpuset_cpus"] = ",".join(map(str, allowed))
         if gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpu_ids), capabilities=[["gpu"]])]
         try:
