@@ -315,6 +315,25 @@ def test_a_server_template_fills_only_model_host_and_port():
     assert command == "VLLM_CPU_KVCACHE_SPACE=${KV:-1} vllm serve m --host 127.0.0.1 --port 8123 --json '{\"a\": {\"b\": 1}}'"
 
 
+
+def test_the_default_vllm_server_takes_the_form_of_the_trees_version(tmp_path):
+    """vLLM trees with the `vllm` CLI get `vllm serve` (as a module of the arm's interpreter); older ones the
+    api_server module; a task's own template is never rewritten. Server flags moved from the client stay."""
+    from isobench_ray.engines import engine_named
+
+    vllm = engine_named("vllm")
+    old, new = tmp_path / "old", tmp_path / "new"
+    (new / "vllm" / "entrypoints" / "cli").mkdir(parents=True)
+    (new / "vllm" / "entrypoints" / "cli" / "main.py").write_text("")
+    old.mkdir()
+    default = vllm.server_template + " --dtype float16"  # as the loader fills it in
+    kw = dict(model="m", host="127.0.0.1", port=8000)
+    assert vllm.server_command(default, tree=new, **kw) == \
+        "python -m vllm.entrypoints.cli.main serve m --host 127.0.0.1 --port 8000 --dtype float16"
+    assert vllm.server_command(default, tree=old, **kw).startswith("python -m vllm.entrypoints.openai.api_server --model m")
+    own = "vllm serve {model} --host {host} --port {port} --enforce-eager"
+    assert vllm.server_command(own, tree=new, **kw) == "vllm serve m --host 127.0.0.1 --port 8000 --enforce-eager"
+
 def test_an_engine_environment_is_what_python_means_in_validation_and_every_arm(tiny_repo, tmp_path):
     """RepoSpec.python: its folder goes first on PATH for the task's commands; RepoSpec.env is set."""
     import yaml

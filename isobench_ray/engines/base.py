@@ -9,6 +9,7 @@ read from a table (never guessed from a metric's name). Pure data and pure funct
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -99,9 +100,20 @@ class Engine:
     warmup_runs: int = 1
     # the serving client's own warm-up requests (sent before its clock starts), where its script has the flag
     client_warmup: tuple[str, ...] = ()
+    # (a file that marks a version of the tree, the server template of that version), newest first; trees
+    # without any marker use server_template
+    server_forms: tuple[tuple[str, str], ...] = ()
 
-    def server_command(self, template: str | None, *, model: str | None, host: str, port: int) -> str:
+    def server_command(self, template: str | None, *, model: str | None, host: str, port: int,
+                       tree: Path | None = None) -> str:
+        """The server command for one start. `template` is the task's; where it is this engine's default (as
+        the loader filled it in, server flags appended), the form the tree's version has replaces it: the
+        first of `server_forms` whose marker file the tree holds (vLLM deprecated its api_server module)."""
         template = template or self.server_template
+        if tree is not None and template and template.startswith(self.server_template):
+            newer = next((form for marker, form in self.server_forms if (Path(tree) / marker).is_file()), None)
+            if newer:
+                template = newer + template[len(self.server_template):]
         if not template:
             raise ValueError(f"engine {self.name}: no server command for a serving benchmark")
         # only these three are placeholders: a shell's ${VAR} or a JSON flag's braces stay as written

@@ -57,7 +57,7 @@ def launch(sandbox: Sandbox, engine: Engine, task: Task, tree: Path, host: str, 
     """Start the task's server in `tree` and wait for it; `failure` says why it never answered."""
     for _ in range(PORT_TRIES):
         port = free_port(host)
-        command = engine.server_command(task.repo.server_command, model=task.model, host=host, port=port)
+        command = engine.server_command(task.repo.server_command, model=task.model, host=host, port=port, tree=tree)
         server = Server(sandbox.start(command, cwd=tree, log_path=log_path, cpus=cpus or None), command, port)
         server.failure = wait_ready(sandbox, server.process, f"http://{host}:{port}{task.repo.health_path}", timeout_s)
         taken = server.failure and server.failure[0] is FailureCause.server_crash and any(

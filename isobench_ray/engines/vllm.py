@@ -15,4 +15,8 @@ VLLM = Engine(
     },
     module_files={f"vllm bench {cmd}": f"vllm/benchmarks/{cmd}.py" for cmd in ("serve", "latency", "throughput")},
     client_warmup=("--num-warmups", "2"),  # CUDA graphs and compiled kernels warm before the clock (docs/measurement.md)
+    # `vllm serve`, run as a module so that `python` (the arm's interpreter) and the tree's package are the
+    # ones used; the api_server module warns that it is deprecated from then on
+    server_forms=(("vllm/entrypoints/cli/main.py",
+                   "python -m vllm.entrypoints.cli.main serve {model} --host {host} --port {port}"),),
 )
