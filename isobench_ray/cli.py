@@ -101,6 +101,10 @@ def run_cmd(
     max_rounds: Optional[int] = typer.Option(None, help="Rounds at most, while intervals are wider than --ci-target (default 8)."),
     ci_target: Optional[float] = typer.Option(None, help="Target half-width of the speedup intervals, percent (default 2)."),
     warmup: Optional[int] = typer.Option(None, help="Discarded warm-up runs after each server start."),
+    runs_per_round: Optional[int] = typer.Option(None, help="Measured runs per server start and round (default 1)."),
+    validate_server: Optional[bool] = typer.Option(None, "--validate-server/--no-validate-server",
+                                                   help="Validation starts the server of a serving task (default on)."),
+    host_cores: Optional[int] = typer.Option(None, help="Cores per GPU node kept for sessions and validation, never a slot's (default 2)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
@@ -115,6 +119,7 @@ def run_cmd(
 ) -> None:
     """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, judges, report."""
     settings = _settings(rounds, warmup, max_rounds, ci_target, sandbox=sandbox, server_start_timeout_s=server_timeout,
+                         runs_per_round=runs_per_round, validate_server=validate_server, host_cores=host_cores,
                          import_timeout_s=import_timeout, setup_timeout_s=setup_timeout, bench_timeout_s=bench_timeout,
                          max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None,
                          judges=tuple(judge) if judge else None, judge_api_base=api_base)

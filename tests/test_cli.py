@@ -31,3 +31,19 @@ def test_parse_metrics_without_a_result_exits_1_with_the_last_lines():
 def test_status_and_report_refuse_a_folder_that_is_not_a_run(tmp_path):
     assert _isobench("status", str(tmp_path)).returncode == 2
     assert "not a run directory" in _isobench("report", str(tmp_path)).stderr
+
+
+def test_run_options_reach_the_settings(monkeypatch, tmp_path):
+    """Server start, runs per server start, validation's server and host cores can be set from the command line."""
+    from typer.testing import CliRunner
+
+    from isobench_ray import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_execute", lambda *a, **kw: seen.update(kw))
+    res = CliRunner().invoke(cli.app, ["run", "t.yaml", "--agents", "noop", "--out", str(tmp_path / "r"),
+                                       "--server-timeout", "180", "--runs-per-round", "2", "--no-validate-server",
+                                       "--host-cores", "4"])
+    assert res.exit_code == 0, res.output
+    s = seen["settings"]
+    assert (s.server_start_timeout_s, s.runs_per_round, s.validate_server, s.host_cores) == (180, 2, False, 4)
