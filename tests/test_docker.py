@@ -358,6 +358,10 @@ def test_each_arm_runs_in_the_image_of_its_commit_and_a_missing_one_is_image_mis
         for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
             assert f"engine build: {commit[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
         assert client.images.get(f"isobench-env:{human[:12]}").labels.get("isobench") == "1"
+        # keyed by content: a changed template builds the commit's image again
+        dockerfile.write_text(f"FROM {docker_image}\nARG SHORT\nENV ENGINE_BUILD=v2-$SHORT\n")
+        _, logs = bench.run(Attempt.make(task, NoopSpec(name="noop"), 0, "y"), task, "")
+        assert f"engine build: v2-{human[:12]}" in logs["bench/human.r0.0.log"]
     finally:
         for commit in (parent, human):
             try:

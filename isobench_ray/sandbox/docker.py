@@ -117,6 +117,12 @@ def default_host() -> str:
 
 
 _build_locks: dict[str, threading.Lock] = {}
+RECIPE_LABEL = "isobench.recipe"  # what a built image was built from: Dockerfile template and build args
+
+
+def recipe_key(dockerfile: Path, buildargs: dict[str, str]) -> str:
+    text = Path(dockerfile).read_bytes() + "".join(f"\0{k}={v}" for k, v in sorted(buildargs.items())).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def _building_lock(image: str) -> threading.Lock:
@@ -544,14 +550,18 @@ class DockerSandboxes:
     def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
         """A task's image for one commit: kept if present; else built from its Dockerfile template (the build
         context is the Dockerfile's folder; COMMIT and SHORT among `buildargs`), else pulled; eviction first
-        (images.py). ImageMissing, with the reason, when none of that gives it."""
+        (images.py). ImageMissing, with the reason, when none of that gives it. Images built here are keyed
+        by content, as the SWE-bench harness keys its own: one built from another version of the template or
+        other build args is built again (an image of that name made by someone else is kept as it is)."""
         import docker
 
         client = client_for(self.host)
+        recipe = recipe_key(dockerfile, buildargs or {}) if dockerfile is not None else None
         with _building_lock(image):
             try:
-                client.images.get(image)
-                return "present"
+                found = client.images.get(image).labels or {}
+                if recipe is None or found.get(RECIPE_LABEL, recipe) == recipe:
+                    return "present"
             except docker.errors.ImageNotFound:
                 pass
             cache = self.images(client)
@@ -559,7 +569,8 @@ class DockerSandboxes:
                 if dockerfile is not None:
                     def build():
                         built, _ = client.images.build(path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=image,
-                                                       buildargs=buildargs or {}, rm=True, labels={LABEL: "1"})
+                                                       buildargs=buildargs or {}, rm=True,
+                                                       labels={LABEL: "1", RECIPE_LABEL: recipe})
                         return built
                     cache.make_room_then(build)
                     return f"built from {dockerfile}"
