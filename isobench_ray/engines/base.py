@@ -110,7 +110,7 @@ class Engine:
         the loader filled it in, server flags appended), the form the tree's version has replaces it: the
         first of `server_forms` whose marker file the tree holds (vLLM deprecated its api_server module)."""
         template = template or self.server_template
-        if tree is not None and template and template.startswith(self.server_template):
+        if tree is not None and template and self.server_template and template.startswith(self.server_template):
             newer = next((form for marker, form in self.server_forms if (Path(tree) / marker).is_file()), None)
             if newer:
                 template = newer + template[len(self.server_template):]
