@@ -237,6 +237,10 @@ class _AgentBase(Frozen):
     env: dict[str, str] = Field(default_factory=dict)  # the only variables the agent sees besides a minimal base
     # names of the harness's variables the agent gets too (an API key): values read at session time, never written
     host_env: tuple[str, ...] = ()
+    # the docker sandbox's image for this agent's sessions (default: docker_image): the instance layer, the
+    # engine's environment at the parent commit with the agent's CLI on top, e.g. "claude-code-vllm:{short}";
+    # {commit}/{short} are the parent's. Pulled where missing; neither there nor pullable: image_missing
+    image: str | None = None
 
 
 class HumanSpec(_AgentBase):

@@ -369,3 +369,36 @@ def test_each_arm_runs_in_the_image_of_its_commit_and_a_missing_one_is_image_mis
             except Exception:
                 pass
         client.close()
+
+
+def test_an_agent_session_runs_in_its_own_image_for_the_parent_commit(docker_sandboxes, docker_host, docker_image,
+                                                                        tmp_path):
+    """An agent's `image` ("isobench-agent:{short}", the engine at the parent with the agent on top) is where its
+    session runs; one that is neither on the engine nor pullable is error/image_missing."""
+    from test_environments import _repo, _settings, _task
+
+    from isobench_ray.schema import Attempt, CommandSpec, FailureCause, StageError
+    from isobench_ray.stages.session import run_session
+
+    repo, _, parent, human = _repo(tmp_path, human_touches_kernel=False)
+    task = _task(repo, parent, human)
+    spec = CommandSpec(name="marker", command='echo "$AGENT_IMAGE" > made_in.txt', image="isobench-agent:{short}")
+    settings = _settings(tmp_path).model_copy(update={"sandbox": "docker"})
+    attempt = Attempt.make(task, spec, 0, "x")
+    client = _client(docker_host)
+    try:
+        with pytest.raises(StageError) as err:
+            run_session(attempt, task, spec, settings, sandboxes=docker_sandboxes)
+        assert err.value.failure_cause is FailureCause.image_missing and f"isobench-agent:{parent[:12]}" in err.value.detail
+        box = client.containers.create(docker_image, ["true"])
+        box.commit("isobench-agent", parent[:12], changes=[f"ENV AGENT_IMAGE=agent-{parent[:12]}"])
+        box.remove()
+        session, _ = run_session(attempt, task, spec, settings, sandboxes=docker_sandboxes)
+        assert session.failure_cause is None, session.detail
+        assert f"+agent-{parent[:12]}" in session.patch and session.sandbox == "docker"
+    finally:
+        try:
+            client.images.remove(f"isobench-agent:{parent[:12]}", force=True)
+        except Exception:
+            pass
+        client.close()

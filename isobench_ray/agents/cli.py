@@ -39,7 +39,8 @@ class CliAgent(BuiltinAgent):
     # ------------------------------------------------------------ shared
 
     def fingerprint(self, task: Task) -> Any:
-        data = self.spec.model_dump(exclude={"env", "name"})
+        # `image` only where set: attempts measured before it existed keep their ids
+        data = self.spec.model_dump(exclude={"env", "name"} | (set() if self.spec.image else {"image"}))
         return {**data, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())},
                 "adapter": type(self).__name__}
 

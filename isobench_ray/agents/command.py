@@ -18,7 +18,8 @@ class CommandAgent(BuiltinAgent):
     def fingerprint(self, task: Task) -> Any:
         # env values change behaviour (a model name, an endpoint) but may be secrets: hashed, not written
         return {"kind": "command", "command": self.spec.command, "time_limit_s": self.spec.time_limit_s,
-                "network": self.spec.network, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())}}
+                "network": self.spec.network, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())},
+                **({"image": self.spec.image} if self.spec.image else {})}
 
     def run(self, ctx: SessionContext) -> AgentOutcome:
         command = self.spec.command.format(workdir=shlex.quote(str(ctx.workdir)), prompt_file=shlex.quote(str(ctx.prompt_file)),

@@ -62,7 +62,8 @@ class LitellmAgent(BuiltinAgent):
         return {"kind": "litellm", "model": spec.model, "api_base": spec.api_base, "step_limit": spec.step_limit,
                 "cost_limit": spec.cost_limit, "time_limit_s": spec.time_limit_s, "temperature": spec.temperature,
                 "command_timeout_s": spec.command_timeout_s, "system": content_hash(SYSTEM, 16),
-                "env": {k: content_hash(v, 16) for k, v in sorted(spec.env.items())}}
+                "env": {k: content_hash(v, 16) for k, v in sorted(spec.env.items())},
+                **({"image": spec.image} if spec.image else {})}
 
     def run(self, ctx: SessionContext) -> AgentOutcome:
         from isobench_ray.llm_client import TRANSIENT, complete  # litellm only where a model runs
