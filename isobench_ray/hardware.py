@@ -108,7 +108,8 @@ class Gpus:
         """This slot's cores: those local to its GPU (NUMA affinity from NVML) shared evenly among the GPUs
         that have the same ones; without NVML, the node's cores shared evenly among its GPUs. `exclude`: the
         node's host cores (host_cores), which no slot gets."""
-        pool = [c for c in node_cores() if c not in set(exclude)] or list(node_cores())
+        excluded = set(exclude)
+        pool = [c for c in node_cores() if c not in excluded] or list(node_cores())
         if not self.ids:
             return tuple(pool)
         # a slot of several GPUs (tensor parallelism) owns the shares of each of them
@@ -117,8 +118,9 @@ class Gpus:
     def _gpu_cores(self, gpu: int, node_gpus: int, pool: list[int]) -> tuple[int, ...]:
         if not self.available:
             return share_cores(pool, gpu, max(node_gpus, gpu + 1))
-        mine = self._affinity(gpu) & set(pool)
-        peers = [i for i in range(self.nvml.nvmlDeviceGetCount()) if self._affinity(i) & set(pool) == mine]
+        allowed = set(pool)
+        mine = self._affinity(gpu) & allowed
+        peers = [i for i in range(self.nvml.nvmlDeviceGetCount()) if self._affinity(i) & allowed == mine]
         return share_cores(sorted(mine) or pool, peers.index(gpu), len(peers))
 
     def check_clean(self, rest_mb: float = 1024.0) -> GpuCheck:

@@ -121,6 +121,18 @@ def test_a_stopped_server_gets_its_signal_before_its_workers(make, tmp_path):
     assert "leader first" in proc.output(), proc.output()
     assert (tmp_path / "worker-term").exists()  # and the leader stopped its worker itself
 
+
+def test_a_running_servers_cpu_time_is_counted(make, tmp_path):
+    """Process.cpu_seconds: what the outside-load check subtracts as the server's own use of the slot."""
+    sandbox = make(network=True)
+    proc = sandbox.start("python -c 'import time\nt = time.time()\nwhile time.time() - t < 30: pass'", cwd=tmp_path,
+                         log_path=tmp_path / "log")
+    try:
+        time.sleep(1.5)
+        assert proc.cpu_seconds() > 0.5
+    finally:
+        proc.stop(grace_s=1)
+
 def test_cleanup_reaps_an_escaped_setsid_child(make, tmp_path):
     sandbox = make(network=True)
     proc = sandbox.start("setsid sleep 302 & wait", cwd=tmp_path, log_path=tmp_path / "log")

@@ -9,10 +9,10 @@ read from a table (never guessed from a metric's name). Pure data and pure funct
 from __future__ import annotations
 
 import math
-from pathlib import Path
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from isobench_ray.engines import parsing, perf_command
 from isobench_ray.engines.perf_command import PerfCommand

@@ -48,12 +48,16 @@ LABEL = "isobench"  # every container this module makes carries isobench=1
 HELPERS = "/.isobench"
 # run.sh, the wrapper of every command: "$@" is the command. Its stderr carries only `times` (CPU of the
 # waited children) for the harness; the command's stdout and stderr share the wrapper's stdout.
-_REAP = r"""
+# `isobench_marked PID MARKER`: the process carries that launch's marker in its environment (every script's test)
+_MARKED = r"""
+isobench_marked() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; }
+"""
+_REAP = _MARKED + r"""
 isobench_reap() {
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     [ "$p" = "$$" ] && continue
-    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$ISOBENCH_PROC"; then kill -KILL "$p" 2>/dev/null; fi
+    isobench_marked "$p" "$ISOBENCH_PROC" && kill -KILL "$p" 2>/dev/null
   done
 }
 """
@@ -67,29 +71,27 @@ exit $rc
 # kill.sh: signal every process carrying a launch's marker: $1 signal, $2 marker, $3 `leader` to signal only
 # the command itself (the wrapper's child; the wrapper is the marked process whose parent is not marked).
 # Prints the pids.
-_KILL = r"""
-marked() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$2"; }
+_KILL = _MARKED + r"""
 parent() { cut -d')' -f2- < "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3; }
 for d in /proc/[0-9]*; do
   p=${d#/proc/}
   [ "$p" = "$$" ] && continue
-  marked "$p" "$2" || continue
+  isobench_marked "$p" "$2" || continue
   if [ "${3:-}" = leader ]; then
-    w=$(parent "$p"); marked "$w" "$2" || continue
-    marked "$(parent "$w")" "$2" && continue
+    w=$(parent "$p"); isobench_marked "$w" "$2" || continue
+    isobench_marked "$(parent "$w")" "$2" && continue
   fi
   kill -"$1" "$p" 2>/dev/null && echo "$p"
 done
 """
 # cpu.sh: CPU ticks (user + system) of a launch's live processes: $1 marker.
-_CPU = r"""
+_CPU = _MARKED + r"""
 total=0
 for d in /proc/[0-9]*; do
-  if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "ISOBENCH_PROC=$1"; then
-    rest=$(cut -d')' -f2- < "$d/stat" 2>/dev/null) || continue
-    set -- "$1" $rest
-    total=$((total + ${13:-0} + ${14:-0}))
-  fi
+  isobench_marked "${d#/proc/}" "$1" || continue
+  rest=$(cut -d')' -f2- < "$d/stat" 2>/dev/null) || continue
+  set -- "$1" $rest
+  total=$((total + ${13:-0} + ${14:-0}))
 done
 echo "$total"
 """
@@ -574,8 +576,7 @@ class DockerSandboxes:
                         return built
                     cache.make_room_then(build)
                     return f"built from {dockerfile}"
-                repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-                cache.make_room_then(client.images.pull, repository, tag=tag)
+                cache.make_room_then(client.images.pull, *split_image_name(image))
                 return "pulled"
             except (docker.errors.BuildError, docker.errors.APIError) as exc:
                 log = "".join(c.get("stream", "") or c.get("error", "") for c in getattr(exc, "build_log", []) or [])
@@ -611,8 +612,14 @@ def base_tarball(cache_dir: Path, script: Path = BUILD_SCRIPT, log=None) -> Path
     return out
 
 
-def import_base_image(client, tarball: Path, image: str = DEFAULT_IMAGE) -> None:
+def split_image_name(image: str) -> tuple[str, str]:
+    """(repository, tag) of `name[:tag]`; a registry's port (`host:5000/name`) is not a tag."""
     repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+    return repository, tag
+
+
+def import_base_image(client, tarball: Path, image: str = DEFAULT_IMAGE) -> None:
+    repository, tag = split_image_name(image)
     client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
                                       changes=[f"ENV PATH={DEFAULT_PATH}", "ENV LANG=C.UTF-8", 'CMD ["bash"]'])
     client.images.get(image)  # raises if the import did not take

@@ -41,7 +41,7 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, str(exc)) from None
         try:
-            checks, method, cause = _run_checks(sandbox, task, session, settings, base, logs)
+            checks, method, cause = _run_checks(sandbox, task, session, settings, base, logs, mirror_path)
         finally:
             sandbox.cleanup()
     return Validation(attempt_id=attempt.id, checks=checks, failure_cause=cause, apply_method=method,
@@ -58,9 +58,8 @@ def _check(checks: list[Check], name: str, started: float, ok: bool, detail: str
 
 
 def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settings, base: Path,
-                logs: dict[str, str]) -> tuple[list[Check], str | None, FailureCause | None]:
+                logs: dict[str, str], mirror_path: Path) -> tuple[list[Check], str | None, FailureCause | None]:
     checks: list[Check] = []
-    mirror_path = mirror(task.repo.url, settings.cache_path, needed_commits(task))
     tree = detached_tree(mirror_path, task.parent_commit, base / "tree")
     t0 = time.monotonic()
     try:
