@@ -19,19 +19,25 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def commit(repo: Path, message: str, files: dict[str, str] | None = None) -> str:
+    """Write `files` (paths from the repository's root) and commit everything, the repository made on the first
+    call; returns the commit."""
+    for rel, text in (files or {}).items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
 @pytest.fixture
 def tiny_repo(tmp_path: Path) -> dict:
     """A two-commit repository: `parent` has a slow function, `human` makes it fast."""
     repo = tmp_path / "tiny"
-    (repo / "tiny").mkdir(parents=True)
-    (repo / "tiny" / "__init__.py").write_text("def work(n):\n    return sum(i for i in range(n))\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "initial")
-    parent = git(repo, "rev-parse", "HEAD")
-    (repo / "tiny" / "__init__.py").write_text("def work(n):\n    return n * (n - 1) // 2\n")
-    git(repo, "commit", "-qam", "[Perf] closed form")
-    human = git(repo, "rev-parse", "HEAD")
+    parent = commit(repo, "initial", {"tiny/__init__.py": "def work(n):\n    return sum(i for i in range(n))\n"})
+    human = commit(repo, "[Perf] closed form", {"tiny/__init__.py": "def work(n):\n    return n * (n - 1) // 2\n"})
     return {"path": repo, "parent": parent, "human": human}
 
 

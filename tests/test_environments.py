@@ -24,7 +24,7 @@ from isobench_ray.schema import (Attempt, BenchmarkSpec, BenchSlot, BuildSpec, F
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 from isobench_ray.stages.validation import validate
 
-from conftest import git
+from conftest import commit
 
 BENCH = '''import os, sys, time
 sys.path.insert(0, ".")
@@ -47,23 +47,10 @@ KERNEL_PATCH = ("diff --git a/csrc/kernel.cu b/csrc/kernel.cu\nnew file mode 100
 def _repo(tmp_path: Path, human_touches_kernel: bool) -> tuple[Path, str, str, str]:
     """build (the release an environment was made from) -> parent (Python only) -> human."""
     repo = tmp_path / "fake"
-    (repo / "benchmarks").mkdir(parents=True)
-    (repo / "benchmarks" / "benchmark_latency.py").write_text(BENCH)
-    (repo / "fakeengine.py").write_text(ENGINE)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "release")
-    build = git(repo, "rev-parse", "HEAD")
-    (repo / "fakeengine.py").write_text(ENGINE + "\n# a Python-only change\n")
-    git(repo, "commit", "-qam", "python only")
-    parent = git(repo, "rev-parse", "HEAD")
-    if human_touches_kernel:
-        (repo / "csrc").mkdir()
-        (repo / "csrc" / "kernel.cu").write_text("__global__ void k() {}\n")
-        git(repo, "add", "-A")
-    (repo / "fakeengine.py").write_text(ENGINE.replace("0.01", "0.005"))
-    git(repo, "commit", "-qam", "faster")
-    return repo, build, parent, git(repo, "rev-parse", "HEAD")
+    build = commit(repo, "release", {"benchmarks/benchmark_latency.py": BENCH, "fakeengine.py": ENGINE})
+    parent = commit(repo, "python only", {"fakeengine.py": ENGINE + "\n# a Python-only change\n"})
+    kernel = {"csrc/kernel.cu": "__global__ void k() {}\n"} if human_touches_kernel else {}
+    return repo, build, parent, commit(repo, "faster", {"fakeengine.py": ENGINE.replace("0.01", "0.005"), **kernel})
 
 
 def _task(repo: Path, parent: str, human: str, **repo_fields) -> Task:

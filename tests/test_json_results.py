@@ -9,7 +9,7 @@ from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.schema import Attempt, BenchSlot, BenchmarkSpec, NoopSpec, RepoSpec, Task
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 
-from conftest import git
+from conftest import commit
 
 BENCH = '''import argparse, json, sys, time
 sys.path.insert(0, ".")  # the engine of the tree the benchmark runs in
@@ -31,17 +31,9 @@ ENGINE = "import time\n\ndef generate():\n    time.sleep(0.02)\n"
 
 def _repo(tmp_path: Path, takes_json: bool) -> tuple[Path, str, str]:
     repo = tmp_path / "fake"
-    (repo / "benchmarks").mkdir(parents=True)
     script = BENCH if takes_json else BENCH.replace('"--output-json"', '"--out"').replace("a.output_json", "a.out")
-    (repo / "benchmarks" / "benchmark_latency.py").write_text(script)
-    (repo / "fakeengine.py").write_text(ENGINE)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "initial")
-    parent = git(repo, "rev-parse", "HEAD")
-    (repo / "fakeengine.py").write_text(ENGINE.replace("0.02", "0.01"))
-    git(repo, "commit", "-qam", "faster")
-    return repo, parent, git(repo, "rev-parse", "HEAD")
+    parent = commit(repo, "initial", {"benchmarks/benchmark_latency.py": script, "fakeengine.py": ENGINE})
+    return repo, parent, commit(repo, "faster", {"fakeengine.py": ENGINE.replace("0.02", "0.01")})
 
 
 def _measure(tmp_path: Path, takes_json: bool):
@@ -109,18 +101,11 @@ def test_a_patch_to_the_benchmark_module_of_a_python_m_form_changes_nothing(tmp_
     from isobench_ray.scoring.hacks import scan
 
     repo = tmp_path / "fake"
-    (repo / "python" / "sglang").mkdir(parents=True)
-    (repo / "python" / "sglang" / "__init__.py").write_text("")
-    (repo / "python" / "sglang" / "bench_one_batch.py").write_text(ONE_BATCH)
-    (repo / "python" / "fakeengine.py").write_text(ENGINE)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "initial")
-    parent = git(repo, "rev-parse", "HEAD")
-    (repo / "python" / "fakeengine.py").write_text(ENGINE.replace("0.02", "0.01"))
-    git(repo, "commit", "-qam", "faster")
+    parent = commit(repo, "initial", {"python/sglang/__init__.py": "", "python/sglang/bench_one_batch.py": ONE_BATCH,
+                                      "python/fakeengine.py": ENGINE})
+    human = commit(repo, "faster", {"python/fakeengine.py": ENGINE.replace("0.02", "0.01")})
     task = Task(id="fake", repo=RepoSpec(name="fake", url=str(repo), engine="sglang", env={"PYTHONPATH": "python"}),
-                human_commit=git(repo, "rev-parse", "HEAD"), parent_commit=parent, description="d", model="m",
+                human_commit=human, parent_commit=parent, description="d", model="m",
                 benchmark=BenchmarkSpec(kind="latency", command="python -m sglang.bench_one_batch --model-path m",
                                         timeout_s=60))
     cheat = ("--- a/python/sglang/bench_one_batch.py\n+++ b/python/sglang/bench_one_batch.py\n@@ -3,3 +3,3 @@ import fakeengine\n"
