@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
                       "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples",
-                      "check_correctness", "greedy_max_tokens", "lm_eval_tasks", "accuracy_drop_max")
+                      "check_correctness", "greedy_max_tokens", "lm_eval_tasks", "lm_eval_include_path",
+                      "accuracy_drop_max")
 
 
 class Settings(BaseSettings):
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     check_correctness: bool = True
     greedy_max_tokens: int = Field(32, ge=1)
     lm_eval_tasks: tuple[str, ...] = ("gsm8k",)
+    # a folder of lm-eval task YAMLs (lm-eval's --include_path): the user's own tasks, or local data offline
+    lm_eval_include_path: str | None = None
     lm_eval_on_cpu: bool = False  # CPU slots skip it: hours of generation on a CPU
     lm_eval_limit: int | None = Field(250, ge=1)  # examples per task (None: all); the same for every arm
     lm_eval_batch_size: int = Field(16, ge=1)

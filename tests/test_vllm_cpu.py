@@ -65,3 +65,68 @@ def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
             assert low > 1, scores
         else:
             assert low <= 1 <= high, ("doing nothing measured as a change", scores)
+
+
+# A question set the tiny random model cannot answer (accuracy 0 for every arm), in lm-eval's own task format:
+# what is checked is that lm-eval really ran against each arm's server, with the same settings, and that its
+# accuracy reached the correctness verdict.
+ARITH_TASK = """task: isobench_arith
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 8
+  do_sample: false
+  temperature: 0.0
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
+    """The correctness check on the real engine: every arm's server answers the fixed prompts greedily and
+    lm-eval (from the engine's environment, `--include_path` for a local task) scores it; the human commit
+    keeps the baseline's tokens, so it is `preserved`."""
+    if not ENGINE_PYTHON.exists() or not (ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm" / ".git").is_dir():
+        pytest.skip("the vllm-cpu tier is not built: run `make test-vllm`")
+    tasks_dir = tmp_path / "lm_eval_tasks"
+    tasks_dir.mkdir()
+    data = tasks_dir / "arith.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n"
+                            for a, b in ((2, 3), (7, 5), (10, 4), (6, 6), (9, 1), (3, 8))))
+    (tasks_dir / "isobench_arith.yaml").write_text(ARITH_TASK.format(data=data))
+    env = {**os.environ,
+           "HF_HOME": os.environ.get("HF_HOME", str(ROOT / "tasks" / "vllm-cpu" / ".build" / "hf")),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+           "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work"),
+           "ISOBENCH_MIN_SAMPLES": "2", "ISOBENCH_NOISE_ARM": "false", "ISOBENCH_CHECK_CORRECTNESS": "true",
+           "ISOBENCH_LM_EVAL_ON_CPU": "true", "ISOBENCH_LM_EVAL_TASKS": '["isobench_arith"]',
+           "ISOBENCH_LM_EVAL_INCLUDE_PATH": str(tasks_dir), "ISOBENCH_LM_EVAL_LIMIT": "6"}
+    out = tmp_path / "run"
+    # the throughput task: no server for the benchmark itself, so the check's three server starts dominate
+    cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human",
+           "--task", "vllm-cpu-free-block-count", "--out", str(out), "--rounds", "2", "--max-rounds", "2",
+           "--warmup", "0", "--server-timeout", "180", "--num-cpus", "2"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stdout, stderr=sys.stderr)
+    assert proc.returncode == 0
+    folder = _attempts(out)["human"]
+    measurements = json.loads((folder / "measurements.json").read_text())
+    for arm in measurements["arms"]:
+        assert arm["greedy_outputs"], (arm["arm"], arm.get("greedy_detail"))
+        assert arm["accuracy"] is not None, (arm["arm"], arm.get("greedy_detail"))
+    scores = json.loads((folder / "scores.json").read_text())
+    print(f"correctness: {scores['correctness']} ({scores['correctness_detail']}); accuracies "
+          f"{[(a['arm'], a['accuracy']) for a in measurements['arms']]}")
+    assert scores["correctness"] == "preserved", scores
+    for arm in ("baseline", "human", "agent"):  # what lm-eval reported, kept beside its log for a person to read
+        reported = json.loads((folder / "bench" / f"{arm}.lm_eval.json").read_text())
+        assert reported["isobench_arith"]["sample_len"] == 6, reported
+        assert (folder / "bench" / f"{arm}.lm_eval.log").is_file()

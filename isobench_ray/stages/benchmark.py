@@ -233,17 +233,19 @@ class ThreeWayBenchmark:
             probe = shlex.join(["python", str(base / "greedy_client.py"), url, task.model or "default",
                                 str(base / "prompts.json"), str(out_file), str(settings.greedy_max_tokens)])
             res = sandbox.exec(probe, cwd=tree, timeout_s=600, log_path=log_dir / f"{arm}.greedy.log", cpus=client_cpus)
+            logs[f"bench/{arm}.greedy.log"] = res.output[-LOG_LIMIT:]
             if res.ok:
                 found["greedy_outputs"] = json.loads(sandbox.read_file(out_file))["outputs"]
             else:
                 found["greedy_detail"] = f"the greedy probe of the {arm} arm failed: {res.tail(5)}"
             if settings.lm_eval_tasks and (self.slot.gpu_ids or settings.lm_eval_on_cpu):
-                found.update(self._lm_eval(sandbox, task, arm, tree, url, base, log_dir))
+                found.update(self._lm_eval(sandbox, task, arm, tree, url, base, logs, log_dir))
         finally:
             logs[f"bench/{arm}.correctness.server.log"] = server.stop()[-LOG_LIMIT:]
         return found
 
-    def _lm_eval(self, sandbox: Sandbox, task: Task, arm: str, tree: Path, url: str, base: Path, log_dir: Path) -> dict:
+    def _lm_eval(self, sandbox: Sandbox, task: Task, arm: str, tree: Path, url: str, base: Path, logs: dict[str, str],
+                 log_dir: Path) -> dict:
         """lm-evaluation-harness against the arm's server, with the same tasks, limit, batch size and seed for
         every arm; the mean of each task's first reported accuracy."""
         s = self.settings
@@ -254,12 +256,16 @@ class ThreeWayBenchmark:
                 "--seed", str(s.lm_eval_seed), "--output_path", str(out_dir)]
         if s.lm_eval_limit:
             argv += ["--limit", str(s.lm_eval_limit)]
+        if s.lm_eval_include_path:
+            argv += ["--include_path", str(Path(s.lm_eval_include_path).resolve())]
         res = sandbox.exec(shlex.join(argv), cwd=tree, timeout_s=s.bench_timeout_s or 7200,
                            log_path=log_dir / f"{arm}.lm_eval.log")
+        logs[f"bench/{arm}.lm_eval.log"] = res.output[-LOG_LIMIT:]
         results = sorted(out_dir.glob("**/results_*.json"))
         if not res.ok or not results:
             return {"greedy_detail": f"lm-eval did not finish for the {arm} arm: {res.tail(5)}"}
         scores = json.loads(results[-1].read_text())["results"]
+        logs[f"bench/{arm}.lm_eval.json"] = json.dumps(scores, indent=1)  # per task, as lm-eval reported it
         accuracies = [next(v for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k
                            and k.split(",")[0] in ("exact_match", "acc", "acc_norm"))
                       for metrics in scores.values()]
