@@ -29,9 +29,11 @@ are dropped.
 vLLM's FlexibleArgumentParser differs from argparse only by also accepting underscores in flag names
 (the harness derives dashed names), so plain argparse stands in for it.
 
-Only the client side is checked: the vLLM server's flags (api_server: frontend args + AsyncEngineArgs) and
-SGLang's launch_server are not replayed; the test checks that the serving task's server command is the
-repository's template with the task's model and the slot's host and port.
+The vLLM server's flags are checked too, for the serving tasks whose perf command names server flags (which the
+loader moves to the server command): each arm's server command, as the stage starts it, must pass the real
+parser of `python -m vllm.entrypoints.openai.api_server` at the release nearest the task's parent commit
+(cli_args.make_arg_parser, which replays AsyncEngineArgs/EngineArgs.add_cli_args), and keep the moved values.
+SGLang's launch_server is not replayed (the SGLang task here has no server).
 """
 
 from __future__ import annotations
@@ -112,9 +114,12 @@ class _Source:
         self.trees = {p.relative_to(folder).as_posix(): ast.parse(p.read_text(), str(p)) for p in folder.rglob("*.py")}
         self.names: dict = {"argparse": argparse, "json": json}
         self.methods: dict[str, ast.FunctionDef] = {}
+        self.functions: dict[str, ast.FunctionDef] = {}  # module-level ones (make_arg_parser of cli_args.py)
         for tree in self.trees.values():
             for node in tree.body:
-                if isinstance(node, ast.ClassDef):
+                if isinstance(node, ast.FunctionDef):
+                    self.functions[node.name] = node
+                elif isinstance(node, ast.ClassDef):
                     for item in node.body:
                         if isinstance(item, ast.FunctionDef) and item.name == "add_cli_args":
                             self.methods[node.name] = item
@@ -148,10 +153,24 @@ class _Source:
         self._replay(self.main_block(script), {"parser": parser}, parser)
         return parser
 
+    def build_from(self, function: str) -> RealParser:
+        """The parser a module-level function builds on the one it is given: vLLM's api_server runs
+        `parser = make_arg_parser(FlexibleArgumentParser(...))` in its __main__ block (api_server.py itself is
+        not vendored: that one line is all of its parser)."""
+        parser = RealParser(prog=function)
+        target = self.functions[function]
+        self._replay(target.body, {target.args.args[0].arg: parser}, parser)
+        return parser
+
     def _replay(self, body: list[ast.stmt], receivers: dict, parser: RealParser) -> None:
         for stmt in body:
             for node in _calls_in_order(stmt):
                 func = node.func
+                if isinstance(func, ast.Name) and func.id in self.functions and node.args:
+                    target = self.functions[func.id]  # a helper the parser is handed to
+                    if ast.unparse(node.args[0]) in receivers:
+                        self._replay(target.body, {target.args.args[0].arg: receivers[ast.unparse(node.args[0])]}, parser)
+                    continue
                 if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
                     continue
                 owner, method = func.value.id, func.attr
@@ -429,3 +448,46 @@ def test_the_replayed_parsers_hold_the_real_flags():
         latency.parse_args(["--model", "m", "--no-such-flag"])
     with pytest.raises(ParserRejected, match="required"):
         one_batch.parse_args(["--batch-size", "1"])
+    # the servers' parsers: frontend flags and the engine's, and each release's own set
+    old, new = (_Source(FIXTURES / r).build_from("make_arg_parser") for r in ("vllm-0.6.0", "vllm-0.8.0"))
+    assert next(a for a in new._actions if "--num-speculative-tokens" in a.option_strings).type is int
+    assert new.parse_args(["--model", "m", "--enable-reasoning", "--reasoning-parser", "deepseek_r1"]).enable_reasoning is True
+    with pytest.raises(ParserRejected, match="unrecognized arguments: --enable-reasoning"):
+        old.parse_args(["--model", "m", "--enable-reasoning"])  # added after 0.6.0
+
+
+# Serving tasks whose perf command names server flags (the loader moves them to the server command, the same for
+# every arm), each against the real parser of vLLM's OpenAI server at the release nearest its parent commit:
+# cli_args.make_arg_parser (frontend flags) + AsyncEngineArgs/EngineArgs.add_cli_args, vendored from the sdist.
+SERVER_CASES = {
+    "vllm-fc542144": ("vllm-0.7.1", {}),
+    "vllm-e3580537": ("vllm-0.6.0", {"enable_prefix_caching": True, "max_num_batched_tokens": 2048}),
+    "vllm-e206b543": ("vllm-0.7.3", {"guided_decoding_backend": "xgrammar"}),
+    "vllm-99abb8b6": ("vllm-0.8.0", {"speculative_model": "[ngram]", "num_speculative_tokens": 3}),
+}
+
+
+@pytest.mark.parametrize("task_id", list(SERVER_CASES))
+def test_derived_server_commands_pass_the_real_server_parser(task_id, tasks, tmp_path):
+    release, expected = SERVER_CASES[task_id]
+    task = tasks[task_id]
+    parser = _Source(FIXTURES / release).build_from("make_arg_parser")
+    # the client script only decides the JSON-result flags here; the server command is what is checked
+    client = Case(task_id, "vllm-0.7.1", "benchmarks/benchmark_serving.py", "benchmarks/benchmark_serving.py", True)
+    sandbox, _, _, settings, _ = _run_stage(tmp_path, task, client)
+    servers = {}
+    for arm, command in sandbox.starts:
+        _, argv = split_env(shlex.split(command))
+        assert argv[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"], command
+        try:
+            args = parser.parse_args(argv[3:])
+        except ParserRejected as exc:
+            pytest.fail(f"{task_id} {arm}: vLLM {release}'s server parser rejects {shlex.join(argv[3:])}: {exc}")
+        servers[arm] = (argv[3:], args)
+    assert set(servers) == set(ARMS)
+    for arm, (_, args) in servers.items():
+        assert (args.model, args.host) == (task.model, settings.host)
+        assert {name: getattr(args, name) for name in expected} == expected, arm
+    normalized = {arm: [("PORT" if i and argv[i - 1] == "--port" else t) for i, t in enumerate(argv)]
+                  for arm, (argv, _) in servers.items()}
+    assert normalized["baseline"] == normalized["human"] == normalized["agent"]  # one server setup for every arm
