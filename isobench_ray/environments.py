@@ -20,7 +20,7 @@ from pathlib import Path
 from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.sandbox.base import ImageMissing, SandboxFactory
-from isobench_ray.schema import COMPILED_FILES, FailureCause, StageError, Task
+from isobench_ray.schema import COMPILED_FILES, FailureCause, StageError, Task, per_commit
 
 
 def prepare(task: Task, commit: str, settings: Settings, sandboxes: SandboxFactory,
@@ -68,3 +68,31 @@ def rebuild_reason(task: Task, arm: str, changed: list[str]) -> str | None:
     return (f"the {arm} arm changes compiled code ({shown}) that its engine build (made at {built_at[:12]}) does "
             "not have; it is not benchmarked unbuilt. Give each commit its own build (repo.python or repo.image "
             "with {commit}) or a setup_command that builds each tree")
+
+
+def missing_images(plan: list, sandboxes: SandboxFactory) -> dict[str, str]:
+    """Before the run: the attempts whose container images cannot be had (not on the engine, no Dockerfile
+    template, and the registry says it has none), each with the reason: recorded as error/image_missing then,
+    before any agent session. An image asked for by several attempts is looked up once; a registry that does
+    not answer now leaves the question to the stage, which pulls."""
+    found: dict[str, str | None] = {}
+
+    def why_missing(image: str, dockerfile: Path | None) -> str | None:
+        if image not in found:
+            try:
+                sandboxes.locate_image(image, dockerfile)
+                found[image] = None
+            except ImageMissing as exc:
+                found[image] = str(exc)
+        return found[image]
+
+    missing = {}
+    for attempt, task, agent in plan:
+        dockerfile = Path(task.repo.dockerfile) if task.repo.dockerfile else None
+        wanted = [(task.image(c), dockerfile) for c in dict.fromkeys((task.parent_commit, task.human_commit))]
+        if agent.spec.image:
+            wanted.append((per_commit(agent.spec.image, task.parent_commit), None))
+        reasons = [r for image, df in wanted if image for r in [why_missing(image, df)] if r]
+        if reasons:
+            missing[attempt.id] = "\n".join(reasons)
+    return missing

@@ -14,6 +14,7 @@ from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
 from isobench_ray.report.tables import write_report
 from isobench_ray.config import Settings
+from isobench_ray.environments import missing_images
 from isobench_ray.store import RunStore
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
 from isobench_ray.store import RunDirBusy, RunLock
@@ -123,11 +124,12 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     })
     from isobench_ray import cluster  # Ray is imported only where the run needs it
 
+    unavailable = missing_images(plan, make_sandboxes(settings))  # before any session, not hours later
     cluster.connect(address, num_cpus, num_gpus)
     panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
     try:
         cluster.Driver(store, plan, settings, retry_failed=retry_failed, show_progress=show_progress,
-                       on_record=panel.submit).run()
+                       on_record=panel.submit, unavailable=unavailable).run()
     finally:
         for record in RunStore(out).records():  # attempts finished by an earlier run, not judged yet
             panel.submit(record)

@@ -402,3 +402,88 @@ def test_an_agent_session_runs_in_its_own_image_for_the_parent_commit(docker_san
         except Exception:
             pass
         client.close()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A real registry on 127.0.0.1 (Debian's docker-registry: the CNCF distribution server), its storage under
+    tmp_path; dockerd pulls from 127.0.0.0/8 over plain HTTP. Yields its host:port."""
+    import shutil
+    import subprocess
+    import urllib.request
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.skip("docker-registry did not start")
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_planned(docker_host, docker_image,
+                                                                                        registry, tmp_path):
+    """With a real registry: an image the engine lacks is located there without pulling, and pulled on first
+    use; an agent image the registry does not have is error/image_missing for every attempt that needs it
+    when the run is planned, before any session runs (no session.json)."""
+    import io
+    import json
+    import tarfile
+
+    from isobench_ray import demo, runner
+    from isobench_ray.sandbox.base import ImageMissing
+    from isobench_ray.schema import CommandSpec
+
+    client = _client(docker_host)
+    pushed = f"{registry}/isobench-agent:present"
+    try:
+        layer = io.BytesIO()  # a one-file image: pushing and pulling it is quick (nothing runs in it)
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            info = tarfile.TarInfo("etc/isobench-agent")
+            info.size = 6
+            tar.addfile(info, io.BytesIO(b"agent\n"))
+        client.api.import_image_from_data(layer.getvalue(), repository=f"{registry}/isobench-agent", tag="present")
+        for line in client.images.push(f"{registry}/isobench-agent", "present", stream=True, decode=True):
+            assert "error" not in line, line
+        client.images.remove(pushed)
+        sandboxes = DockerSandboxes(host=docker_host, cache_dir=str(tmp_path / "cache"))
+        assert sandboxes.locate_image(pushed) == "in its registry"
+        with pytest.raises(ImageMissing, match="its registry does not have it"):
+            sandboxes.locate_image(f"{registry}/isobench-agent:absent")
+        assert sandboxes.ensure_image(pushed) == "pulled"
+        assert sandboxes.locate_image(pushed) == "present"
+
+        settings = Settings(sandbox="docker", docker_host=docker_host, docker_image=docker_image,
+                            cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+        spec = CommandSpec(name="needs-image", command="true", image=f"{registry}/isobench-agent:{{short}}")
+        out = tmp_path / "run"
+        runner.run(str(demo.TASKS_FILE), [spec], out, settings, task_ids=["demo-detokenize-full-output"], num_cpus=2,
+                   show_progress=False)
+        (folder,) = (out / "attempts").iterdir()
+        record = json.loads((folder / "record.json").read_text())
+        assert (record["status"], record["failure_cause"], record["failure_stage"]) == ("error", "image_missing", "plan")
+        assert f"{registry}/isobench-agent:" in record["detail"] and "registry does not have it" in record["detail"]
+        assert not (folder / "session.json").exists()
+    finally:
+        try:
+            client.images.remove(pushed, force=True)
+        except Exception:
+            pass
+        client.close()

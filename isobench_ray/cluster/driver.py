@@ -65,8 +65,10 @@ def _stage_task(fn: Callable[..., Any], name: str):
 class Driver:
     def __init__(self, store: RunStore, plan: list[tuple[Attempt, Task, "Agent"]], settings: Settings,
                  retry_failed: bool = False, show_progress: bool = True, stages: Stages | None = None,
-                 on_record: Callable[[AttemptRecord], None] | None = None):
+                 on_record: Callable[[AttemptRecord], None] | None = None, unavailable: dict[str, str] | None = None):
         self.store, self.settings = store, settings
+        # attempts whose images cannot be had (environments.missing_images): error/image_missing at once
+        self.unavailable = unavailable or {}
         self.on_record = on_record  # the judges, on the driver, as attempts finish
         self.stages = stages or Stages.real(settings)
         self._session = _stage_task(self.stages.session, "session")
@@ -211,6 +213,10 @@ class Driver:
         self.started = time.time()
         for aid in list(self.queue):
             self.queue.remove(aid)
+            if aid in self.unavailable and next_stage(self.store, aid) == "session":
+                self._finish(error_record(self.by_id[aid][0], self.store, "plan", FailureCause.image_missing,
+                                          self.unavailable[aid]))
+                continue
             self._advance(aid)
         if self.queue or self.bench_queue or self.in_flight:
             # Benchmark actors first: created later they would wait for CPUs that agent sessions hold.

@@ -119,6 +119,11 @@ class SandboxFactory(Protocol):
         made first; ImageMissing when neither works. Returns what was done. Sandboxes without images: nothing."""
         ...
 
+    def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
+        """Before a run is planned, without pulling or building: where `image` would come from (on the engine,
+        a Dockerfile template, the registry). ImageMissing, with the reason, when from nowhere."""
+        ...
+
     def check(self) -> None:
         """Before a run is planned: SandboxUnavailable, with what to do, when this kind cannot run here."""
         ...

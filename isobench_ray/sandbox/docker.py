@@ -584,6 +584,32 @@ class DockerSandboxes:
                 raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
                                    f"and {how}: {exc}\n{log[-2000:]}".rstrip()) from None
 
+    def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
+        """Where `image` would come from, asked before a run is planned: this engine, the Dockerfile template
+        (it exists; whether it builds is known only by building), or the registry, asked for the image's
+        manifest without pulling it. ImageMissing when none has it."""
+        import docker
+
+        client = client_for(self.host)
+        try:
+            client.images.get(image)
+            return "present"
+        except docker.errors.ImageNotFound:
+            pass
+        if dockerfile is not None:
+            if not dockerfile.is_file():
+                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
+                                   f"and its Dockerfile template {dockerfile} does not exist")
+            return f"to be built from {dockerfile}"
+        try:
+            client.images.get_registry_data(image)
+            return "in its registry"
+        except docker.errors.NotFound as exc:  # the registry answered: no such image
+            raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
+                               f"and its registry does not have it: {str(exc)[:500]}") from None
+        except docker.errors.APIError as exc:  # unreachable now, or it wants credentials: the stage tries again
+            return f"not checked: its registry did not answer ({str(exc)[:300]})"
+
     def reap(self, key: str, value: str) -> list[str]:
         client = client_for(self.host)
         found = client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{KEY_LABELS.get(key, key)}={value}"]})

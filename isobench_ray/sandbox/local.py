@@ -263,3 +263,6 @@ class LocalSandboxes:
 
     def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
         return ""  # local processes run on this machine's files: images do not apply
+
+    def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
+        return ""
