@@ -71,6 +71,20 @@ def check_resume(out: Path, settings: Settings) -> None:
                         f"numbers measured differently: pass --fresh to start over, or a new --out.")
 
 
+def check_environments(tasks: list[Task], settings: Settings) -> None:
+    """Each arm's engine can be reached where its commands run: a per-commit wheel environment lives on the
+    node (wheel_envs.py), where containers do not see it."""
+    if settings.sandbox != "docker":
+        return
+    wheel = [t for t in tasks if t.repo.wheel]
+    if wheel:
+        lines = "\n".join(f"{t.source}: task {t.id}: repo.wheel: installed into a virtualenv on the node, which the "
+                          f"containers do not see" for t in wheel)
+        raise PlanError(f"--sandbox docker cannot run tasks whose engine is a per-commit wheel:\n{lines}\nBake the "
+                        f"commit's wheel into an image per commit instead (repo.image \"...:{{short}}\" with a dockerfile "
+                        f"template that installs it; docs/environments.md), or run with --sandbox local.")
+
+
 def check_containment(agents: list, settings: Settings) -> None:
     """Agents that run code are contained, or run only when the user said so (--sandbox none)."""
     try:
@@ -111,6 +125,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     check_resume(out, settings)
     loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
     tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
+    check_environments(tasks, settings)
     plan = plan_attempts(tasks, agents, rollouts)
     store = RunStore(out, background_writes=True)
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])

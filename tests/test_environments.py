@@ -175,3 +175,15 @@ def test_under_the_disk_threshold_unused_environments_go_and_held_ones_stay(tmp_
         assert wheel_envs.evict_unused(root, min_free_gb=1e9, keep=root / "new") == ["old"]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["held", "new"]
     assert wheel_envs.evict_unused(root, min_free_gb=0) == []  # enough space: nothing goes
+
+
+def test_a_wheel_environment_under_the_docker_sandbox_is_refused_when_planned(tmp_path):
+    """A per-commit wheel is installed on the node, which containers do not see: refused before anything runs,
+    naming the task and the field, with what to do instead."""
+    from isobench_ray.runner import PlanError, check_environments
+
+    task = _task(tmp_path, "a" * 40, "b" * 40, wheel="https://wheels.example/{commit}/engine-1.0-py3-none-any.whl")
+    task = task.model_copy(update={"source": "tasks/x.yaml"})
+    check_environments([task], _settings(tmp_path))  # local processes see the node's environments
+    with pytest.raises(PlanError, match=r"tasks/x.yaml: task fake: repo.wheel: .*\n.*repo.image"):
+        check_environments([task], _settings(tmp_path).model_copy(update={"sandbox": "docker"}))
