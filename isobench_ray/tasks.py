@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -358,13 +359,21 @@ def load_upstream(path: Path, resolver: _Resolver, repo_override: str | None) ->
 
 
 def load_hf(spec: str, resolver: _Resolver, repo_override: str | None) -> LoadResult:
-    """`hf:NAME[:CONFIG[:SPLIT]]` through datasets.load_dataset (offline when HF_HUB_OFFLINE=1)."""
+    """`hf:NAME[:CONFIG[:SPLIT]]` through datasets.load_dataset (offline when HF_HUB_OFFLINE=1). NAME may be a
+    dataset on the hub, a local copy of one (a folder in the hub's layout: data files, and the configs and
+    splits its README declares), or one JSON Lines file."""
     import datasets
 
     parts = spec.removeprefix("hf:").split(":")
     name, config, split = parts[0], (parts[1] if len(parts) > 1 else None), (parts[2] if len(parts) > 2 else "train")
-    if Path(name).exists():
+    if Path(name).is_file():
         ds = datasets.load_dataset("json", data_files=name, split=split)
+    elif Path(name).is_dir():
+        # datasets keys its cache of a local folder by the folder's name and config, not its files: a changed
+        # copy (or another copy of the same name) would give the old records, or the old columns, back. Read
+        # it afresh each time, into memory, with a cache of its own.
+        with tempfile.TemporaryDirectory(prefix="isobench-hf-") as cache:
+            ds = list(datasets.load_dataset(name, config, split=split, cache_dir=cache, keep_in_memory=True))
     else:
         ds = datasets.load_dataset(name, config, split=split)
     out = LoadResult()

@@ -82,6 +82,27 @@ def test_hf_dataset_records_load_through_datasets(tiny_repo, tmp_path):
     assert "closed form" not in result.tasks[0].description  # the commit message would give the fix away
 
 
+def test_hf_local_copy_of_a_hub_dataset_loads_its_configured_split(tiny_repo, tmp_path):
+    """A local copy of a hub dataset (parquet files and the README's configs, as `huggingface-cli download`
+    leaves it): `hf:FOLDER:CONFIG:SPLIT` reads the split the card declares, offline."""
+    import polars as pl
+
+    copy = tmp_path / "ISO-Bench"
+    (copy / "data" / "vllm").mkdir(parents=True)
+    (copy / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: vllm\n"
+                                    "    path: data/vllm/*.parquet\n---\n# a local copy\n")
+    pl.DataFrame([{"commit_hash": tiny_repo["human"], "perf_command": "python benchmarks/benchmark_latency.py --model m",
+                   "models": ["m"], "has_latency": True}]).write_parquet(copy / "data" / "vllm" / "train.parquet")
+    result = load_tasks(f"hf:{copy}:default:vllm", repo=str(tiny_repo["path"]))
+    assert [(t.human_commit, t.parent_commit, t.benchmark.kind) for t in result.tasks] == [
+        (tiny_repo["human"], tiny_repo["parent"], "latency")]
+    # the copy changes (a newer download): its records now, not the ones datasets cached for that folder name
+    pl.DataFrame([{"commit_hash": tiny_repo["human"], "perf_command": "python benchmarks/benchmark_throughput.py --model m",
+                   "models": ["m"], "has_throughput": True}]).write_parquet(copy / "data" / "vllm" / "train.parquet")
+    result = load_tasks(f"hf:{copy}:default:vllm", repo=str(tiny_repo["path"]))
+    assert [t.benchmark.kind for t in result.tasks] == ["throughput"]
+
+
 @pytest.mark.parametrize("body, field, words", [
     ("tasks: [{id: a, repo: r, human_commit: abcdef1, benchmark: {kind: serving, command: x}}]", "repo", "unknown repo"),
     ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, benchmark: {kind: offline, command: x}}]", "benchmark.kind", "unknown benchmark kind"),
