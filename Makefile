@@ -37,9 +37,9 @@ test-docker-demo: $(STAMP)
 # task end to end with agents human and noop (tests/test_vllm_cpu.py). CI runs it; not in make test.
 VLLM_VENV    := .venv-vllm
 VLLM_VERSION ?= 0.32.0
-LM_EVAL      ?= lm-eval[api]==0.4.13
+LM_EVAL_VERSION ?= 0.4.13
 VLLM_BUILD   := tasks/vllm-cpu/.build
-VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)-lm-eval
+VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)-lm-eval-$(LM_EVAL_VERSION)
 TORCH_SOURCE ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
 $(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py tasks/vllm-cpu/build_repo.py tasks/reproducible_git.py
@@ -49,7 +49,7 @@ $(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py
 	@# the registry's torchvision, torchaudio and torchcodec do not match the CPU torch: import transformers fails
 	$(BIN)/uv pip uninstall -q -p $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec || true
 	@# lm-eval runs in the engine's environment, as a client of the arm's server (the correctness check)
-	$(BIN)/uv pip install -q -p $(VLLM_VENV)/bin/python "$(LM_EVAL)"
+	$(BIN)/uv pip install -q -p $(VLLM_VENV)/bin/python "lm-eval[api]==$(LM_EVAL_VERSION)"
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/setup_env.py $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/make_model.py $(VLLM_BUILD)/hf
 	$(VLLM_VENV)/bin/python tasks/vllm-cpu/build_repo.py $(VLLM_VENV) $(VLLM_BUILD)/vllm

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
                       "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples",
                       "check_correctness", "greedy_max_tokens", "lm_eval_tasks", "lm_eval_include_path",
-                      "accuracy_drop_max")
+                      "lm_eval_on_cpu", "lm_eval_limit", "lm_eval_batch_size", "lm_eval_seed", "accuracy_drop_max")
 
 
 class Settings(BaseSettings):
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     docker_mounts: tuple[str, ...] = ()
     docker_user: str | None = None
     docker_min_free_gb: float = Field(50.0, ge=0)  # under this free space, unused images go, least recently used first
+    # before any session, the driver asks whether each image the plan needs can be had (environments.missing_images);
+    # off where images are put on the nodes by hand under names a reachable registry does not know
+    check_images_at_plan: bool = True
     envs_min_free_gb: float = Field(50.0, ge=0)  # the same rule for per-commit engine environments (repo.wheel)
     isolate_agents: bool = True  # contain agent sessions (also those that run no code, where it is possible)
     # host variables that validation and benchmark commands may see: model caches, and the thread counts Ray

@@ -72,9 +72,10 @@ def rebuild_reason(task: Task, arm: str, changed: list[str]) -> str | None:
 
 def missing_images(plan: list, sandboxes: SandboxFactory) -> dict[str, str]:
     """Before the run: the attempts whose container images cannot be had (not on the engine, no Dockerfile
-    template, and the registry says it has none), each with the reason: recorded as error/image_missing then,
-    before any agent session. An image asked for by several attempts is looked up once; a registry that does
-    not answer now leaves the question to the stage, which pulls."""
+    template, and the registry says it knows no such image), each with the reason: recorded as
+    error/image_missing then, before any agent session. An image asked for by several attempts is looked up
+    once; any other answer (a registry that does not answer now, or wants credentials) leaves the question to
+    the stage on the node, which pulls. `check_images_at_plan` off: nothing is asked."""
     found: dict[str, str | None] = {}
 
     def why_missing(image: str, dockerfile: Path | None) -> str | None:
@@ -90,9 +91,9 @@ def missing_images(plan: list, sandboxes: SandboxFactory) -> dict[str, str]:
     for attempt, task, agent in plan:
         dockerfile = Path(task.repo.dockerfile) if task.repo.dockerfile else None
         wanted = [(task.image(c), dockerfile) for c in dict.fromkeys((task.parent_commit, task.human_commit))]
-        if agent.spec.image:
-            wanted.append((per_commit(agent.spec.image, task.parent_commit), None))
-        reasons = [r for image, df in wanted if image for r in [why_missing(image, df)] if r]
+        reasons = [why for image, df in wanted if image and (why := why_missing(image, df))]
+        if agent.spec.image and (why := why_missing(per_commit(agent.spec.image, task.parent_commit), None)):
+            reasons.append(f"agent {agent.spec.name}: {why}")
         if reasons:
             missing[attempt.id] = "\n".join(reasons)
     return missing

@@ -60,7 +60,10 @@ def changed_settings(out: Path, settings: Settings) -> list[str]:
         return ["the run was written by an older isobench that did not record its settings"]
     before = previous["identity"]["measurement"]
     now = settings.measurement()
-    return [f"{k}: {before.get(k)!r} in the run, {now[k]!r} now" for k in now if before.get(k) != now[k]]
+    # a setting added after the run was made: it ran with that setting's default
+    defaults = Settings.model_construct().measurement()
+    return [f"{k}: {before.get(k, defaults[k])!r} in the run, {now[k]!r} now" for k in now
+            if before.get(k, defaults[k]) != now[k]]
 
 
 def check_resume(out: Path, settings: Settings) -> None:
@@ -72,10 +75,17 @@ def check_resume(out: Path, settings: Settings) -> None:
 
 
 def check_environments(tasks: list[Task], settings: Settings) -> None:
-    """Each arm's engine can be reached where its commands run: a per-commit wheel environment lives on the
-    node (wheel_envs.py), where containers do not see it."""
+    """Each arm's engine, and what its checks read, can be reached where its commands run: a per-commit wheel
+    environment lives on the node (wheel_envs.py), where containers do not see it; nor do they see an lm-eval
+    task folder outside their mounts."""
     if settings.sandbox != "docker":
         return
+    include = settings.lm_eval_include_path
+    if include and settings.check_correctness and not any(
+            Path(include).is_relative_to(Path(m.split(":")[0]).resolve()) for m in settings.docker_mounts):
+        raise PlanError(f"lm_eval_include_path: {include} is not inside any docker_mounts folder, so the arms' "
+                        f"containers, where lm-eval runs, cannot read it: add it (or a folder above it) to "
+                        f"ISOBENCH_DOCKER_MOUNTS, with the data its task YAMLs name")
     wheel = [t for t in tasks if t.repo.wheel]
     if wheel:
         lines = "\n".join(f"{t.source}: task {t.id}: repo.wheel: installed into a virtualenv on the node, which the "
@@ -122,6 +132,11 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
             if child.name != ".lock":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     settings = settings.model_copy(update={"run_dir": str(out.resolve())})
+    if settings.lm_eval_include_path:  # read by the slots, from their own working directory: made absolute here
+        include = Path(settings.lm_eval_include_path).resolve()
+        if not include.is_dir():
+            raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
+        settings = settings.model_copy(update={"lm_eval_include_path": str(include)})
     check_resume(out, settings)
     loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
     tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
@@ -139,7 +154,8 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     })
     from isobench_ray import cluster  # Ray is imported only where the run needs it
 
-    unavailable = missing_images(plan, make_sandboxes(settings))  # before any session, not hours later
+    # before any session, not hours later
+    unavailable = missing_images(plan, make_sandboxes(settings)) if settings.check_images_at_plan else {}
     cluster.connect(address, num_cpus, num_gpus)
     panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
     try:

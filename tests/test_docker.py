@@ -467,6 +467,11 @@ def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_
         assert sandboxes.locate_image(pushed) == "in its registry"
         with pytest.raises(ImageMissing, match="its registry does not have it"):
             sandboxes.locate_image(f"{registry}/isobench-agent:absent")
+        # a registry that does not answer settles nothing: the stage on the node tries again
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        assert sandboxes.locate_image(f"127.0.0.1:{closed}/isobench-agent:any").startswith("not checked")
         assert sandboxes.ensure_image(pushed) == "pulled"
         assert sandboxes.locate_image(pushed) == "present"
 

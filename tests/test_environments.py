@@ -187,3 +187,32 @@ def test_a_wheel_environment_under_the_docker_sandbox_is_refused_when_planned(tm
     check_environments([task], _settings(tmp_path))  # local processes see the node's environments
     with pytest.raises(PlanError, match=r"tasks/x.yaml: task fake: repo.wheel: .*\n.*repo.image"):
         check_environments([task], _settings(tmp_path).model_copy(update={"sandbox": "docker"}))
+
+
+def test_an_lm_eval_folder_the_containers_cannot_see_is_refused_when_planned(tmp_path):
+    """lm-eval runs in the arm's container: its task folder must be inside a docker mount."""
+    from isobench_ray.runner import PlanError, check_environments
+
+    include = tmp_path / "lm_eval_tasks"
+    include.mkdir()
+    docker = _settings(tmp_path).model_copy(update={"sandbox": "docker", "check_correctness": True,
+                                                    "lm_eval_include_path": str(include)})
+    with pytest.raises(PlanError, match="lm_eval_include_path: .* not inside any docker_mounts"):
+        check_environments([], docker)
+    check_environments([], docker.model_copy(update={"docker_mounts": (str(tmp_path),)}))
+
+
+def test_a_measurement_setting_newer_than_the_run_counts_as_its_default(tmp_path):
+    """A run made before a measurement setting existed ran with its default: resuming it with the default is
+    no change; with another value it is."""
+    import json
+
+    from isobench_ray.runner import changed_settings
+
+    settings = _settings(tmp_path)
+    before = settings.measurement()
+    del before["lm_eval_seed"]
+    (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": before}}))
+    assert changed_settings(tmp_path, settings) == []
+    assert changed_settings(tmp_path, settings.model_copy(update={"lm_eval_seed": 7})) == [
+        "lm_eval_seed: 1234 in the run, 7 now"]

@@ -128,5 +128,6 @@ def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
     assert scores["correctness"] == "preserved", scores
     for arm in ("baseline", "human", "agent"):  # what lm-eval reported, kept beside its log for a person to read
         reported = json.loads((folder / "bench" / f"{arm}.lm_eval.json").read_text())
-        assert reported["isobench_arith"]["sample_len"] == 6, reported
+        assert reported["results"]["isobench_arith"]["sample_len"] == 6, reported
+        assert reported["configs"]["isobench_arith"]["generation_kwargs"]["do_sample"] is False
         assert (folder / "bench" / f"{arm}.lm_eval.log").is_file()

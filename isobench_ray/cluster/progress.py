@@ -34,7 +34,8 @@ class Progress:
     def attempt_done(self, status: str, last_stage: str | None) -> None:
         # an attempt that ended early will not need the later stages' bars
         names = [s for s, _ in STAGES]
-        reached = names.index(last_stage) if last_stage in ("session", "validation") else len(names) - 1
+        reached = (names.index(last_stage) if last_stage in ("session", "validation")
+                   else -1 if last_stage == "plan" else len(names) - 1)  # plan: ended before any stage
         for later in names[reached + 1:]:
             bar = self.bars[later]
             bar.total = max(bar.n, bar.total - 1)

@@ -589,6 +589,7 @@ class DockerSandboxes:
         (it exists; whether it builds is known only by building), or the registry, asked for the image's
         manifest without pulling it. ImageMissing when none has it."""
         import docker
+        import requests
 
         client = client_for(self.host)
         try:
@@ -596,6 +597,8 @@ class DockerSandboxes:
             return "present"
         except docker.errors.ImageNotFound:
             pass
+        except (docker.errors.DockerException, requests.RequestException) as exc:  # a malformed name, a slow engine
+            return f"not checked: {str(exc)[:300]}"
         if dockerfile is not None:
             if not dockerfile.is_file():
                 raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
@@ -604,11 +607,15 @@ class DockerSandboxes:
         try:
             client.images.get_registry_data(image)
             return "in its registry"
-        except docker.errors.NotFound as exc:  # the registry answered: no such image
-            raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
-                               f"and its registry does not have it: {str(exc)[:500]}") from None
-        except docker.errors.APIError as exc:  # unreachable now, or it wants credentials: the stage tries again
-            return f"not checked: its registry did not answer ({str(exc)[:300]})"
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            # Settled only where the registry itself says it knows no such manifest or repository (the
+            # distribution API's MANIFEST_UNKNOWN / NAME_UNKNOWN); unreachable, slow, or wanting credentials
+            # (a private repository may answer 401 or 404 to a stranger): the stage on the node tries again.
+            words = str(exc).lower()
+            if isinstance(exc, docker.errors.NotFound) and ("manifest unknown" in words or "name unknown" in words):
+                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
+                                   f"and its registry does not have it: {str(exc)[:500]}") from None
+            return f"not checked: its registry did not say ({str(exc)[:300]})"
 
     def reap(self, key: str, value: str) -> list[str]:
         client = client_for(self.host)

@@ -264,8 +264,9 @@ class ThreeWayBenchmark:
         results = sorted(out_dir.glob("**/results_*.json"))
         if not res.ok or not results:
             return {"greedy_detail": f"lm-eval did not finish for the {arm} arm: {res.tail(5)}"}
-        scores = json.loads(results[-1].read_text())["results"]
-        logs[f"bench/{arm}.lm_eval.json"] = json.dumps(scores, indent=1)  # per task, as lm-eval reported it
+        reported = results[-1].read_text()
+        logs[f"bench/{arm}.lm_eval.json"] = reported  # as lm-eval wrote it: scores, configs, samples, versions
+        scores = json.loads(reported)["results"]
         accuracies = [next(v for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k
                            and k.split(",")[0] in ("exact_match", "acc", "acc_norm"))
                       for metrics in scores.values()]
