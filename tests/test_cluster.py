@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from isobench_ray.cluster import simulate
 from isobench_ray.cluster.driver import Driver
 from isobench_ray.pipeline import plan_attempts
 from isobench_ray.config import Settings
+from isobench_ray.engines.server import free_port
 from isobench_ray.store import RunStore
 
 pytestmark = pytest.mark.slow
@@ -124,17 +124,11 @@ def test_a_killed_driver_resumes_without_redoing_or_losing_anything(tmp_path):
         json.loads(path.read_text())  # nothing half-written
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
     demo.build_repo()
     ray_bin = Path(sys.executable).parent / "ray"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
     subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",

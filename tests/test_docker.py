@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from isobench_ray.config import Settings
+from isobench_ray.engines.server import free_port
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
 from isobench_ray.sandbox import docker as docker_sandbox
 from isobench_ray.sandbox.docker import DockerSandboxes
@@ -415,9 +416,7 @@ def registry(tmp_path):
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
                       f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
@@ -468,10 +467,7 @@ def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_
         with pytest.raises(ImageMissing, match="its registry does not have it"):
             sandboxes.locate_image(f"{registry}/isobench-agent:absent")
         # a registry that does not answer settles nothing: the stage on the node tries again
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            closed = s.getsockname()[1]
-        assert sandboxes.locate_image(f"127.0.0.1:{closed}/isobench-agent:any").startswith("not checked")
+        assert sandboxes.locate_image(f"127.0.0.1:{free_port()}/isobench-agent:any").startswith("not checked")
         assert sandboxes.ensure_image(pushed) == "pulled"
         assert sandboxes.locate_image(pushed) == "present"
 

@@ -30,3 +30,17 @@ def test_a_retry_goes_to_another_slot_than_the_one_it_failed_on(tmp_path):
     assert pool.pick(task, avoid={"n/gpu0"}) is other
     del pool.actors[other]
     assert pool.pick(task, avoid={"n/gpu0"}) is dirty  # nothing else left: better than never
+
+
+def test_an_attempt_ended_at_planning_needs_no_stage_bar():
+    """An attempt recorded at planning (image_missing) will run no stage: every stage's bar expects one less."""
+    import collections
+
+    from isobench_ray.cluster.progress import Progress
+
+    progress = Progress(2, 0, collections.Counter(session=2), lambda data: None, show=False)
+    progress.attempt_done("error", "plan")
+    assert {stage: bar.total for stage, bar in progress.bars.items()} == dict.fromkeys(
+        ("session", "validation", "measurements"), 1)
+    progress.attempt_done("failed", "session")  # a session failure still needs its session bar
+    assert {stage: bar.total for stage, bar in progress.bars.items()} == {"session": 1, "validation": 0, "measurements": 0}

@@ -31,15 +31,20 @@ def _attempts(out: Path) -> dict[str, Path]:
     return found
 
 
-def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
+def _tier_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of an `isobench run` on the tier (skips when it is not built), with ISOBENCH_ settings."""
     if not ENGINE_PYTHON.exists() or not (ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm" / ".git").is_dir():
         pytest.skip("the vllm-cpu tier is not built: run `make test-vllm`")
-    env = {**os.environ,
-           "HF_HOME": os.environ.get("HF_HOME", str(ROOT / "tasks" / "vllm-cpu" / ".build" / "hf")),
-           "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
-           "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work"),
-           "ISOBENCH_MIN_SAMPLES": "3", "ISOBENCH_NOISE_ARM": os.environ.get("ISOBENCH_NOISE_ARM", "false"),
-           "ISOBENCH_CHECK_CORRECTNESS": os.environ.get("ISOBENCH_CHECK_CORRECTNESS", "false")}
+    return {**os.environ,
+            "HF_HOME": os.environ.get("HF_HOME", str(ROOT / "tasks" / "vllm-cpu" / ".build" / "hf")),
+            "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work"),
+            **{f"ISOBENCH_{k.upper()}": v for k, v in settings.items()}}
+
+
+def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
+    env = _tier_env(tmp_path, min_samples="3", noise_arm=os.environ.get("ISOBENCH_NOISE_ARM", "false"),
+                    check_correctness=os.environ.get("ISOBENCH_CHECK_CORRECTNESS", "false"))
     out = tmp_path / "run"
     rounds = os.environ.get("VLLM_ROUNDS", "3")
     cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human,noop", "--task", TASK,
@@ -95,21 +100,15 @@ def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
     """The correctness check on the real engine: every arm's server answers the fixed prompts greedily and
     lm-eval (from the engine's environment, `--include_path` for a local task) scores it; the human commit
     keeps the baseline's tokens, so it is `preserved`."""
-    if not ENGINE_PYTHON.exists() or not (ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm" / ".git").is_dir():
-        pytest.skip("the vllm-cpu tier is not built: run `make test-vllm`")
     tasks_dir = tmp_path / "lm_eval_tasks"
+    env = {**_tier_env(tmp_path, min_samples="2", noise_arm="false", check_correctness="true", lm_eval_on_cpu="true",
+                       lm_eval_tasks='["isobench_arith"]', lm_eval_include_path=str(tasks_dir), lm_eval_limit="6"),
+           "HF_DATASETS_OFFLINE": "1"}
     tasks_dir.mkdir()
     data = tasks_dir / "arith.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n"
                             for a, b in ((2, 3), (7, 5), (10, 4), (6, 6), (9, 1), (3, 8))))
     (tasks_dir / "isobench_arith.yaml").write_text(ARITH_TASK.format(data=data))
-    env = {**os.environ,
-           "HF_HOME": os.environ.get("HF_HOME", str(ROOT / "tasks" / "vllm-cpu" / ".build" / "hf")),
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
-           "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work"),
-           "ISOBENCH_MIN_SAMPLES": "2", "ISOBENCH_NOISE_ARM": "false", "ISOBENCH_CHECK_CORRECTNESS": "true",
-           "ISOBENCH_LM_EVAL_ON_CPU": "true", "ISOBENCH_LM_EVAL_TASKS": '["isobench_arith"]',
-           "ISOBENCH_LM_EVAL_INCLUDE_PATH": str(tasks_dir), "ISOBENCH_LM_EVAL_LIMIT": "6"}
     out = tmp_path / "run"
     # the throughput task: no server for the benchmark itself, so the check's three server starts dominate
     cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human",

@@ -581,8 +581,10 @@ class DockerSandboxes:
             except (docker.errors.BuildError, docker.errors.APIError) as exc:
                 log = "".join(c.get("stream", "") or c.get("error", "") for c in getattr(exc, "build_log", []) or [])
                 how = f"building it from {dockerfile} failed" if dockerfile is not None else "pulling it failed"
-                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
-                                   f"and {how}: {exc}\n{log[-2000:]}".rstrip()) from None
+                raise ImageMissing(f"{self._absent(image)} and {how}: {exc}\n{log[-2000:]}".rstrip()) from None
+
+    def _absent(self, image: str) -> str:
+        return f"the Docker image {image!r} is not on the engine at {self.host or default_host()}"
 
     def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
         """Where `image` would come from, asked before a run is planned: this engine, the Dockerfile template
@@ -601,8 +603,7 @@ class DockerSandboxes:
             return f"not checked: {str(exc)[:300]}"
         if dockerfile is not None:
             if not dockerfile.is_file():
-                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
-                                   f"and its Dockerfile template {dockerfile} does not exist")
+                raise ImageMissing(f"{self._absent(image)} and its Dockerfile template {dockerfile} does not exist")
             return f"to be built from {dockerfile}"
         try:
             client.images.get_registry_data(image)
@@ -613,8 +614,7 @@ class DockerSandboxes:
             # (a private repository may answer 401 or 404 to a stranger): the stage on the node tries again.
             words = str(exc).lower()
             if isinstance(exc, docker.errors.NotFound) and ("manifest unknown" in words or "name unknown" in words):
-                raise ImageMissing(f"the Docker image {image!r} is not on the engine at {self.host or default_host()} "
-                                   f"and its registry does not have it: {str(exc)[:500]}") from None
+                raise ImageMissing(f"{self._absent(image)} and its registry does not have it: {str(exc)[:500]}") from None
             return f"not checked: its registry did not say ({str(exc)[:300]})"
 
     def reap(self, key: str, value: str) -> list[str]:

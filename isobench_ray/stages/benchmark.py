@@ -257,7 +257,7 @@ class ThreeWayBenchmark:
         if s.lm_eval_limit:
             argv += ["--limit", str(s.lm_eval_limit)]
         if s.lm_eval_include_path:
-            argv += ["--include_path", str(Path(s.lm_eval_include_path).resolve())]
+            argv += ["--include_path", s.lm_eval_include_path]  # absolute: the runner resolved it on the driver
         res = sandbox.exec(shlex.join(argv), cwd=tree, timeout_s=s.bench_timeout_s or 7200,
                            log_path=log_dir / f"{arm}.lm_eval.log")
         logs[f"bench/{arm}.lm_eval.log"] = res.output[-LOG_LIMIT:]
