@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-docker-demo test-vllm lock clean
+.PHONY: demo test test-docker-demo test-vllm test-gpu lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ demo: $(STAMP)
 	$(BIN)/isobench demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm and not gpu"
+
+# a benchmark slot's NVML checks on a real GPU (tests/test_gpu_slot.py; a GPU node only, seconds)
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu -s tests/test_gpu_slot.py
 
 # the demo's tasks with the local sandbox and in containers: the same outcomes (about 15 minutes; CI runs it)
 test-docker-demo: $(STAMP)

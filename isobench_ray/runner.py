@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import time
@@ -40,11 +41,23 @@ def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = 
     return loaded
 
 
+def measurement_identity(settings: Settings) -> dict:
+    """The measurement settings, and the content of the lm-eval task folder they name: a task YAML edited
+    between two runs changes the accuracies as surely as another path would."""
+    identity = settings.measurement()
+    if settings.lm_eval_include_path:
+        folder = Path(settings.lm_eval_include_path)
+        identity["lm_eval_include_content"] = content_hash(
+            {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+             for f in sorted(folder.rglob("*")) if f.is_file()}, 16)
+    return identity
+
+
 def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], settings: Settings) -> dict:
     """What the numbers in a run directory depend on: measurement settings and every fingerprint."""
     agents = {a.spec.name: a for _, _, a in plan}
     return {
-        "measurement": settings.measurement(),
+        "measurement": measurement_identity(settings),
         "tasks": {t.id: content_hash(t.fingerprint(), 16) for t in tasks},
         "agents": {s.name: {t.id: agents[s.name].fingerprint(t) for t in tasks if agents[s.name].covers(t)}
                    for s in agent_specs if s.name in agents},
@@ -59,11 +72,11 @@ def changed_settings(out: Path, settings: Settings) -> list[str]:
     if "identity" not in previous:
         return ["the run was written by an older isobench that did not record its settings"]
     before = previous["identity"]["measurement"]
-    now = settings.measurement()
+    now = measurement_identity(settings)
     # a setting added after the run was made: it ran with that setting's default
     defaults = Settings.model_construct().measurement()
-    return [f"{k}: {before.get(k, defaults[k])!r} in the run, {now[k]!r} now" for k in now
-            if before.get(k, defaults[k]) != now[k]]
+    return [f"{k}: {before.get(k, defaults.get(k))!r} in the run, {now.get(k)!r} now" for k in {**before, **now}
+            if before.get(k, defaults.get(k)) != now.get(k)]
 
 
 def check_resume(out: Path, settings: Settings) -> None:

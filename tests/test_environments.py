@@ -216,3 +216,21 @@ def test_a_measurement_setting_newer_than_the_run_counts_as_its_default(tmp_path
     assert changed_settings(tmp_path, settings) == []
     assert changed_settings(tmp_path, settings.model_copy(update={"lm_eval_seed": 7})) == [
         "lm_eval_seed: 1234 in the run, 7 now"]
+
+
+def test_an_edited_lm_eval_task_folder_is_a_changed_setting(tmp_path):
+    """The accuracies depend on the task YAMLs in lm_eval_include_path, not only on its path: a folder edited
+    between two runs stops the resume, like any other measurement setting."""
+    import json
+
+    from isobench_ray.runner import changed_settings, measurement_identity
+
+    include = tmp_path / "lm_eval_tasks"
+    include.mkdir()
+    (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 0\n")
+    settings = _settings(tmp_path).model_copy(update={"lm_eval_include_path": str(include)})
+    (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": measurement_identity(settings)}}))
+    assert changed_settings(tmp_path, settings) == []
+    (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 5\n")
+    changed = changed_settings(tmp_path, settings)
+    assert len(changed) == 1 and changed[0].startswith("lm_eval_include_content: ")

@@ -51,7 +51,7 @@ def test_a_pinned_command_and_its_children_run_on_its_cores_with_sized_thread_po
 def test_without_nvml_the_gpu_checks_say_so_and_never_fail():
     gpus = Gpus([0])
     if gpus.available:
-        pytest.skip("NVML is present here: the real checks run in the device script")
+        pytest.skip("NVML is present here: its real checks are make test-gpu (tests/test_gpu_slot.py)")
     check = gpus.check_clean()
     assert check.clean and check.detail.startswith("not checked: NVML unavailable")
     assert gpus.telemetry() == {}

@@ -125,19 +125,14 @@ class ThreeWayBenchmark:
     def _cores(self, serving: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(server cores, client cores): disjoint halves of the slot for a server and its client; an
         offline benchmark, which is the engine, gets the whole slot. () when pinning is off, or the slot has
-        fewer than `pin_min_cores` (docs/measurement.md: on two vCPUs pinning measured noisier)."""
+        fewer than `pin_min_cores` (2: one core cannot be split)."""
         if not self.settings.pin_cores or len(self.slot.cpus) < self.settings.pin_min_cores:
             return (), ()
         return split_cores(self.slot.cpus) if serving else ((), self.slot.cpus)
 
     def _ensure_clean_gpus(self, sandbox: Sandbox) -> None:
         """Before an arm: the slot's GPUs run nothing and hold no more than at rest, or the slot is dirty."""
-        check = self.gpus.check_clean(self.settings.gpu_rest_mb)
-        deadline = time.monotonic() + 10.0  # the driver frees memory a moment after a tree is gone
-        while not check.clean and time.monotonic() < deadline:
-            sandbox.cleanup()
-            time.sleep(0.5)
-            check = self.gpus.check_clean(self.settings.gpu_rest_mb)
+        check = self.gpus.wait_clean(self.settings.gpu_rest_mb, reap=sandbox.cleanup)
         if not check.clean:
             raise DirtySlot(f"slot {self.slot.name} is not clean before an arm: {check.detail}")
 
