@@ -33,14 +33,17 @@ from isobench_ray.store import RunStore
 
 # A fixed piece of pure-Python work: what identical CPU work costs from one fresh process to the next, alone
 # on one pinned core. Its spread is the machine's floor, which no pinning inside the machine can remove.
-_FLOOR_WORK = "import time; t = time.perf_counter(); sum(i * i for i in range(3_000_000)); print(time.perf_counter() - t)"
+_FLOOR_WORK = "import sys, time; t = time.perf_counter(); sum(i * i for i in range(int(sys.argv[1]))); print(time.perf_counter() - t)"
 
 
-def host_floor(runs: int) -> list[float]:
-    """Seconds taken by `runs` fresh processes doing the same fixed work, each alone on the last core."""
+def host_floor(runs: int, iterations: int = 30_000_000) -> list[float]:
+    """Seconds taken by `runs` fresh processes doing the same fixed work, each alone on the last core. The
+    default size takes 2-3 s here, about as long as one run of a demo serving task; shorter work spreads more
+    (a tenth of it: CV 25% against 10%, docs/measurement.md)."""
     core = {max(os.sched_getaffinity(0))}
-    return [float(subprocess.run([sys.executable, "-c", _FLOOR_WORK], capture_output=True, text=True, check=True,
-                                 preexec_fn=lambda: os.sched_setaffinity(0, core)).stdout) for _ in range(runs)]
+    return [float(subprocess.run([sys.executable, "-c", _FLOOR_WORK, str(iterations)], capture_output=True, text=True,
+                                 check=True, preexec_fn=lambda: os.sched_setaffinity(0, core)).stdout)
+            for _ in range(runs)]
 
 
 def _cv(values: list[float]) -> float:
