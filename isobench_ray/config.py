@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     noise_arm: bool = True  # a second baseline arm in the same rounds: the task's own noise floor
     warmup_runs: int | None = Field(None, ge=0)  # discarded runs after each server start; None: the engine's default
     pin_cores: bool = True  # server and client on disjoint cores of the slot, thread pools sized to them ...
-    pin_min_cores: int = Field(2, ge=1)  # ... where the slot has this many (docs/measurement.md: a shared VM's floor)
+    pin_min_cores: int = Field(4, ge=1)  # ... where the slot has this many (on 2 shared vCPUs pinning measured noisier)
     # on a GPU node, cores kept for agent sessions and validation (their processes and containers are pinned
     # there); the benchmark slots share the rest. 0: slots share every core
     host_cores: int = Field(2, ge=0)

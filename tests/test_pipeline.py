@@ -42,7 +42,8 @@ def finished_run(tmp_path_factory):
     demo.build_repo()
     base = tmp_path_factory.mktemp("pipeline")
     # three rounds keep the test short; min_samples is lowered to match (its default, 5, is for verdicts)
-    settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=3, max_rounds=3, min_samples=3)
+    settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=3, max_rounds=3, min_samples=3,
+                        pin_min_cores=2)  # pinned on any machine of 2 cores or more, so the test sees the cores
     out = base / "run"
     specs = parse_agents(demo.agents_arg())
     runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, num_cpus=2, show_progress=False)

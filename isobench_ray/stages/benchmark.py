@@ -125,7 +125,7 @@ class ThreeWayBenchmark:
     def _cores(self, serving: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(server cores, client cores): disjoint halves of the slot for a server and its client; an
         offline benchmark, which is the engine, gets the whole slot. () when pinning is off, or the slot has
-        fewer than `pin_min_cores` (2: one core cannot be split)."""
+        fewer than `pin_min_cores` (docs/measurement.md: on two shared vCPUs pinning measured noisier)."""
         if not self.settings.pin_cores or len(self.slot.cpus) < self.settings.pin_min_cores:
             return (), ()
         return split_cores(self.slot.cpus) if serving else ((), self.slot.cpus)
