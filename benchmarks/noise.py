@@ -150,7 +150,7 @@ def main() -> None:
                 labels.append(f"{rec.failure_cause}")
                 continue
             base = m.arm("baseline").samples(m.primary_metric)
-            cvs.append(statistics.stdev(base) / statistics.mean(base) * 100)
+            cvs.append(_cv(base))
             rounds.append(len(m.order))
             noises.append(s.noise_pct or 0.0)
             bands.append(s.band_pct)

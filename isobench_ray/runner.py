@@ -44,44 +44,42 @@ def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = 
 def measurement_identity(settings: Settings) -> dict:
     """The measurement settings, and the content of the lm-eval task folder they name: a task YAML edited
     between two runs changes the accuracies as surely as another path would."""
-    identity = settings.measurement()
-    if settings.lm_eval_include_path:
-        folder = Path(settings.lm_eval_include_path)
-        identity["lm_eval_include_content"] = content_hash(
-            {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
-             for f in sorted(folder.rglob("*")) if f.is_file()}, 16)
-    return identity
+    folder = Path(settings.lm_eval_include_path) if settings.lm_eval_include_path else None
+    content = content_hash({str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+                            for f in sorted(folder.rglob("*")) if f.is_file()}, 16) if folder else None
+    return settings.measurement() | {"lm_eval_include_content": content}
 
 
-def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], settings: Settings) -> dict:
-    """What the numbers in a run directory depend on: measurement settings and every fingerprint."""
+def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], measurement: dict) -> dict:
+    """What the numbers in a run directory depend on: measurement settings (`measurement_identity`) and every
+    fingerprint."""
     agents = {a.spec.name: a for _, _, a in plan}
     return {
-        "measurement": measurement_identity(settings),
+        "measurement": measurement,
         "tasks": {t.id: content_hash(t.fingerprint(), 16) for t in tasks},
         "agents": {s.name: {t.id: agents[s.name].fingerprint(t) for t in tasks if agents[s.name].covers(t)}
                    for s in agent_specs if s.name in agents},
     }
 
 
-def changed_settings(out: Path, settings: Settings) -> list[str]:
-    """How the measurement settings of the run in `out` differ from these ([] for a new or matching run)."""
+def changed_settings(out: Path, now: dict) -> list[str]:
+    """How the measurement settings of the run in `out` differ from `now` (`measurement_identity`; [] for a
+    new or matching run)."""
     previous = RunStore(out).read_json("run.json")
     if not previous:
         return []
     if "identity" not in previous:
         return ["the run was written by an older isobench that did not record its settings"]
     before = previous["identity"]["measurement"]
-    now = measurement_identity(settings)
-    # a setting added after the run was made: it ran with that setting's default
-    defaults = Settings.model_construct().measurement()
-    return [f"{k}: {before.get(k, defaults.get(k))!r} in the run, {now.get(k)!r} now" for k in {**before, **now}
-            if before.get(k, defaults.get(k)) != now.get(k)]
+    # a setting added after the run was made: it ran with that setting's default (no include folder's content)
+    defaults = measurement_identity(Settings.model_construct())
+    return [f"{k}: {before.get(k, defaults[k])!r} in the run, {now[k]!r} now" for k in now
+            if before.get(k, defaults[k]) != now[k]]
 
 
-def check_resume(out: Path, settings: Settings) -> None:
+def check_resume(out: Path, measurement: dict) -> None:
     """Numbers measured under other settings must not mix with these: stop and say which setting differs."""
-    changed = changed_settings(out, settings)
+    changed = changed_settings(out, measurement)
     if changed:
         raise PlanError(f"{out} was measured with other settings ({'; '.join(changed)}). Resuming would mix "
                         f"numbers measured differently: pass --fresh to start over, or a new --out.")
@@ -150,7 +148,8 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
         if not include.is_dir():
             raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
         settings = settings.model_copy(update={"lm_eval_include_path": str(include)})
-    check_resume(out, settings)
+    measurement = measurement_identity(settings)  # reads the lm-eval folder's files once
+    check_resume(out, measurement)
     loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
     tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
     check_environments(tasks, settings)
@@ -159,7 +158,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("tasks.json", [t.model_dump() for t in tasks])  # what the judges read, and a person
     store.write_json("run.json", {
-        "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, settings),
+        "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, measurement),
         # env values may be secrets: only their names are written (their hashes are in the identity)
         "agents": [s.model_dump() | {"env": sorted(s.env)} for s in agent_specs],
         "settings": settings.model_dump(), "isobench_version": __version__, "python": platform.python_version(),

@@ -207,14 +207,14 @@ def test_a_measurement_setting_newer_than_the_run_counts_as_its_default(tmp_path
     no change; with another value it is."""
     import json
 
-    from isobench_ray.runner import changed_settings
+    from isobench_ray.runner import changed_settings, measurement_identity
 
     settings = _settings(tmp_path)
     before = settings.measurement()
     del before["lm_eval_seed"]
     (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": before}}))
-    assert changed_settings(tmp_path, settings) == []
-    assert changed_settings(tmp_path, settings.model_copy(update={"lm_eval_seed": 7})) == [
+    assert changed_settings(tmp_path, measurement_identity(settings)) == []
+    assert changed_settings(tmp_path, measurement_identity(settings.model_copy(update={"lm_eval_seed": 7}))) == [
         "lm_eval_seed: 1234 in the run, 7 now"]
 
 
@@ -230,7 +230,7 @@ def test_an_edited_lm_eval_task_folder_is_a_changed_setting(tmp_path):
     (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 0\n")
     settings = _settings(tmp_path).model_copy(update={"lm_eval_include_path": str(include)})
     (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": measurement_identity(settings)}}))
-    assert changed_settings(tmp_path, settings) == []
+    assert changed_settings(tmp_path, measurement_identity(settings)) == []
     (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 5\n")
-    changed = changed_settings(tmp_path, settings)
+    changed = changed_settings(tmp_path, measurement_identity(settings))
     assert len(changed) == 1 and changed[0].startswith("lm_eval_include_content: ")
