@@ -11,7 +11,7 @@ import json
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -351,10 +351,21 @@ class Validation(Frozen):
         return self.failure_cause is None
 
 
+# The arms of a 3-way benchmark: the parent, the human commit, the parent with the agent's patch, and
+# baseline2, a second baseline in the same rounds (the A/A noise arm). Every other module takes them from here.
+Arm = Literal["baseline", "human", "agent", "baseline2"]
+NOISE_ARM: Arm = "baseline2"
+ALL_ARMS: tuple[Arm, ...] = get_args(Arm)
+ARMS: tuple[Arm, ...] = tuple(a for a in ALL_ARMS if a != NOISE_ARM)  # the three that make a verdict
+
+# Configuration echoes that are infinite by design (`--request-rate inf`): not measurements.
+MAY_BE_INFINITE = frozenset({"request_rate", "max_concurrency"})
+
+
 class Run(Frozen):
     """One execution of the benchmark command for one arm."""
 
-    arm: str
+    arm: Arm
     round: int
     warmup: bool = False
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -379,17 +390,13 @@ class Run(Frozen):
     @classmethod
     def _finite(cls, metrics: dict[str, Any]) -> dict[str, Any]:
         for key, value in metrics.items():
-            if isinstance(value, float) and not math.isfinite(value) and key not in _MAY_BE_INFINITE:
+            if isinstance(value, float) and not math.isfinite(value) and key not in MAY_BE_INFINITE:
                 raise ValueError(f"metric {key} = {value} is not finite")
         return metrics
 
 
-# Configuration echoes that are infinite by design (`--request-rate inf`): not measurements.
-_MAY_BE_INFINITE = {"request_rate", "max_concurrency"}
-
-
 class ArmResult(Frozen):
-    arm: Literal["baseline", "human", "agent", "baseline2"]  # baseline2: the A/A noise arm
+    arm: Arm
     commit: str
     command: str  # exactly what ran, after templating
     server_command: str | None = None

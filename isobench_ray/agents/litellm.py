@@ -19,6 +19,7 @@ from typing import Any
 
 from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
 from isobench_ray.schema import LitellmSpec, Task, content_hash
+from isobench_ray.text import head_and_tail
 
 SUBMIT = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 OUTPUT_CHARS = 10_000  # of a command's output shown to the model: head and tail beyond this
@@ -47,10 +48,7 @@ def bash_blocks(text: str) -> list[str]:
 
 
 def shown(output: str) -> str:
-    if len(output) <= OUTPUT_CHARS:
-        return output
-    half = OUTPUT_CHARS // 2
-    return f"{output[:half]}\n[... {len(output) - 2 * half} characters left out; narrow the command ...]\n{output[-half:]}"
+    return head_and_tail(output, OUTPUT_CHARS, "characters left out; narrow the command")
 
 
 class LitellmAgent(BuiltinAgent):

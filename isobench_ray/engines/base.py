@@ -16,6 +16,7 @@ from pathlib import Path
 
 from isobench_ray.engines import parsing, perf_command
 from isobench_ray.engines.perf_command import PerfCommand
+from isobench_ray.schema import MAY_BE_INFINITE
 
 
 class UnknownMetric(ValueError):
@@ -26,8 +27,7 @@ class BadMetrics(ValueError):
     """A result that no benchmark can give (nan, inf, zero or negative where that means nothing)."""
 
 
-# Configuration echoes that may be infinite (`--request-rate inf`), and values that may be zero.
-_MAY_BE_INFINITE = {"request_rate", "max_concurrency"}
+# Values that may be zero (configuration echoes that may be infinite: schema.MAY_BE_INFINITE).
 # (TPOT and ITL are 0.00 ms with one output token: real outputs show it)
 _MAY_BE_ZERO = re.compile(r"failed|completed|std_.*|total_.*|num_.*|concurrency|max_concurrency|max_concurrent_requests|"
                           r"request_goodput|accept_length|(mean|median|std|max|min|p\d+(\.\d+)?)_(ttft|tpot|itl|e2el)_ms")
@@ -52,7 +52,7 @@ def check_metrics(metrics: dict, text: str | None = None) -> dict:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        finite = math.isfinite(value) or key in _MAY_BE_INFINITE
+        finite = math.isfinite(value) or key in MAY_BE_INFINITE
         floor_ok = value > 0 or (value == 0 and _MAY_BE_ZERO.fullmatch(key.split(".")[0]))
         if not finite or not floor_ok:
             line = _offending_line(text, value)

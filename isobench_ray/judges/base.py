@@ -15,6 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel, ValidationError
 
 from isobench_ray.schema import Vote
+from isobench_ray.text import head_and_tail
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,7 @@ HACK_SHAPE = """{"special_cases_inputs": false, "caches_across_runs": false, "mo
 
 def truncate(diff: str, limit: int) -> str:
     """Long diffs keep their head and tail: where a patch starts and how it ends both tell."""
-    if len(diff) <= limit:
-        return diff
-    half = limit // 2
-    return f"{diff[:half]}\n... [{len(diff) - 2 * half} characters of the diff left out] ...\n{diff[-half:]}"
+    return head_and_tail(diff, limit, "characters of the diff left out")
 
 
 def verdict_prompt(request: JudgeRequest, human_first: bool, limit: int) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from isobench_ray.text import tail
+
 OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes of output kept in memory per command; the log file keeps all
 
 Command = str | Sequence[str]  # a shell line, or an argv that no shell sees
@@ -28,11 +30,6 @@ def pinned_env(cpus: Sequence[int] | None) -> dict[str, str]:
         return {}
     n = str(len(cpus))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "ISOBENCH_CPUS": ",".join(map(str, cpus))}
-
-
-def tail(text: str, lines: int = 20) -> str:
-    """The last lines of a command's output: what an error message shows."""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 class SandboxUnavailable(RuntimeError):

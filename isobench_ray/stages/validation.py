@@ -17,10 +17,9 @@ from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
 from isobench_ray.environments import build_commit, prepare, rebuild_reason
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
-from isobench_ray.schema import Attempt, Check, FailureCause, Session, StageError, Task, Validation
+from isobench_ray.schema import ARMS, Attempt, Check, FailureCause, Session, StageError, Task, Validation
+from isobench_ray.text import log_tail
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, mirror, scratch
-
-LOG_LIMIT = 200_000
 
 
 def validate(attempt: Attempt, task: Task, session: Session, settings: Settings, *,
@@ -28,7 +27,7 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
     logs: dict[str, str] = {}
     started = time.monotonic()
     mirror_path = mirror(task.repo.url, settings.cache_path, needed_commits(task))
-    for arm in ("baseline", "human", "agent"):
+    for arm in ARMS:
         built_at = build_commit(task, arm)
         if built_at is not None:
             changed = files_between(mirror_path, built_at, task.arm_commit(arm))
@@ -104,5 +103,5 @@ def _server_starts(sandbox: Sandbox, task: Task, tree: Path, settings: Settings,
                    logs: dict[str, str]) -> tuple[FailureCause | None, str]:
     server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.host, log_path,
                     settings.server_start_timeout_s)
-    logs[f"validate_{log_path.name}"] = server.stop()[-LOG_LIMIT:]
+    logs[f"validate_{log_path.name}"] = log_tail(server.stop())
     return server.failure or (None, server.command)

@@ -1,0 +1,25 @@
+"""Cutting long text to what is kept: logs, error messages, and what a model or a judge is shown. Pure."""
+
+from __future__ import annotations
+
+# The characters of one command's output kept in an attempt's logs: its end, where errors and results are.
+LOG_LIMIT = 200_000
+
+
+def tail(text: str, lines: int = 20) -> str:
+    """The last lines of a command's output: what an error message shows."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def log_tail(text: str) -> str:
+    """The end of a command's output, as an attempt's log keeps it."""
+    return text[-LOG_LIMIT:]
+
+
+def head_and_tail(text: str, limit: int, what: str = "characters left out") -> str:
+    """Long text keeps its head and its tail (where a patch or an output starts and how it ends both tell),
+    with a line in the middle saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} {what} ...]\n{text[-half:]}"
