@@ -14,6 +14,10 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The one home of two defaults other modules also need (the docker image builder, the status command).
+DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "isobench")  # git mirrors, images, environments: across runs
+BASE_IMAGE = "isobench-base:bookworm"  # the image every container starts from unless the task names one
+
 MEASUREMENT_FIELDS = ("rounds", "max_rounds", "ci_target_pct", "confidence", "noise_arm", "warmup_runs",
                       "runs_per_round", "hard_band_pct", "pin_cores", "pin_min_cores", "min_samples",
                       "check_correctness", "greedy_max_tokens", "lm_eval_tasks", "lm_eval_include_path",
@@ -24,7 +28,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ISOBENCH_", frozen=True, extra="forbid")
 
     # where things live
-    cache_dir: str = Field(str(Path.home() / ".cache" / "isobench"),  # git mirrors, shared across runs
+    cache_dir: str = Field(DEFAULT_CACHE_DIR,
                            validation_alias=AliasChoices("cache_dir", "ISOBENCH_CACHE", "ISOBENCH_CACHE_DIR"))
     work_dir: str = Field(str(Path(tempfile.gettempdir()) / "isobench-work"),  # per-stage scratch, removed after
                           validation_alias=AliasChoices("work_dir", "ISOBENCH_WORK", "ISOBENCH_WORK_DIR"))
@@ -39,7 +43,7 @@ class Settings(BaseSettings):
     # host folders every container sees at the same path (read-only; "path:rw" writable: model caches), and
     # the user commands run as (None: the harness's own uid:gid, so files in the bind mounts stay its own)
     docker_host: str | None = None
-    docker_image: str = "isobench-base:bookworm"
+    docker_image: str = BASE_IMAGE
     docker_shm_size: str = "8g"
     docker_time_limit_s: float = Field(86400.0, gt=0)
     docker_network: str = "host"
