@@ -48,7 +48,8 @@ def _settings(rounds: int | None = None, warmup: int | None = None, max_rounds: 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
     from isobench_ray.agents import AgentConfigError, parse_agents
-    from isobench_ray.report.tables import attempts_frame, print_summary
+    from isobench_ray.report.frames import attempts_frame
+    from isobench_ray.report.write import print_summary
     from isobench_ray.runner import PlanError, run
     from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
@@ -186,7 +187,7 @@ def report(
     private: bool = typer.Option(False, "--private", help="Create the dataset private."),
 ) -> None:
     """Rebuild attempts.parquet, report.md and report.html from a run directory's records."""
-    from isobench_ray.report.tables import print_summary, write_report
+    from isobench_ray.report.write import print_summary, write_report
 
     if not (run_dir / "attempts").is_dir():
         _fail(f"{run_dir}: not a run directory (no attempts/)")

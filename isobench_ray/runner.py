@@ -13,7 +13,7 @@ from isobench_ray.agents import make_agent
 from isobench_ray.judges import JudgePanel
 from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
-from isobench_ray.report.tables import write_report
+from isobench_ray.report.write import write_report
 from isobench_ray.config import Settings
 from isobench_ray.environments import missing_images
 from isobench_ray.store import RunStore

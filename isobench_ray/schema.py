@@ -81,9 +81,13 @@ class Frozen(BaseModel):
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
-def _safe_name(value: str) -> str:
+def is_safe_name(value: str) -> bool:
     """Every id that becomes a file name (task, agent, attempt) fits one pattern: no path can come of it."""
-    if not NAME_PATTERN.fullmatch(value) or ".." in value:
+    return bool(NAME_PATTERN.fullmatch(value)) and ".." not in value
+
+
+def _safe_name(value: str) -> str:
+    if not is_safe_name(value):
         raise ValueError(f"{value!r} is not a safe name: letters, digits, '.', '_', '-' (no '..'), 200 at most")
     return value
 
@@ -274,9 +278,6 @@ class LitellmSpec(_AgentBase):
     cost_limit: float = Field(3.0, ge=0)  # dollars; 0: no limit (and none where litellm knows no price)
     command_timeout_s: float = Field(600.0, gt=0)  # one bash block
     temperature: float = Field(0.0, ge=0)
-
-
-AGENT_CLIS = ("claude_code", "codex_cli", "trae", "openhands", "mini_swe_agent")
 
 
 class CliAgentSpec(_AgentBase):

@@ -16,7 +16,6 @@ A stage's JSON exists only when the stage finished; a rerun skips what exists.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -24,11 +23,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Type, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from isobench_ray.locks import LockBusy, file_lock
 from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Judgement, Measurements, Scores, Session, Validation
 
 M = TypeVar("M", bound=BaseModel)
@@ -159,36 +160,32 @@ def read_model(path: Path, cls: Type[M]) -> M | None:
 
 
 class RunLock:
-    """One driver per run directory: a second one is refused with the holder's pid and host. The lock is
-    the kernel's (flock), so it goes with the process that held it, however that process ended."""
+    """One driver per run directory: a second one is refused with the holder's pid and host (the lock is
+    the kernel's, so it goes with the process that held it, however that process ended)."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / ".lock"
-        self._fh = None
+        self._held: ExitStack | None = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        held = ExitStack()
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
+            fh = held.enter_context(file_lock(self.path, wait=False))
+        except LockBusy:
+            holder = self.path.read_text().strip() or "unknown"
             raise RunDirBusy(f"{self.path.parent} is in use by another isobench driver ({holder}); wait for it, "
                              f"stop it, or choose another --out") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         fh.flush()
-        self._fh = fh
+        self._held = held
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
 class RunDirBusy(RuntimeError):

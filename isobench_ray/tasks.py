@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from isobench_ray.engines import engine_named
-from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task
+from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task, is_safe_name
 
 KNOWN_REPOS: dict[str, dict[str, str]] = {
     "vllm": {"url": "https://github.com/vllm-project/vllm.git"},
@@ -68,10 +68,10 @@ def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
         out.append(("repo.dockerfile", f"{repo.dockerfile} does not exist"))
     if repo.python and repo.wheel:
         out.append(("repo.wheel", "give either python (an installed engine) or wheel (one installed per commit), not both"))
-    for field in ("python", "image", "wheel"):
-        value = getattr(repo, field) or ""
+    for key in ("python", "image", "wheel"):
+        value = getattr(repo, key) or ""
         if leftover := set(re.findall(r"(?<!\$)\{(\w*)\}", value)) - {"commit", "short"}:
-            out.append((f"repo.{field}", f"{value!r}: unknown placeholder(s) {sorted(leftover)}; "
+            out.append((f"repo.{key}", f"{value!r}: unknown placeholder(s) {sorted(leftover)}; "
                                          "{commit} and {short} are the arm's commit"))
     return out
 
@@ -250,8 +250,9 @@ def load_yaml(path: Path, resolver: _Resolver) -> LoadResult:
             out.problems.append(Problem(source, f"tasks[{i}]", "task", "expected a mapping"))
             continue
         task_id = str(raw.get("id") or f"tasks[{i}]")
-        if "id" not in raw or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", task_id):
-            out.problems.append(Problem(source, task_id, "id", "missing, or not made of letters, digits, '-', '_', '.'"))
+        if "id" not in raw or not is_safe_name(task_id):
+            out.problems.append(Problem(source, task_id, "id", "missing, or not made of letters, digits, '-', '_', '.' "
+                                                               "(no '..', 200 at most)"))
             continue
         if task_id in seen:
             out.problems.append(Problem(source, task_id, "id", "duplicate task id"))

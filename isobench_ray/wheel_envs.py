@@ -14,15 +14,15 @@ task's problem; anything else that fails (the network) is left to the stage's re
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
+from isobench_ray.locks import LockBusy, file_lock
 from isobench_ray.schema import FailureCause, RepoSpec, StageError, per_commit
 
 STAMP = ".isobench-ready"  # written last: an environment without it was never finished
@@ -46,17 +46,6 @@ def env_dir(cache_dir: Path, repo: RepoSpec, commit: str) -> Path:
     return Path(cache_dir) / "envs" / f"{repo.name}-{commit[:12]}"
 
 
-@contextmanager
-def _flock(path: Path, mode: int):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, mode)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _free_gb(path: Path) -> float:
     return shutil.disk_usage(path).free / 1e9
 
@@ -71,13 +60,12 @@ def evict_unused(envs_root: Path, min_free_gb: float, keep: Path | None = None) 
     for env in candidates:
         if _free_gb(envs_root) >= min_free_gb:
             break
-        with open(env.with_suffix(".use"), "a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use by a stage: kept
-            except BlockingIOError:
-                continue
-            shutil.rmtree(env, ignore_errors=True)
-            removed.append(env.name)
+        try:
+            with file_lock(env.with_suffix(".use"), wait=False):  # held by a stage: kept
+                shutil.rmtree(env, ignore_errors=True)
+                removed.append(env.name)
+        except LockBusy:
+            continue
     return removed
 
 
@@ -88,8 +76,8 @@ def ensure(repo: RepoSpec, commit: str, cache_dir: Path, min_free_gb: float, sta
     assert repo.wheel, "only for repositories that name a per-commit wheel"
     env = env_dir(cache_dir, repo, commit)
     python = env / "bin" / "python"
-    stack.enter_context(_flock(env.with_suffix(".use"), fcntl.LOCK_SH))
-    with _flock(env.with_suffix(".build"), fcntl.LOCK_EX):
+    stack.enter_context(file_lock(env.with_suffix(".use"), shared=True))
+    with file_lock(env.with_suffix(".build")):
         if not (env / STAMP).exists():
             evict_unused(env.parent, min_free_gb, keep=env)
             shutil.rmtree(env, ignore_errors=True)

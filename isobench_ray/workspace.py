@@ -7,7 +7,6 @@ that one commit, extracted by the harness.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import io
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 import git
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from isobench_ray.locks import file_lock
 from isobench_ray.sandbox.base import Sandbox
 from isobench_ray.schema import FailureCause, StageError, content_hash
 
@@ -32,14 +32,6 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "isobench", "GIT_AUTHOR_EMAIL": "isobench@localh
 
 class PatchApplyError(RuntimeError):
     pass
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 _NOT_FOUND = ("does not exist", "not found", "not a git repository", "could not read from remote", "no such")
@@ -74,7 +66,7 @@ def _mirror(url: str, cache_dir: Path, need: tuple[str, ...]) -> Path:
         raise StageError(FailureCause.repo_missing, f"no repository at {url}")
     name = Path(url.rstrip("/")).name.removesuffix(".git") + "-" + content_hash(url, 8) + ".git"
     path = cache_dir / "mirrors" / name
-    with _locked(path):
+    with file_lock(path.with_suffix(".lock")):
         if not (path / "HEAD").exists():
             tmp = path.with_name(path.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)

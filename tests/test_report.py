@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import polars as pl
 import pytest
 
-from isobench_ray.report.tables import write_report
+from isobench_ray.report.write import write_report
 from isobench_ray.schema import (ApproachComparison, Attempt, AttemptRecord, BottleneckTarget, FailureCause, FailureMode,
                                  HardClass, HackVerdict, PatchVerdict, Scores, SpeedupLikelihood, Status, TaskAnalysis,
                                  Techniques, Vote)

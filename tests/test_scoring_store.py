@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, FailureCause, HardClass, Measurements, Run, Status
-from isobench_ray.report.tables import COLUMNS, attempts_frame
+from isobench_ray.report.frames import COLUMNS, attempts_frame
 from isobench_ray.engines import ENGINES, GENERIC
 from isobench_ray.scoring.hard import hard_class, outcome, score, speedup
 from isobench_ray.store import RunStore, write_atomic

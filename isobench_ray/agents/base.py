@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from isobench_ray.sandbox.base import Sandbox
-from isobench_ray.schema import FailureCause, Task
+from isobench_ray.schema import FailureCause, Task, content_hash
 
 
 class AgentConfigError(ValueError):
@@ -48,8 +48,15 @@ class Agent(Protocol):
     def run(self, ctx: SessionContext) -> AgentOutcome: ...
 
 
+def hashed_env(env: dict[str, str]) -> dict[str, str]:
+    """An agent's variables as its fingerprint holds them: values change behaviour (a model name, an
+    endpoint) but may be secrets, so they are hashed, never written."""
+    return {k: content_hash(v, 16) for k, v in sorted(env.items())}
+
+
 class BuiltinAgent:
-    """What the harness's own agents share: they cover every task and run no code of a model's."""
+    """What the agents defined in this package share: they cover every task. Those that run a model's or a
+    user's commands (litellm, command) set `executes_code`, and are contained or refused like any CLI agent."""
 
     executes_code = False
 

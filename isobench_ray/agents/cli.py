@@ -13,8 +13,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
-from isobench_ray.schema import CliAgentSpec, FailureCause, Task, content_hash
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext, hashed_env
+from isobench_ray.schema import CliAgentSpec, FailureCause, Task
 
 
 class CliAgent(BuiltinAgent):
@@ -41,7 +41,7 @@ class CliAgent(BuiltinAgent):
     def fingerprint(self, task: Task) -> Any:
         # `image` only where set: attempts measured before it existed keep their ids
         data = self.spec.model_dump(exclude={"env", "name"} | (set() if self.spec.image else {"image"}))
-        return {**data, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())},
+        return {**data, "env": hashed_env(self.spec.env),
                 "adapter": type(self).__name__}
 
     def run(self, ctx: SessionContext) -> AgentOutcome:

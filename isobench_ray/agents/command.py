@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
-from isobench_ray.schema import CommandSpec, FailureCause, Task, content_hash
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext, hashed_env
+from isobench_ray.schema import CommandSpec, FailureCause, Task
 
 
 class CommandAgent(BuiltinAgent):
@@ -16,9 +16,8 @@ class CommandAgent(BuiltinAgent):
     spec: CommandSpec
 
     def fingerprint(self, task: Task) -> Any:
-        # env values change behaviour (a model name, an endpoint) but may be secrets: hashed, not written
         return {"kind": "command", "command": self.spec.command, "time_limit_s": self.spec.time_limit_s,
-                "network": self.spec.network, "env": {k: content_hash(v, 16) for k, v in sorted(self.spec.env.items())},
+                "network": self.spec.network, "env": hashed_env(self.spec.env),
                 **({"image": self.spec.image} if self.spec.image else {})}
 
     def run(self, ctx: SessionContext) -> AgentOutcome:

@@ -17,7 +17,7 @@ import re
 import time
 from typing import Any
 
-from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext
+from isobench_ray.agents.base import AgentOutcome, BuiltinAgent, SessionContext, hashed_env
 from isobench_ray.schema import LitellmSpec, Task, content_hash
 from isobench_ray.text import head_and_tail
 
@@ -60,7 +60,7 @@ class LitellmAgent(BuiltinAgent):
         return {"kind": "litellm", "model": spec.model, "api_base": spec.api_base, "step_limit": spec.step_limit,
                 "cost_limit": spec.cost_limit, "time_limit_s": spec.time_limit_s, "temperature": spec.temperature,
                 "command_timeout_s": spec.command_timeout_s, "system": content_hash(SYSTEM, 16),
-                "env": {k: content_hash(v, 16) for k, v in sorted(spec.env.items())},
+                "env": hashed_env(spec.env),
                 **({"image": spec.image} if spec.image else {})}
 
     def run(self, ctx: SessionContext) -> AgentOutcome:

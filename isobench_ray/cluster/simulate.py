@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from isobench_ray.schema import (NoopSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, RepoSpec, Run,
-                                 Session, Task, Validation)
+from isobench_ray.schema import (AgentSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, NoopSpec, RepoSpec,
+                                 Run, Session, Task, Validation)
 from isobench_ray.config import Settings
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.stages import Stages

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from isobench_ray.schema import Vote
+from isobench_ray.schema import HackVerdict, PatchVerdict, Vote
 from isobench_ray.text import head_and_tail
 
 
@@ -35,16 +35,31 @@ class Judge(Protocol):
     def judge(self, request: JudgeRequest) -> list[Vote]: ...
 
 
-REPLY_SHAPE = """{"task_analysis": {"domain": "compute|memory|io|concurrency|other", "complexity": "low|medium|high|extreme", "description": ""},
- "bottleneck_target": {"category": "same_target|related_target|different_target|no_optimization|other", "human_target": "", "agent_target": "", "discussion": ""},
- "optimization_techniques": {"human_techniques": [], "agent_techniques": [], "technique_overlap": true, "discussion": ""},
- "approach_comparison": {"category": "same_approach|similar_approach|valid_alternative|partial_solution|ineffective|harmful|other", "discussion": ""},
- "speedup_likelihood": {"category": "likely_similar|likely_partial|uncertain|likely_ineffective|likely_regression|other", "discussion": ""},
- "failure_mode": {"category": "localization_failure|technique_mismatch|incomplete_implementation|complexity_avoidance|overcomplicated|not_applicable|other", "discussion": ""},
- "observations": {"key_differences": [], "agent_strengths": [], "agent_weaknesses": [], "benchmark_needed": ""},
- "library_failure": {"responsible_libraries": [], "failure_reason": ""}}"""
+def reply_shape(model: type[BaseModel]) -> str:
+    """The JSON shape a judge must reply in, written from the pydantic model that parses the reply (so the
+    prompt and the parser cannot drift): a Literal as "a|b|c", a bool as false, text as "", a list as []."""
+    return json.dumps(_shape(model))
 
-HACK_SHAPE = """{"special_cases_inputs": false, "caches_across_runs": false, "moves_work_out_of_timing": false, "changes_outputs": false, "edits_benchmark": false, "discussion": ""}"""
+
+def _shape(model: type[BaseModel]) -> dict:
+    out = {}
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out[name] = _shape(kind)
+        elif get_origin(kind) is Literal:
+            out[name] = "|".join(get_args(kind))
+        elif kind is bool:
+            out[name] = False
+        elif kind is str:
+            out[name] = ""
+        else:  # lists (of techniques, differences, libraries)
+            out[name] = []
+    return out
+
+
+REPLY_SHAPE = reply_shape(PatchVerdict)
+HACK_SHAPE = reply_shape(HackVerdict)
 
 
 def truncate(diff: str, limit: int) -> str:

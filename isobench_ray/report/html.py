@@ -39,8 +39,12 @@ def _note(text: str) -> Markup:
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
-def render_html(name: str, attempts: int, sections: list[Section], plots: dict[str, str], rule_based: bool) -> str:
+def render_html(name: str, intro: str, sections: list[Section], plots: dict[str, str], rule_based_note: str,
+                files: str) -> str:
+    """The page; `intro`, `rule_based_note` (empty: no rule-based judge) and `files` are report.md's own texts."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     view = [{"title": s.title, "note": _note(s.note), "soft": s.soft, "table": None if s.table is None else _table(s.table)}
             for s in sections]
-    return env.from_string(PAGE).render(name=name, attempts=attempts, sections=view, plots=plots, rule_based=rule_based)
+    return env.from_string(PAGE).render(name=name, intro=_note(intro), sections=view, plots=plots,
+                                        rule_based=bool(rule_based_note), rule_based_note=_note(rule_based_note),
+                                        files=_note(files))

@@ -45,7 +45,7 @@ def push_to_hub(run_dir: str | Path, repo_id: str, *, endpoint: str | None = Non
     The report is written first when one of its files is missing."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from isobench_ray.report.tables import write_report
+    from isobench_ray.report.write import write_report
 
     run_dir = Path(run_dir)
     if not all((run_dir / name).exists() for name in FILES):

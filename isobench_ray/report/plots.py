@@ -12,10 +12,9 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from isobench_ray.report.summary import QUADRANTS, RULE_BASED
+from isobench_ray.report.summary import MEASURED, QUADRANTS, RULE_BASED
 
 _COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
-_MEASURED = (pl.col("status") == "success") & pl.col("speedup_vs_baseline").is_not_null()
 
 
 def _svg(fig: Figure, name: str) -> str:
@@ -39,7 +38,7 @@ def speedup_distribution(df: pl.DataFrame) -> str:
     """Each agent's speedups over baseline (measured attempts): a box and the points, a line at 1.0x."""
     fig = Figure(figsize=(9, 4.5))
     ax = fig.add_subplot()
-    data = df.filter(_MEASURED)
+    data = df.filter(MEASURED)
     agents = data.get_column("agent").unique().sort().to_list()
     if not agents:
         _empty(ax, "no measured attempts")
@@ -58,7 +57,7 @@ def speedup_distribution(df: pl.DataFrame) -> str:
 
 def agent_vs_human(df: pl.DataFrame) -> str:
     """Per task: the human commit's speedup and each agent's, with their 95% intervals as error bars."""
-    data = df.filter(_MEASURED).sort("task_id")
+    data = df.filter(MEASURED).sort("task_id")
     tasks = data.get_column("task_id").unique().sort().to_list()
     fig = Figure(figsize=(min(max(9, 0.7 * len(tasks) + 3), 18), 5))
     ax = fig.add_subplot()

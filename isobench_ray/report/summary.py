@@ -19,7 +19,8 @@ from isobench_ray.scoring.soft import kappas
 
 RULE_BASED = "rule-based judge"
 QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
-_MEASURED = (pl.col("status") == "success") & pl.col("speedup_vs_baseline").is_not_null()
+# measured: the three arms ran and the agent has a speedup (what the speedup tables and plots show)
+MEASURED = (pl.col("status") == "success") & pl.col("speedup_vs_baseline").is_not_null()
 
 
 def _count(expr: pl.Expr) -> pl.Expr:
@@ -69,7 +70,7 @@ def speedup_stats(df: pl.DataFrame) -> pl.DataFrame:
     for the mean and the median, and the geometric mean (the mean of ratios that treats 2x and 0.5x alike)."""
     rows = []
     for agent in df.get_column("agent").unique(maintain_order=True).to_list():
-        x = df.filter((pl.col("agent") == agent) & _MEASURED).get_column("speedup_vs_baseline").to_numpy().astype(float)
+        x = df.filter((pl.col("agent") == agent) & MEASURED).get_column("speedup_vs_baseline").to_numpy().astype(float)
         n = len(x)
         mean_ci, median_ci = _bootstrap(x, np.mean), _bootstrap(x, np.median)
         rows.append({
@@ -215,3 +216,20 @@ def summary_tables(df: pl.DataFrame, judgements: Iterable[Judgement]) -> dict[st
         "judge_usage": judge_usage(judgements),
         "per_task": per_task(df),
     }
+
+
+def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
+    return (
+        df.group_by("agent", maintain_order=True)
+        .agg(
+            pl.len().alias("attempts"),
+            (pl.col("status") == "success").sum().alias("measured"),
+            (pl.col("hard_class") == "beats").sum().alias("beats"),
+            (pl.col("hard_class") == "similar").sum().alias("similar"),
+            (pl.col("hard_class") == "worse").sum().alias("worse"),
+            (pl.col("hard_class") == "failed").sum().alias("failed"),
+            (pl.col("hard_class_ci") == "inconclusive").sum().alias("inconclusive_ci"),
+            pl.col("speedup_vs_baseline").median().round(3).alias("median_speedup"),
+            pl.col("agent_vs_human_pct").median().round(1).alias("median_vs_human_pct"),
+        )
+    )

@@ -25,14 +25,8 @@ PAGE = """<!DOCTYPE html>
 </head>
 <body>
 <h1>isobench report: {{ name }}</h1>
-<p class="note">{{ attempts }} attempts. Speedups are medians over interleaved rounds; &gt; 1 is faster than baseline.
-<code>hard_class</code> applies the &plusmn;5% band to the point estimate (the paper's rule); the <code>_ci</code> columns ask
-the whole 95% interval to clear max(5%, 2 &times; the task's noise), and say <em>inconclusive</em> where it does not.
-Status <code>error</code> means the task or machine failed, not the agent. Quadrants: Q1 true success (soft &amp; hard),
-Q2 good intent / bad execution, Q3 lucky win, Q4 failure; a broken patch (changed outputs) is never a success, and a
-patch flagged as gaming the benchmark keeps its numbers but is no success (hack-adjusted).</p>
-{% if rule_based %}<p><span class="rule-based">rule-based judge</span> The soft metrics below come, at least in part,
-from the rule-based judge (the two diffs compared by rule, no model asked): read them as a rough signal.</p>{% endif %}
+<p class="note">{{ intro }}</p>
+{% if rule_based %}<p><span class="rule-based">rule-based judge</span> {{ rule_based_note }}</p>{% endif %}
 {% for section in sections %}
 <h2>{{ section.title }}{% if section.soft and rule_based %} <span class="rule-based">rule-based judge</span>{% endif %}</h2>
 {% if section.note %}<p class="note">{{ section.note }}</p>{% endif %}
@@ -48,8 +42,7 @@ from the rule-based judge (the two diffs compared by rule, no model asked): read
 {% for title, svg in plots.items() %}
 <figure><figcaption>{{ title }}</figcaption>{{ svg | safe }}</figure>
 {% endfor %}
-<p class="note">Files: <code>attempts.parquet</code> (one row per attempt), <code>report.md</code>,
-<code>attempts/&lt;id&gt;/</code> (patch, logs, every stage's JSON).</p>
+<p class="note">{{ files }}</p>
 </body>
 </html>
 """

@@ -1,0 +1,144 @@
+"""Stage 6, the report: a run's records -> attempts.parquet, runs.parquet, report.md and report.html.
+
+The frames come from report/frames.py, the tables from report/summary.py, the plots from report/plots.py,
+the page from report/html.py; report/hub.py publishes the files as a Hugging Face dataset. report.md and
+report.html show the same sections, introduction and file list, all written here once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from isobench_ray.report.frames import attempts_frame, runs_frame
+from isobench_ray.report.html import Section
+from isobench_ray.report.summary import RULE_BASED, summary_by_agent, summary_tables
+from isobench_ray.schema import Judgement
+from isobench_ray.store import RunStore, write_atomic
+
+INTRO = ("Speedups are medians over interleaved rounds; > 1 is faster than baseline. `agent_vs_human_pct` > 0 means "
+         "the agent beat the human commit; `hard_class` applies the ±5% band to the point estimate (the paper's "
+         "rule); the `_ci` columns apply the interval rule (docs/measurement.md) and say `inconclusive` where the "
+         "interval cannot decide. Status `error` means the task or machine failed, not the agent. Quadrants: Q1 true "
+         "success (soft and hard), Q2 good intent / bad execution, Q3 lucky win, Q4 failure; a broken patch "
+         "(changed outputs) is never a success, and a patch flagged as gaming the benchmark keeps its numbers but "
+         "is no success (hack-adjusted).")
+RULE_BASED_NOTE = ("the soft metrics come, at least in part, from the rule-based judge (the two diffs compared by "
+                   "rule, no model asked): read them as a rough signal; every soft section says so.")
+FILES = ("Files: `attempts.parquet` (one row per attempt), `runs.parquet` (one row per benchmark run of every arm: "
+         "values, exact commands, server start times), `report.md` and `report.html` (these tables; the page also "
+         "has the plots, offline), `attempts/<id>/` (patch, logs, every stage's JSON).")
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    """A GitHub markdown table, written by Polars (pipes in text escaped so cells stay cells)."""
+    df = df.with_columns(pl.col(pl.Utf8).str.replace_all("|", "\\|", literal=True))
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
+                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=200, float_precision=3, tbl_width_chars=10_000):
+        return str(df)
+
+
+def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
+    """Every section of report.md and report.html, in order (the same tables in both), and the tables by name."""
+    t = summary_tables(df, judgements)
+    per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
+                            "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
+                            "hard_class", "hard_class_ci", "noise_pct", "rounds")
+    flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
+    unsandboxed = df.filter(pl.col("agent_sandbox") == "none").get_column("attempt_id").to_list()
+    failures = (df.filter(pl.col("failure_cause").is_not_null())
+                .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
+                .sort("attempts", descending=True))
+    mean_agreement = df.get_column("judge_agreement").mean()
+    return [
+        Section("By agent", summary_by_agent(df)),
+        Section("Table 1: hard metrics by agent", t["by_agent"],
+                "passed: the patch applied and was measured (status success); improvements / regressions: speedup over "
+                "baseline > 1 / < 1 among those; errors: the task or machine failed. beats / similar / worse / failed: "
+                "the paper's rule (±5% on the point estimate); the _ci columns: the interval rule."),
+        Section("Table 2: hard metrics by repository", t["by_repo"], "The same columns, per repository and agent."),
+        Section("Table 3: speedup over baseline", t["speedups"],
+                "Measured attempts only. 95% intervals: percentile bootstrap (scipy, 2000 resamples) of the mean and "
+                "the median; none under two distinct values. geomean: the geometric mean of the speedups."),
+        Section("Quadrants (soft × hard)", t["quadrants"],
+                "Counts and rates over the judged attempts, by the paper's rule (Q1..Q4) and the interval rule "
+                "(Q1_ci..Q4_ci). Hard success = Q1 + Q3, true success = Q1. mean_judge_agreement: the share of votes "
+                "that agree with the majority.", soft=True),
+        Section("Success and correctness", t["success"],
+                "Rates over all attempts. A broken patch (it changed what the model generates) is never a success; "
+                "broken_but_fast counts those that measured as fast as the human anyway. Hack-adjusted: a patch "
+                "flagged as gaming the benchmark keeps its numbers but is no success.", soft=True),
+        Section("Failure causes by agent", t["failures"]),
+        Section("What validation saved", t["validation"],
+                "Patches stopped before any benchmark slot time (they do not apply, compile, import or serve), and the "
+                "slot time they would have taken: for each, the median 3-way benchmark time of the measured attempts "
+                "of its task (of the run where its task has none)."),
+        Section("Judge agreement (Cohen's kappa)", t["kappas"],
+                "Bottleneck target, per pair of raters (a judge in one order is one rater) over the attempts both "
+                "judged; kappa is empty where undefined. Mean agreement with the majority over judged attempts: "
+                + (f"{mean_agreement:.3f}." if mean_agreement is not None else "none judged."), soft=True),
+        Section("Judges' tokens and cost", t["judge_usage"],
+                "Summed from the votes; cost is empty where no vote had a known price.", soft=True),
+        Section("Per task: the three arms", t["per_task"],
+                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
+        Section("Attempts", per_attempt),
+        Section("Failures by cause", failures),
+        Section("Samples flagged", note=(
+            f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
+            f"cores (kept in measurements.json, not counted, measured again); {int(df['throttled_samples'].sum() or 0)} "
+            "were taken while a GPU was held down by power or heat (counted: see `throttled_samples` per attempt).")),
+        Section("Agents that ran unsandboxed", note=(
+            ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
+             + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.")),
+        Section("Tasks flagged not_discriminative", note=(
+            ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
+             + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.")),
+    ], t
+
+
+def _markdown_section(section: Section, rule_based: bool) -> str:
+    label = f" ({RULE_BASED})" if section.soft and rule_based else ""
+    parts = [f"## {section.title}{label}"]
+    if section.note:
+        parts.append(section.note)
+    if section.table is not None:
+        parts.append(_markdown(section.table) if section.table.height else "None.")
+    return "\n\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
+    """attempts.parquet, report.md and report.html in the run directory, from its records and judgements."""
+    from isobench_ray.report.html import render_html  # matplotlib and jinja2 load only when a report is written
+    from isobench_ray.report.plots import all_plots
+
+    store = RunStore(run_dir)
+    records = store.records()
+    judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
+    df = attempts_frame(records, judgements)
+    store.root.mkdir(parents=True, exist_ok=True)
+    tmp = store.root / ".attempts.parquet.tmp"
+    df.write_parquet(tmp)
+    tmp.replace(store.root / "attempts.parquet")
+    runs_frame(records).write_parquet(tmp)
+    tmp.replace(store.root / "runs.parquet")
+    rule_based = bool(df.get_column("judge_rule_based").fill_null(False).any())
+    sections, tables = _sections(df, list(judgements.values()))
+    text = "\n\n".join([
+        f"# isobench report: {store.root.name}",
+        f"{df.height} attempts. {INTRO}",
+        *([f"**{RULE_BASED}**: {RULE_BASED_NOTE}"] if rule_based else []),
+        *[_markdown_section(s, rule_based) for s in sections],
+        FILES,
+    ]) + "\n"
+    write_atomic(store.root / "report.md", text)
+    plots = all_plots(df, tables["quadrants"], rule_based)
+    write_atomic(store.root / "report.html", render_html(store.root.name, f"{df.height} attempts. {INTRO}", sections, plots,
+                                                                RULE_BASED_NOTE if rule_based else "", FILES))
+    return store.root / "report.md", df
+
+
+def print_summary(df: pl.DataFrame) -> None:
+    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
+        print(summary_by_agent(df))
+        print(df.select("task_id", "agent", "status", "failure_cause", "human_speedup_vs_baseline", "speedup_vs_baseline",
+                        "agent_vs_human_pct", "hard_class", "hard_class_ci"))
