@@ -16,16 +16,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import typer  # noqa: E402
 
-from isobench_ray.config import Settings  # noqa: E402
+from isobench_ray.config import Settings, setting_help  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ISO-Bench on Ray: agents, 3-way benchmarks, reports.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Work with task files.")
 app.add_typer(tasks_app, name="tasks")
 
 
-SANDBOX_HELP = ("local: agents that run code are contained (bubblewrap) or refused; docker: every session, validation "
-                "and benchmark arm in its own container (ISOBENCH_DOCKER_IMAGE, docs/docker.md); none: agents run as "
-                "plain processes (marked in the report).")
 JUDGE_HELP = ("A litellm model string (repeatable: several judges vote), e.g. anthropic/claude-sonnet-4-5 or "
               "openai/NAME with --api-base; none: the rule-based judge.")
 
@@ -35,13 +32,31 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _settings(rounds: int | None = None, warmup: int | None = None, max_rounds: int | None = None,
-              ci_target: float | None = None, **more) -> Settings:
+# Options that set a setting: option name -> the setting's flat name (config.FLAT). Their help is the setting's
+# own description and default (config.setting_help), so a setting is written once, in config.py.
+OPTION_SETTINGS = {
+    "rounds": "rounds", "max_rounds": "max_rounds", "ci_target": "ci_target_pct", "warmup": "warmup_runs",
+    "runs_per_round": "runs_per_round", "validate_server": "validate_server", "host_cores": "host_cores",
+    "sandbox": "sandbox", "server_timeout": "server_start_timeout_s", "import_timeout": "import_timeout_s",
+    "setup_timeout": "setup_timeout_s", "bench_timeout": "bench_timeout_s", "judge": "judges", "api_base": "judge_api_base",
+}
+
+
+def _opt(option: str, *flags: str, **kwargs):
+    """A typer option whose help comes from the setting it sets."""
+    return typer.Option(None, *flags, help=setting_help(OPTION_SETTINGS[option]), **kwargs)
+
+
+def _settings(**options) -> Settings:
+    """Settings from the options given (None: not given), by OPTION_SETTINGS, over the environment."""
+    given = {OPTION_SETTINGS.get(k, k): v for k, v in options.items() if v is not None}
+    if isinstance(given.get("judges"), list):
+        given["judges"] = tuple(given["judges"])
+    rounds, max_rounds = given.get("rounds"), given.get("max_rounds")
     if rounds is not None and max_rounds is not None and max_rounds < rounds:
-        max_rounds = rounds  # "at least 5 rounds" with a smaller maximum means exactly 5
-    given = {"rounds": rounds, "warmup_runs": warmup, "max_rounds": max_rounds, "ci_target_pct": ci_target, **more}
+        given["max_rounds"] = rounds  # "at least 5 rounds" with a smaller maximum means exactly 5
     try:
-        return Settings(**{k: v for k, v in given.items() if v is not None})
+        return Settings(**given)
     except ValueError as exc:  # pydantic's message names the setting
         _fail(f"bad setting: {exc}")
 
@@ -62,7 +77,7 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
     records = RunStore(out).records()
     print_summary(attempts_frame(records))
     settings = kwargs.get("settings")
-    if settings is not None and settings.sandbox == "docker":  # the containers are gone; their logs are kept here
+    if settings is not None and settings.sandbox.kind == "docker":  # the containers are gone; their logs are kept here
         typer.echo("\nContainer logs (agent.log: the session; validate_*.log: validation; bench/: every arm, server and run):")
         for record in records:
             typer.echo(f"  {record.attempt.id}: {out / 'attempts' / record.attempt.id}")
@@ -75,7 +90,7 @@ def demo(
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming."),
     rounds: int = typer.Option(3, help="Interleaved rounds at least."),
     max_rounds: int = typer.Option(4, help="Rounds at most (kept low so the demo takes minutes)."),
-    sandbox: str = typer.Option("local", help=SANDBOX_HELP),
+    sandbox: str = typer.Option("local", help=setting_help("sandbox")),
     task: Optional[list[str]] = typer.Option(None, "--task", help="Only these demo tasks (repeatable)."),
 ) -> None:
     """Run human, noop and the bundled replays over the demo suite on a local Ray cluster (no GPU, no Docker)."""
@@ -98,32 +113,31 @@ def run_cmd(
     address: Optional[str] = typer.Option(None, help="Ray cluster address; default RAY_ADDRESS or a new local cluster."),
     num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs of a new local cluster."),
     num_gpus: Optional[int] = typer.Option(None, help="Logical GPUs of a new local cluster."),
-    rounds: Optional[int] = typer.Option(None, help="Interleaved rounds at least (default 3)."),
-    max_rounds: Optional[int] = typer.Option(None, help="Rounds at most, while intervals are wider than --ci-target (default 8)."),
-    ci_target: Optional[float] = typer.Option(None, help="Target half-width of the speedup intervals, percent (default 2)."),
-    warmup: Optional[int] = typer.Option(None, help="Discarded warm-up runs after each server start."),
-    runs_per_round: Optional[int] = typer.Option(None, help="Measured runs per server start and round (default 1)."),
-    validate_server: Optional[bool] = typer.Option(None, "--validate-server/--no-validate-server",
-                                                   help="Validation starts the server of a serving task (default on)."),
-    host_cores: Optional[int] = typer.Option(None, help="Cores per GPU node kept for sessions and validation, never a slot's (default 2)."),
+    rounds: Optional[int] = _opt("rounds"),
+    max_rounds: Optional[int] = _opt("max_rounds"),
+    ci_target: Optional[float] = _opt("ci_target"),
+    warmup: Optional[int] = _opt("warmup"),
+    runs_per_round: Optional[int] = _opt("runs_per_round"),
+    validate_server: Optional[bool] = _opt("validate_server", "--validate-server/--no-validate-server"),
+    host_cores: Optional[int] = _opt("host_cores"),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
-    sandbox: str = typer.Option("local", help=SANDBOX_HELP),
-    server_timeout: Optional[float] = typer.Option(None, help="Seconds a server may take to answer (default 600)."),
-    import_timeout: Optional[float] = typer.Option(None, help="Seconds the import check may take (default 300)."),
-    setup_timeout: Optional[float] = typer.Option(None, help="Seconds a repository's setup command may take (default 3600)."),
-    bench_timeout: Optional[float] = typer.Option(None, help="Seconds one benchmark run may take (default: the task's timeout_s)."),
-    max_patch_mb: Optional[float] = typer.Option(None, help="Larger changes are patch_too_large (default 20)."),
+    sandbox: Optional[str] = _opt("sandbox"),
+    server_timeout: Optional[float] = _opt("server_timeout"),
+    import_timeout: Optional[float] = _opt("import_timeout"),
+    setup_timeout: Optional[float] = _opt("setup_timeout"),
+    bench_timeout: Optional[float] = _opt("bench_timeout"),
+    max_patch_mb: Optional[float] = typer.Option(None, help="In MB: " + setting_help("max_patch_bytes")),
     judge: Optional[list[str]] = typer.Option(None, "--judge", help=JUDGE_HELP),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible endpoint of the judges."),
+    api_base: Optional[str] = _opt("api_base", "--api-base"),
 ) -> None:
     """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, judges, report."""
-    settings = _settings(rounds, warmup, max_rounds, ci_target, sandbox=sandbox, server_start_timeout_s=server_timeout,
+    settings = _settings(rounds=rounds, max_rounds=max_rounds, ci_target=ci_target, warmup=warmup,
                          runs_per_round=runs_per_round, validate_server=validate_server, host_cores=host_cores,
-                         import_timeout_s=import_timeout, setup_timeout_s=setup_timeout, bench_timeout_s=bench_timeout,
-                         max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None,
-                         judges=tuple(judge) if judge else None, judge_api_base=api_base)
+                         sandbox=sandbox, server_timeout=server_timeout, import_timeout=import_timeout,
+                         setup_timeout=setup_timeout, bench_timeout=bench_timeout, judge=judge, api_base=api_base,
+                         max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None)
     _execute(tasks_file, agents, out, agents_file, settings=settings, rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
              skip_invalid=skip_invalid)
@@ -150,7 +164,7 @@ def tasks_validate(
             failed = True
             continue
         if fetch:
-            check_sources(result, Settings().cache_path)
+            check_sources(result, Settings().paths.cache)
         for problem in result.problems:
             typer.echo(str(problem))
         unusable = sorted({p.task_id for p in result.errors})
@@ -164,7 +178,7 @@ def tasks_validate(
 def judge(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     judge: Optional[list[str]] = typer.Option(None, "--judge", help=JUDGE_HELP),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="OpenAI-compatible endpoint of the judges."),
+    api_base: Optional[str] = _opt("api_base", "--api-base"),
     again: bool = typer.Option(False, "--again", help="Judge also what these judges judged already."),
 ) -> None:
     """Judge a finished run's patches against the human patches (only what is not judged yet), then report."""
@@ -173,7 +187,7 @@ def judge(
     if not (run_dir / "attempts").is_dir():
         _fail(f"{run_dir}: not a run directory (no attempts/)")
     try:
-        path, sent = judge_run(run_dir, _settings(judges=tuple(judge) if judge else None, judge_api_base=api_base), again)
+        path, sent = judge_run(run_dir, _settings(judge=judge, api_base=api_base), again)
     except PlanError as exc:
         _fail(str(exc))
     typer.echo(f"{sent} attempts sent to the judges\nReport: {path}")
@@ -260,6 +274,74 @@ def parse_metrics_cmd(
         typer.secho(f"{file}: {exc}\n--- last lines ---\n{exc.tail}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- isobench images: the Docker engine's images here
+
+images_app = typer.Typer(no_args_is_help=True, help="The Docker sandbox's images on this node (docs/docker.md).")
+app.add_typer(images_app, name="images")
+_HOST_OPTION = typer.Option(None, "--host", envvar="ISOBENCH_DOCKER_HOST",
+                            help="The Docker engine's URL (default: DOCKER_HOST, else unix:///var/run/docker.sock).")
+_CACHE_OPTION = typer.Option(None, "--cache-dir", envvar=["ISOBENCH_CACHE", "ISOBENCH_CACHE_DIR"],
+                             help="Where the base tarball and the image-use record are kept (default: ~/.cache/isobench).")
+
+
+@images_app.command("build")
+def images_build(
+    image: Optional[str] = typer.Option(None, "--image", envvar="ISOBENCH_DOCKER_IMAGE",
+                                        help="The name to import it as (default: isobench-base:bookworm)."),
+    host: Optional[str] = _HOST_OPTION,
+    cache_dir: Optional[Path] = _CACHE_OPTION,
+) -> None:
+    """Build the base image with debootstrap and import it, unless the engine has it.
+
+    The tarball is cached, keyed by the build script's content: a second build only imports it."""
+    import time
+
+    from isobench_ray.config import BASE_IMAGE
+    from isobench_ray.sandbox import SandboxUnavailable
+    from isobench_ray.sandbox.docker import client_for, ensure_base_image
+
+    image = image or BASE_IMAGE
+    started = time.monotonic()
+    try:
+        how = ensure_base_image(client_for(host), image, cache_dir, log=sys.stderr)
+    except (SandboxUnavailable, RuntimeError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"{image}: {how} in {time.monotonic() - started:.0f} s")
+
+
+@images_app.command("list")
+def images_list(
+    host: Optional[str] = _HOST_OPTION,
+    cache_dir: Optional[Path] = _CACHE_OPTION,
+    min_free_gb: Optional[float] = typer.Option(None, envvar="ISOBENCH_DOCKER_MIN_FREE_GB",
+                                                help="The eviction threshold to show (default: the sandbox's, 50)."),
+    as_json: bool = typer.Option(False, "--json", help="The report as one JSON object."),
+) -> None:
+    """The node's image cache: images, size, use, free space.
+
+    Each image with its size, whether a container uses it and when the harness last started one from it
+    (what eviction goes by), and the free space of the engine's data root."""
+    import time
+
+    from isobench_ray.sandbox import SandboxUnavailable
+    from isobench_ray.sandbox.docker import DockerSandboxes
+
+    given = {"cache_dir": str(cache_dir) if cache_dir else None, "min_free_gb": min_free_gb}
+    try:
+        report = DockerSandboxes(host=host, **{k: v for k, v in given.items() if v is not None}).images().report()
+    except SandboxUnavailable as exc:
+        _fail(str(exc), 1)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{len(report['images'])} images, {report['total_gb']} GB; {report['free_gb']} GB free "
+               f"(evicting under {report['min_free_gb']} GB)")
+    for image in sorted(report["images"], key=lambda i: i["last_used"] or 0, reverse=True):
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(image["last_used"])) if image["last_used"] else "never here"
+        typer.echo(f"  {', '.join(image['tags']) or image['id']}: {image['gb']} GB, last used {used}"
+                   + (", in use" if image["in_use"] else ""))
 
 
 def main() -> None:

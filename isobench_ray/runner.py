@@ -47,7 +47,7 @@ def measurement_identity(settings: Settings) -> dict:
     folder = Path(settings.lm_eval_include_path) if settings.lm_eval_include_path else None
     content = content_hash({str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
                             for f in sorted(folder.rglob("*")) if f.is_file()}, 16) if folder else None
-    return settings.measurement() | {"lm_eval_include_content": content}
+    return settings.identity() | {"lm_eval_include_content": content}
 
 
 def run_identity(tasks: list[Task], plan: list, agent_specs: list[AgentSpec], measurement: dict) -> dict:
@@ -89,7 +89,7 @@ def check_environments(tasks: list[Task], settings: Settings) -> None:
     """Each arm's engine, and what its checks read, can be reached where its commands run: a per-commit wheel
     environment lives on the node (wheel_envs.py), where containers do not see it; nor do they see an lm-eval
     task folder outside their mounts."""
-    if settings.sandbox != "docker":
+    if settings.sandbox.kind != "docker":
         return
     include = settings.lm_eval_include_path
     if include and settings.check_correctness and not any(
@@ -111,9 +111,9 @@ def check_containment(agents: list, settings: Settings) -> None:
     try:
         make_sandboxes(settings).check()
     except SandboxUnavailable as exc:
-        raise PlanError(f"--sandbox {settings.sandbox}: {exc}") from None
+        raise PlanError(f"--sandbox {settings.sandbox.kind}: {exc}") from None
     runners = [a.spec.name for a in agents if a.executes_code]
-    if runners and settings.sandbox == "local" and settings.isolate_agents and not make_sandboxes(settings).can_isolate:
+    if runners and settings.sandbox.kind == "local" and settings.isolate_agents and not make_sandboxes(settings).can_isolate:
         raise PlanError(f"agents {', '.join(runners)} run code, and bubblewrap (bwrap), which contains them, is not "
                         f"installed here: install it (apt-get install bubblewrap), or pass --sandbox none to run "
                         f"them as plain processes that see this machine (the report marks those attempts)")
@@ -142,12 +142,12 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
         for child in out.iterdir():
             if child.name != ".lock":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    settings = settings.model_copy(update={"run_dir": str(out.resolve())})
+    settings = settings.replace(run_dir=str(out.resolve()))
     if settings.lm_eval_include_path:  # read by the slots, from their own working directory: made absolute here
         include = Path(settings.lm_eval_include_path).resolve()
         if not include.is_dir():
             raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
-        settings = settings.model_copy(update={"lm_eval_include_path": str(include)})
+        settings = settings.replace(lm_eval_include_path=str(include))
     measurement = measurement_identity(settings)  # reads the lm-eval folder's files once
     check_resume(out, measurement)
     loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
@@ -161,7 +161,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
         "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, measurement),
         # env values may be secrets: only their names are written (their hashes are in the identity)
         "agents": [s.model_dump() | {"env": sorted(s.env)} for s in agent_specs],
-        "settings": settings.model_dump(), "isobench_version": __version__, "python": platform.python_version(),
+        "settings": settings.flat(), "isobench_version": __version__, "python": platform.python_version(),
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     from isobench_ray import cluster  # Ray is imported only where the run needs it
@@ -195,7 +195,7 @@ def judge(out: str | Path, settings: Settings, again: bool = False) -> tuple[Pat
     out = Path(out)
     recorded = (RunStore(out).read_json("run.json") or {}).get("settings", {})
     if recorded.get("cache_dir"):  # the run's git mirrors hold the human commits
-        settings = settings.model_copy(update={"cache_dir": recorded["cache_dir"]})
+        settings = settings.replace(cache_dir=recorded["cache_dir"])
     try:
         with RunLock(out):
             panel = JudgePanel(out, {t.id: t for t in run_tasks(out)}, settings)

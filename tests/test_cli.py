@@ -18,8 +18,7 @@ def test_parse_metrics_prints_the_expected_json():
     assert proc.returncode == 0, proc.stderr
     expected = json.loads((FIXTURES / "vllm_serving_2024-07_printed-twice.expected.json").read_text())
     got = json.loads(proc.stdout)
-    assert {k: got[k] for k in expected if k in got} == {k: v for k, v in expected.items() if k in got}
-    assert got["kind"] == "serving" and got["completed"] == expected["completed"]
+    assert got == expected  # every metric, none missing and none extra
 
 
 def test_parse_metrics_without_a_result_exits_1_with_the_last_lines():
@@ -47,3 +46,21 @@ def test_run_options_reach_the_settings(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     s = seen["settings"]
     assert (s.server_start_timeout_s, s.runs_per_round, s.validate_server, s.host_cores) == (180, 2, False, 4)
+
+
+def test_every_setting_option_names_a_setting_and_takes_its_help():
+    """A setting is written once (config.py): the options that set one name it, and show its own help."""
+    import inspect
+
+    from isobench_ray import cli
+    from isobench_ray.config import FLAT, setting_help
+
+    assert set(cli.OPTION_SETTINGS.values()) <= set(FLAT)
+    params = inspect.signature(cli.run_cmd).parameters
+    for option, flat in cli.OPTION_SETTINGS.items():
+        if option in params and option != "judge":  # --judge keeps its own help (model strings)
+            assert params[option].default.help == setting_help(flat), option
+    settings = cli._settings(rounds=6, max_rounds=4, ci_target=3.0, judge=["a/b"], sandbox="none")
+    assert (settings.measurement.rounds, settings.measurement.max_rounds) == (6, 6)
+    assert settings.measurement.ci_target_pct == 3.0 and settings.judges.models == ("a/b",)
+    assert settings.sandbox.kind == "none"

@@ -19,8 +19,9 @@ import pytest
 from isobench_ray.config import Settings
 from isobench_ray.engines.server import free_port
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
-from isobench_ray.sandbox import docker as docker_sandbox
+from isobench_ray.sandbox.base import images_of
 from isobench_ray.sandbox.docker import DockerSandboxes
+from isobench_ray.sandbox.docker import sandbox as docker_sandbox
 
 pytest_plugins = ["dockerd"]  # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session
 
@@ -42,21 +43,9 @@ def _labelled(url, label: str) -> list[str]:
 
 @pytest.fixture
 def all_interfaces_server():
-    """A real HTTP server on every address of this machine (loopback, docker bridge, the LAN's)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"hello from the host")
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
+    """A real HTTP server on every address of this machine (loopback, docker bridge, the LAN's); yields its port."""
+    with serve(HelloHandler, host="0.0.0.0") as server:
+        yield server.server_address[1]
 
 
 def _fetch(url: str) -> list[str]:
@@ -279,7 +268,7 @@ def test_a_run_with_an_unreachable_engine_or_a_missing_image_stops_before_planni
 
 def test_eviction_under_a_low_disk_threshold_removes_the_least_recently_used_unused_image(docker_host, docker_image,
                                                                                          tmp_path):
-    from isobench_ray.sandbox.images import ImageCache
+    from isobench_ray.sandbox.docker.images import ImageStore
 
     client = _client(docker_host)
     made = []
@@ -290,7 +279,7 @@ def test_eviction_under_a_low_disk_threshold_removes_the_least_recently_used_unu
             made.append(c.commit(repository=name, tag="t"))
             c.remove()
         old, new, busy = (client.images.get(f"{n}:t") for n in ("isobench-test-old", "isobench-test-new", "isobench-test-busy"))
-        cache = ImageCache(client, tmp_path / "usage.json", min_free_gb=1e9)  # a threshold no disk meets: evict all it may
+        cache = ImageStore(client, tmp_path / "usage.json", min_free_gb=1e9)  # a threshold no disk meets: evict all it may
         for image in (busy, new, old):  # recorded in this order: old is the least recently used ...
             cache.record_use(image.id)
         usage = cache.usage()
@@ -314,10 +303,10 @@ def test_eviction_under_a_low_disk_threshold_removes_the_least_recently_used_unu
 
 
 def test_a_build_out_of_space_is_disk_full_after_one_more_eviction(docker_host, tmp_path):
-    from isobench_ray.sandbox.images import DiskFull, ImageCache
+    from isobench_ray.sandbox.docker.images import DiskFull, ImageStore
 
     client = _client(docker_host)
-    cache = ImageCache(client, tmp_path / "usage.json", min_free_gb=0)
+    cache = ImageStore(client, tmp_path / "usage.json", min_free_gb=0)
     calls = []
 
     def build():
@@ -384,7 +373,7 @@ def test_an_agent_session_runs_in_its_own_image_for_the_parent_commit(docker_san
     repo, _, parent, human = _repo(tmp_path, human_touches_kernel=False)
     task = _task(repo, parent, human)
     spec = CommandSpec(name="marker", command='echo "$AGENT_IMAGE" > made_in.txt', image="isobench-agent:{short}")
-    settings = _settings(tmp_path).model_copy(update={"sandbox": "docker"})
+    settings = _settings(tmp_path).replace(**{"sandbox": "docker"})
     attempt = Attempt.make(task, spec, 0, "x")
     client = _client(docker_host)
     try:
@@ -438,7 +427,7 @@ def registry(tmp_path):
 
 
 def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_planned(docker_host, docker_image,
-                                                                                        registry, tmp_path):
+                                                                                        registry, tmp_path, make_settings):
     """With a real registry: an image the engine lacks is located there without pulling, and pulled on first
     use; an agent image the registry does not have is error/image_missing for every attempt that needs it
     when the run is planned, before any session runs (no session.json)."""
@@ -462,17 +451,16 @@ def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_
         for line in client.images.push(f"{registry}/isobench-agent", "present", stream=True, decode=True):
             assert "error" not in line, line
         client.images.remove(pushed)
-        sandboxes = DockerSandboxes(host=docker_host, cache_dir=str(tmp_path / "cache"))
-        assert sandboxes.locate_image(pushed) == "in its registry"
+        images = images_of(DockerSandboxes(host=docker_host, cache_dir=str(tmp_path / "cache")))
+        assert images.locate(pushed) == "in its registry"
         with pytest.raises(ImageMissing, match="its registry does not have it"):
-            sandboxes.locate_image(f"{registry}/isobench-agent:absent")
+            images.locate(f"{registry}/isobench-agent:absent")
         # a registry that does not answer settles nothing: the stage on the node tries again
-        assert sandboxes.locate_image(f"127.0.0.1:{free_port()}/isobench-agent:any").startswith("not checked")
-        assert sandboxes.ensure_image(pushed) == "pulled"
-        assert sandboxes.locate_image(pushed) == "present"
+        assert images.locate(f"127.0.0.1:{free_port()}/isobench-agent:any").startswith("not checked")
+        assert images.ensure(pushed) == "pulled"
+        assert images.locate(pushed) == "present"
 
-        settings = Settings(sandbox="docker", docker_host=docker_host, docker_image=docker_image,
-                            cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+        settings = make_settings(sandbox="docker", docker_host=docker_host, docker_image=docker_image)
         spec = CommandSpec(name="needs-image", command="true", image=f"{registry}/isobench-agent:{{short}}")
         out = tmp_path / "run"
         runner.run(str(demo.TASKS_FILE), [spec], out, settings, task_ids=["demo-detokenize-full-output"], num_cpus=2,
@@ -488,3 +476,46 @@ def test_images_come_from_a_registry_and_a_missing_one_is_found_when_the_run_is_
         except Exception:
             pass
         client.close()
+
+
+def test_the_helper_scripts_are_package_data_and_parse():
+    """Every file of scripts/ ships with the package (pyproject's package-data), the container helpers
+    are all in the archive each container gets, and every shell script parses."""
+    import fnmatch
+    import subprocess
+    import tarfile
+    import tomllib
+
+    from isobench_ray.sandbox.docker import scripts
+
+    folder = Path(scripts.__file__).parent
+    globs = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = globs[scripts.__name__]
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in shipped)] == []
+    with tarfile.open(fileobj=__import__("io").BytesIO(scripts.helpers_archive())) as tar:
+        assert sorted(tar.getnames()) == sorted(f"{scripts.HELPERS.strip('/')}/{n}" for n in scripts.IN_CONTAINER)
+    for name in files:
+        if name.endswith(".sh"):
+            assert subprocess.run(["sh", "-n", str(folder / name)], capture_output=True).returncode == 0, name
+    assert scripts.BUILD_SCRIPT.is_file()
+
+
+def test_isobench_images_lists_the_node_cache_and_builds_only_what_is_missing(docker_host, docker_image, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from isobench_ray.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["images", "list", "--host", docker_host, "--cache-dir", str(tmp_path), "--json"])
+    assert listed.exit_code == 0, listed.output
+    report = json.loads(listed.output)
+    assert any(docker_image in image["tags"] for image in report["images"]) and report["min_free_gb"] == 50.0
+    shown = runner.invoke(app, ["images", "list", "--host", docker_host, "--cache-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and f"{docker_image}: " in shown.output, shown.output
+    built = runner.invoke(app, ["images", "build", "--host", docker_host, "--image", docker_image])
+    assert built.exit_code == 0 and f"{docker_image}: present" in built.output, built.output
+    nowhere = runner.invoke(app, ["images", "list", "--host", f"unix://{tmp_path}/none.sock"])
+    assert nowhere.exit_code == 1 and "cannot reach the Docker engine" in nowhere.output

@@ -7,10 +7,9 @@ import functools
 import hashlib
 import os
 import sys
-import threading
 import zipfile
 from contextlib import ExitStack
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from isobench_ray.schema import (Attempt, BenchmarkSpec, BenchSlot, BuildSpec, F
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 from isobench_ray.stages.validation import validate
 
-from conftest import commit
+from conftest import QUICK_BENCH, commit, serve, settings_under
 
 BENCH = '''import os, sys, time
 sys.path.insert(0, ".")
@@ -60,8 +59,7 @@ def _task(repo: Path, parent: str, human: str, **repo_fields) -> Task:
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
-                    noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+    return settings_under(tmp_path, **QUICK_BENCH)
 
 
 def _validate(task: Task, tmp_path: Path, patch: str = "", files: tuple[str, ...] = ()):
@@ -136,11 +134,13 @@ def wheel_host(tmp_path):
     """A real HTTP server on 127.0.0.1 publishing wheels under <short commit>/, as wheels.vllm.ai does."""
     root = tmp_path / "published"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(root)))
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    with serve(functools.partial(Quiet, directory=str(root))) as server:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def test_each_arm_gets_its_commits_published_wheel_and_an_unpublished_one_is_build_missing(tmp_path, wheel_host):
@@ -186,7 +186,7 @@ def test_a_wheel_environment_under_the_docker_sandbox_is_refused_when_planned(tm
     task = task.model_copy(update={"source": "tasks/x.yaml"})
     check_environments([task], _settings(tmp_path))  # local processes see the node's environments
     with pytest.raises(PlanError, match=r"tasks/x.yaml: task fake: repo.wheel: .*\n.*repo.image"):
-        check_environments([task], _settings(tmp_path).model_copy(update={"sandbox": "docker"}))
+        check_environments([task], _settings(tmp_path).replace(**{"sandbox": "docker"}))
 
 
 def test_an_lm_eval_folder_the_containers_cannot_see_is_refused_when_planned(tmp_path):
@@ -195,11 +195,11 @@ def test_an_lm_eval_folder_the_containers_cannot_see_is_refused_when_planned(tmp
 
     include = tmp_path / "lm_eval_tasks"
     include.mkdir()
-    docker = _settings(tmp_path).model_copy(update={"sandbox": "docker", "check_correctness": True,
+    docker = _settings(tmp_path).replace(**{"sandbox": "docker", "check_correctness": True,
                                                     "lm_eval_include_path": str(include)})
     with pytest.raises(PlanError, match="lm_eval_include_path: .* not inside any docker_mounts"):
         check_environments([], docker)
-    check_environments([], docker.model_copy(update={"docker_mounts": (str(tmp_path),)}))
+    check_environments([], docker.replace(**{"docker_mounts": (str(tmp_path),)}))
 
 
 def test_a_measurement_setting_newer_than_the_run_counts_as_its_default(tmp_path):
@@ -210,11 +210,11 @@ def test_a_measurement_setting_newer_than_the_run_counts_as_its_default(tmp_path
     from isobench_ray.runner import changed_settings, measurement_identity
 
     settings = _settings(tmp_path)
-    before = settings.measurement()
+    before = settings.identity()
     del before["lm_eval_seed"]
     (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": before}}))
     assert changed_settings(tmp_path, measurement_identity(settings)) == []
-    assert changed_settings(tmp_path, measurement_identity(settings.model_copy(update={"lm_eval_seed": 7}))) == [
+    assert changed_settings(tmp_path, measurement_identity(settings.replace(**{"lm_eval_seed": 7}))) == [
         "lm_eval_seed: 1234 in the run, 7 now"]
 
 
@@ -228,7 +228,7 @@ def test_an_edited_lm_eval_task_folder_is_a_changed_setting(tmp_path):
     include = tmp_path / "lm_eval_tasks"
     include.mkdir()
     (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 0\n")
-    settings = _settings(tmp_path).model_copy(update={"lm_eval_include_path": str(include)})
+    settings = _settings(tmp_path).replace(**{"lm_eval_include_path": str(include)})
     (tmp_path / "run.json").write_text(json.dumps({"identity": {"measurement": measurement_identity(settings)}}))
     assert changed_settings(tmp_path, measurement_identity(settings)) == []
     (include / "arith.yaml").write_text("task: arith\nnum_fewshot: 5\n")

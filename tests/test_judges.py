@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from isobench_ray import demo
-from isobench_ray.config import Settings
 from isobench_ray.judges.base import HACK_SHAPE, parse_reply
 from isobench_ray.judges.rule_based import compare
 from isobench_ray.runner import judge as judge_run
@@ -45,8 +44,8 @@ def test_reply_bare_fenced_or_refused():
         parse_reply("I cannot judge this.", PatchVerdict)
 
 
-def test_the_originals_published_verdict_reads(shared_samples):
-    text = (shared_samples / "soft_metrics_sglang_017_2ed68d7a" / "patch_quality.json").read_text()
+def test_the_originals_published_verdict_reads(upstream_samples):
+    text = (upstream_samples / "soft_metrics_sglang_017_2ed68d7a" / "patch_quality.json").read_text()
     verdict = parse_reply(text, PatchVerdict)
     assert verdict.bottleneck_target.category == "same_target"
     assert verdict.approach_comparison.category == "ineffective"
@@ -136,7 +135,7 @@ def _finished_run(root: Path, tasks: dict) -> dict[str, str]:
     return ids
 
 
-def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_path, demo_tasks, monkeypatch):
+def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_path, demo_tasks, monkeypatch, make_settings):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-scripted")
     ids = _finished_run(tmp_path / "run", demo_tasks)
     seen = {"n": 0}
@@ -152,11 +151,11 @@ def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_
             return 200, HACK_SHAPE
         return 200, "```json\n" + json.dumps(VERDICT) + "\n```"
 
-    settings = Settings(judges=("openai/scripted-judge",), cache_dir=str(tmp_path / "cache"), judge_backoff_max_s=0.05,
-                        hack_samples=1, judge_attempts=2)
+    settings = make_settings(judges=("openai/scripted-judge",), judge_backoff_max_s=0.05,
+                             hack_samples=1, judge_attempts=2)
     records_before = {p: p.read_bytes() for p in (tmp_path / "run").glob("attempts/*/record.json")}
     with ScriptedLLM(reply) as llm:
-        settings = settings.model_copy(update={"judge_api_base": llm.url})
+        settings = settings.replace(**{"judge_api_base": llm.url})
         report, sent = judge_run(tmp_path / "run", settings)
         assert sent == 4  # the noop has no patch: nothing to judge
         store = RunStore(tmp_path / "run")
@@ -181,9 +180,9 @@ def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_
     assert df.filter(pl.col("agent") == "noop")["quadrant"].to_list() == [None]
 
 
-def test_without_a_model_the_rule_based_judge_answers_and_says_so(tmp_path, demo_tasks):
+def test_without_a_model_the_rule_based_judge_answers_and_says_so(tmp_path, demo_tasks, make_settings):
     _finished_run(tmp_path / "run", demo_tasks)
-    _, sent = judge_run(tmp_path / "run", Settings(cache_dir=str(tmp_path / "cache")))
+    _, sent = judge_run(tmp_path / "run", make_settings())
     assert sent == 4
     import polars as pl
     df = pl.read_parquet(tmp_path / "run" / "attempts.parquet").filter(pl.col("judges").is_not_null())

@@ -15,8 +15,9 @@ import ray
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
-from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
+
+from conftest import settings_under
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +43,8 @@ def finished_run(tmp_path_factory):
     demo.build_repo()
     base = tmp_path_factory.mktemp("pipeline")
     # three rounds keep the test short; min_samples is lowered to match (its default, 5, is for verdicts)
-    settings = Settings(cache_dir=str(base / "cache"), work_dir=str(base / "work"), rounds=3, max_rounds=3, min_samples=3,
-                        pin_min_cores=2)  # pinned on any machine of 2 cores or more, so the test sees the cores
+    settings = settings_under(base, rounds=3, max_rounds=3, min_samples=3,
+                              pin_min_cores=2)  # pinned on any machine of 2 cores or more, so the test sees the cores
     out = base / "run"
     specs = parse_agents(demo.agents_arg())
     runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=TASKS, num_cpus=2, show_progress=False)
@@ -166,7 +167,7 @@ def test_resume_redoes_only_what_is_missing(finished_run):
 
 def test_resuming_with_other_measurement_settings_stops_and_names_them(finished_run):
     out, specs, settings = finished_run
-    other = settings.model_copy(update={"rounds": 5, "max_rounds": 5})
+    other = settings.replace(**{"rounds": 5, "max_rounds": 5})
     with pytest.raises(runner.PlanError, match=r"rounds: 3 in the run, 5 now.*--fresh"):
         runner.run(str(demo.TASKS_FILE), specs, out, other, task_ids=TASKS, show_progress=False)
 

@@ -24,7 +24,7 @@ __all__ = ["Judge", "JudgePanel", "JudgeRequest", "RuleBasedJudge", "make_judges
 
 
 def make_judges(settings: Settings) -> list[Judge]:
-    if not settings.judges:
+    if not settings.judges.models:
         return [RuleBasedJudge()]
     from isobench_ray.judges.llm import LitellmJudge  # litellm is imported only where a model judges
 
@@ -32,7 +32,7 @@ def make_judges(settings: Settings) -> list[Judge]:
                          concurrency=settings.judge_concurrency, attempts=settings.judge_attempts,
                          transient_attempts=settings.judge_transient_attempts, backoff_max_s=settings.judge_backoff_max_s,
                          timeout_s=settings.judge_timeout_s, diff_chars=settings.judge_diff_chars,
-                         hack_samples=settings.hack_samples) for model in settings.judges]
+                         hack_samples=settings.hack_samples) for model in settings.judges.models]
 
 
 def judge_request(record: AttemptRecord, task: Task, human_patch: str) -> JudgeRequest | None:

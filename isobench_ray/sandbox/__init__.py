@@ -7,12 +7,12 @@ from isobench_ray.sandbox.base import ExecResult, ImageMissing, Process, Sandbox
 
 
 def make_sandboxes(settings: Settings) -> SandboxFactory:
-    if settings.sandbox in ("local", "none"):  # "none": the same processes, agents not contained
+    if settings.sandbox.kind in ("local", "none"):  # "none": the same processes, agents not contained
         from isobench_ray.sandbox.local import LocalSandboxes
 
         hidden = tuple(p for p in (settings.cache_dir, settings.work_dir, settings.run_dir) if p)
         return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden)
-    if settings.sandbox == "docker":
+    if settings.sandbox.kind == "docker":
         from pathlib import Path
 
         from isobench_ray.sandbox.docker import DockerSandboxes
@@ -23,7 +23,7 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
                                run=Path(settings.run_dir).name if settings.run_dir else "",
                                passthrough=tuple(settings.env_passthrough), min_free_gb=settings.docker_min_free_gb,
                                cache_dir=settings.cache_dir)
-    raise SandboxUnavailable(f"unknown sandbox {settings.sandbox!r}")
+    raise SandboxUnavailable(f"unknown sandbox {settings.sandbox.kind!r}")
 
 
 __all__ = ["ExecResult", "ImageMissing", "Process", "Sandbox", "SandboxFactory", "SandboxUnavailable", "make_sandboxes", "tail"]

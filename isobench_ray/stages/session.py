@@ -65,7 +65,7 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         home.mkdir()
         # an agent that runs code is contained or not run at all (unless --sandbox none); a replay is
         # contained where it can be
-        isolate = settings.sandbox != "none" and settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
+        isolate = settings.sandbox.kind != "none" and settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
         try:
             # a local repository holds the human commit: the answer, hidden like the mirror
             repo_path = [Path(task.repo.url)] if Path(task.repo.url).is_dir() else []
