@@ -12,6 +12,7 @@ import polars as pl
 
 from isobench_ray.report.frames import attempts_frame, runs_frame
 from isobench_ray.report.html import Section
+from isobench_ray.report.ranking import ranking, ranking_note
 from isobench_ray.report.summary import RULE_BASED, summary_by_agent, summary_tables
 from isobench_ray.schema import Judgement
 from isobench_ray.store import RunStore, write_atomic
@@ -51,6 +52,7 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 .sort("attempts", descending=True))
     mean_agreement = df.get_column("judge_agreement").mean()
     return [
+        Section("Who did best", ranking(df), ranking_note(df)),
         Section("By agent", summary_by_agent(df)),
         Section("Table 1: hard metrics by agent", t["by_agent"],
                 "passed: the patch applied and was measured (status success); improvements / regressions: speedup over "
