@@ -12,6 +12,7 @@ the sandbox factory (an image pulled, or built from the repository's Dockerfile 
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import ExitStack
 from fnmatch import fnmatch
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
-from isobench_ray.sandbox.base import ImageMissing, SandboxFactory
+from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, images_of
 from isobench_ray.schema import COMPILED_FILES, FailureCause, StageError, Task, per_commit
 
 
@@ -30,10 +31,11 @@ def prepare(task: Task, commit: str, settings: Settings, sandboxes: SandboxFacto
     python = wheel_envs.ensure(task.repo, commit, settings.cache_path, settings.envs_min_free_gb,
                                held) if task.repo.wheel else None
     image = task.image(commit)
-    if image:
+    images = images_of(sandboxes) if image else None  # None: local processes, where images do not apply
+    if images is not None:
         dockerfile = Path(task.repo.dockerfile) if task.repo.dockerfile else None
         try:
-            sandboxes.ensure_image(image, dockerfile, {"COMMIT": commit, "SHORT": commit[:12]})
+            images.ensure(image, dockerfile, {"COMMIT": commit, "SHORT": commit[:12]})
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, str(exc)) from None
     return task.engine_env(os.environ.get("PATH", os.defpath), commit, python=python), image
@@ -75,13 +77,16 @@ def missing_images(plan: list, sandboxes: SandboxFactory) -> dict[str, str]:
     template, and the registry says it knows no such image), each with the reason: recorded as
     error/image_missing then, before any agent session. An image asked for by several attempts is looked up
     once; any other answer (a registry that does not answer now, or wants credentials) leaves the question to
-    the stage on the node, which pulls. `check_images_at_plan` off: nothing is asked."""
+    the stage on the node, which pulls. `check_images_at_plan` off: nothing is asked. Sandboxes without
+    images (local): nothing is missing."""
     found: dict[str, str | None] = {}
+    images = functools.cache(lambda: images_of(sandboxes))  # asked with the first image (the engine is reached then)
 
     def why_missing(image: str, dockerfile: Path | None) -> str | None:
         if image not in found:
             try:
-                sandboxes.locate_image(image, dockerfile)
+                if (store := images()) is not None:
+                    store.locate(image, dockerfile)
                 found[image] = None
             except ImageMissing as exc:
                 found[image] = str(exc)

@@ -4,9 +4,10 @@
 /tmp/isobench-dockerd-XXXX (overlay2 first; then without iptables and the bridge; then the vfs driver),
 waits for it with the SDK's ping and stops it at the end of the session. ISOBENCH_TEST_DOCKER_HOST reuses
 a running engine instead (e.g. unix:///var/run/docker.sock). `docker_image` imports the base image,
-built once by images/build_base.sh (debootstrap) and cached under ~/.cache/isobench/images/ keyed by the
-script's content. Where any of that cannot happen here (no dockerd, not root, no cgroups, no debootstrap,
-no Debian mirror) the tests that use them skip with the reason; they never fail for the machine.
+built once by the package's scripts/build_base.sh (debootstrap; `isobench images build` does the same)
+and cached under ~/.cache/isobench/images/ keyed by the script's content. Where any of that cannot happen
+here (no dockerd, not root, no cgroups, no debootstrap, no Debian mirror) the tests that use them skip with
+the reason; they never fail for the machine.
 
 A test module that uses them says `pytest_plugins = ["dockerd"]`: registered once as a plugin, the
 session fixtures are one engine for every module (imported into each module they would be one each).
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from isobench_ray.config import BASE_IMAGE, DEFAULT_CACHE_DIR
+
 ENV_HOST = "ISOBENCH_TEST_DOCKER_HOST"
-IMAGE = "isobench-base:bookworm"
+IMAGE = BASE_IMAGE
 # tried in order until one answers a ping
 DAEMON_OPTIONS = (
     ["--storage-driver=overlay2"],
@@ -176,11 +179,11 @@ def docker_image(docker_host):
     """The base image on the session's engine: imported from the cached tarball, built first where needed."""
     import docker
 
-    from isobench_ray.sandbox.docker import build_script_key, ensure_base_image
+    from isobench_ray.sandbox.docker.images import base_tarball_path, ensure_base_image
 
     client = docker.DockerClient(base_url=docker_host, timeout=600)
-    cache = Path(os.environ.get("ISOBENCH_TEST_IMAGE_CACHE", Path.home() / ".cache" / "isobench"))
-    cached = (cache / "images" / f"isobench-base-{build_script_key()}.tar").exists()
+    cache = Path(os.environ.get("ISOBENCH_TEST_IMAGE_CACHE", DEFAULT_CACHE_DIR))
+    cached = base_tarball_path(cache).exists()
     try:
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:

@@ -104,23 +104,40 @@ class SandboxFactory(Protocol):
                  hide: Sequence[Path] = (), image: str | None = None) -> Sandbox:
         """`hide`: folders an isolated command must not see beyond the run's own (a task's local repository).
         `image`: the container image for this sandbox instead of the run's default (a task's engine image for
-        one commit); ImageMissing when the engine does not have it. Sandboxes without images ignore it."""
+        one commit); ImageMissing when the engine does not have it. Sandboxes without images ignore it
+        (`images_of` tells which have them)."""
         ...
 
     def reap(self, key: str, value: str) -> list[str]:
         """Kill whatever carries label key=value (a dead actor's leftovers on its slot)."""
         ...
 
-    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
-        """Make `image` present on this node: built from `dockerfile` (with `buildargs`), else pulled, room
-        made first; ImageMissing when neither works. Returns what was done. Sandboxes without images: nothing."""
+    def check(self) -> None:
+        """Before a run is planned: SandboxUnavailable, with what to do, when this kind cannot run here."""
         ...
 
-    def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
+
+class ImageStore(Protocol):
+    """A node's container images, for the sandboxes that run in them (docker): not every factory has one."""
+
+    def ensure(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
+        """Make `image` present on this node: built from `dockerfile` (with `buildargs`), else pulled, room
+        made first; ImageMissing when neither works. Returns what was done."""
+        ...
+
+    def locate(self, image: str, dockerfile: Path | None = None) -> str:
         """Before a run is planned, without pulling or building: where `image` would come from (on the engine,
         a Dockerfile template, the registry). ImageMissing, with the reason, when from nowhere."""
         ...
 
-    def check(self) -> None:
-        """Before a run is planned: SandboxUnavailable, with what to do, when this kind cannot run here."""
+    def report(self) -> dict:
+        """The images on this node, their size and last use, and the free space."""
         ...
+
+
+def images_of(sandboxes: SandboxFactory) -> ImageStore | None:
+    """The node's image store of a factory whose sandboxes run in images (its `images()`); None for one whose
+    sandboxes run on this machine's files (local), where images do not apply. Reaches the engine: ask only
+    when there is an image to ask about."""
+    images = getattr(sandboxes, "images", None)
+    return images() if callable(images) else None

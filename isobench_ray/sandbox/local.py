@@ -260,9 +260,3 @@ class LocalSandboxes:
 
     def reap(self, key: str, value: str) -> list[str]:
         return reap_tagged(value, key)
-
-    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
-        return ""  # local processes run on this machine's files: images do not apply
-
-    def locate_image(self, image: str, dockerfile: Path | None = None) -> str:
-        return ""

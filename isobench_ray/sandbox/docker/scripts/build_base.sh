@@ -2,11 +2,11 @@
 # The sandbox's base image as a file system tarball: Debian bookworm (minbase) with Python 3, numpy (OpenBLAS), git and
 # procps, built with debootstrap from deb.debian.org (no Docker registry needed). Needs root and debootstrap.
 #
-#   images/build_base.sh OUT.tar [MIRROR]
+#   sh build_base.sh OUT.tar [MIRROR]
 #   docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' OUT.tar isobench-base:bookworm
 #
-# `python -m isobench_ray.sandbox.docker build` runs this, caches the tarball under
-# ~/.cache/isobench/images/ (keyed by this file's content) and imports it.
+# `isobench images build` runs this, caches the tarball under ~/.cache/isobench/images/ (keyed by this file's
+# content) and imports it.
 set -eu
 out="${1:?usage: build_base.sh OUT.tar [MIRROR]}"
 mirror="${2:-http://deb.debian.org/debian}"

@@ -1,0 +1,105 @@
+"""The Docker sandbox (docs/docker.md): the factory here, and three rooms.
+
+- `sandbox.py`: the container and its processes (lifecycle, exec, start/stop, files, removal);
+- `images.py`: the node's images (locate, pull, build by content key, LRU eviction, the base image);
+- `scripts/`: the shell helpers copied into every container and the base image's build script (package data);
+- `client.py`: one engine client per URL and process.
+
+Containers carry labels (`isobench.tag`, `isobench.slot`, ...) so `cleanup` and `reap` find them. Image work
+is not part of the generic SandboxFactory: this factory's `images()` is the node's `ImageStore`
+(`sandbox.base.images_of`). `isobench images build` builds the base image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from isobench_ray.config import BASE_IMAGE, DEFAULT_CACHE_DIR
+from isobench_ray.sandbox.base import SandboxUnavailable
+from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
+from isobench_ray.sandbox.docker.images import (DiskFull, ImageStore, base_tarball, build_script_key, ensure_base_image,
+                                                import_base_image, recipe_key, split_image_name)
+from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox, build_hint, remove_containers
+
+# slot and tag variables (reap keys) and the labels that carry them
+KEY_LABELS = {"ISOBENCH_TAG": "isobench.tag", "ISOBENCH_SLOT": "isobench.slot"}
+STAGE_SUFFIXES = ("validate", "bench")  # tags of the validation and benchmark sandboxes end so
+
+
+@dataclass(frozen=True)
+class DockerSandboxes:
+    """The factory of Docker sandboxes for one run: picklable (only settings; the client is made where it
+    is used). `passthrough` names host variables that benchmark and validation commands may see."""
+
+    host: str | None = None  # None: DOCKER_HOST, else the local socket (of the machine that runs the stage)
+    image: str = BASE_IMAGE
+    shm_size: str = "8g"
+    time_limit_s: float = 86400.0
+    network_mode: str = "host"  # what network=True gets
+    mounts: tuple[str, ...] = ()  # host folders every container sees at the same path, read-only ("path:rw": writable)
+    user: str | None = None  # None: the harness's own uid:gid, so files in the bind mounts stay its own
+    run: str = ""  # the run's name, a label
+    passthrough: tuple[str, ...] = ()
+    min_free_gb: float = 50.0  # under this, images are evicted least recently used first (images.py)
+    cache_dir: str = DEFAULT_CACHE_DIR  # where each engine's image-use record lives
+    kind: str = "docker"
+    can_isolate: bool = True
+    extra_labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
+                 env: dict[str, str] | None = None, slot_env: dict[str, str] | None = None,
+                 hide: Sequence[Path] = (), image: str | None = None) -> DockerSandbox:
+        # `hide` needs nothing: a container sees only its mounts
+        host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
+        slot_env = dict(slot_env or {})
+        gpus = [g for g in slot_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+        return DockerSandbox(self, tag, writable=writable, network=network, extra_env={**host, **slot_env, **(env or {})},
+                             labels=self._labels(tag, slot_env), gpu_ids=gpus, image=image)
+
+    def _labels(self, tag: str, slot_env: dict[str, str]) -> dict[str, str]:
+        # the stages' tags: <attempt id> (the session), <attempt id>.validate, <attempt id>.bench
+        attempt, _, stage = tag.rpartition(".")
+        if stage not in STAGE_SUFFIXES:
+            attempt, stage = tag, "session"
+        labels = {KEY_LABELS["ISOBENCH_TAG"]: tag, "isobench.attempt": attempt, "isobench.stage": stage,
+                  **({"isobench.run": self.run} if self.run else {}), **self.extra_labels}
+        for key, value in slot_env.items():
+            if key.startswith("ISOBENCH_"):
+                labels[KEY_LABELS.get(key, key)] = value
+        return labels
+
+    def images(self, client=None) -> ImageStore:
+        """The images of the engine this factory talks to (locate, ensure, free space, LRU eviction, use record)."""
+        engine = self.host or default_host()
+        key = hashlib.sha256(engine.encode()).hexdigest()[:12]
+        return ImageStore(client or client_for(self.host), Path(self.cache_dir) / "images" / f"usage-{key}.json",
+                          self.min_free_gb, engine=engine)
+
+    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
+        """Transitional: stages/session.py still calls this; `images_of(factory).ensure(...)` is the way."""
+        return self.images().ensure(image, dockerfile, buildargs)
+
+    def check(self) -> None:
+        """Before a run is planned: the engine answers and holds the image (SandboxUnavailable otherwise)."""
+        import docker
+
+        client = client_for(self.host)
+        try:
+            client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise SandboxUnavailable(f"the Docker image {self.image!r} is not on the engine at "
+                                     f"{self.host or default_host()}: {build_hint(self.image)}") from None
+
+    def reap(self, key: str, value: str) -> list[str]:
+        client = client_for(self.host)
+        found = client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{KEY_LABELS.get(key, key)}={value}"]})
+        return remove_containers(client, [c["Id"] for c in found])
+
+
+__all__ = ["DiskFull", "DockerProcess", "DockerSandbox", "DockerSandboxes", "ImageStore", "base_tarball", "build_script_key",
+           "client_for", "default_host", "ensure_base_image", "import_base_image", "recipe_key", "remove_containers",
+           "split_image_name"]
