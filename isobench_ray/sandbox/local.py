@@ -9,6 +9,7 @@ server; a `setsid` child leaves the group) is found and reaped by tag with psuti
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import shutil
@@ -64,6 +65,25 @@ def _kill_tree(pid: int, grace_s: float, leader_first: bool = False) -> None:
             except psutil.NoSuchProcess:
                 pass
         _, procs = psutil.wait_procs(procs, timeout=wait)
+
+
+# Pins without taskset: set the affinity, then become the command (exec keeps the pid)
+_PIN = "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); os.execvp(sys.argv[2], sys.argv[2:])"
+
+
+def _pinned(argv: list[str], cpus: Sequence[int] | None, cwd: Path, path: str) -> list[str]:
+    """`argv` run on `cpus` only. The affinity is set before the command's exec (taskset, as in the Docker
+    sandbox, else the harness's Python doing the same), so every thread and child it makes inherits it; no
+    `preexec_fn`, which is unsafe in a threaded parent such as a Ray worker. A program that is not there
+    raises FileNotFoundError here, as Popen does unpinned (`cwd`, `path`: where Popen would look)."""
+    if not cpus:
+        return argv
+    program = argv[0]
+    if not (os.access(Path(cwd, program), os.X_OK) if "/" in program else shutil.which(program, path=path)):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    cores = ",".join(map(str, cpus))
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cores, *argv] if taskset else [sys.executable, "-I", "-c", _PIN, cores, *argv]
 
 
 def reap_tagged(value: str, key: str = "ISOBENCH_TAG") -> list[str]:
@@ -173,11 +193,10 @@ class LocalSandbox:
     def _popen(self, command: Command, cwd: Path, env: dict[str, str] | None, log,
                cpus: Sequence[int] | None = None) -> tuple[subprocess.Popen, str]:
         proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
-        # affinity is set in the child before exec, so every thread and child it makes inherits it
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        popen = subprocess.Popen(self._argv(command, cwd), cwd=cwd, env=self._env({**(env or {}), **pinned_env(cpus)}, proc_tag),
-                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                 preexec_fn=pin)
+        merged = self._env({**(env or {}), **pinned_env(cpus)}, proc_tag)
+        argv = _pinned(self._argv(command, cwd), cpus, cwd, merged.get("PATH", os.defpath))
+        popen = subprocess.Popen(argv, cwd=cwd, env=merged, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
         return popen, proc_tag
 
     def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
