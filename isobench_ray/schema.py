@@ -70,8 +70,17 @@ class HardClass(StrEnum):
     beats = "beats"
     similar = "similar"
     worse = "worse"
-    inconclusive = "inconclusive"  # hard_class_ci only: the interval straddles the band's edge
+    inconclusive = "inconclusive"  # the strict class (and the regrade policies) only: not decided, why in VerdictCause
     failed = "failed"
+
+
+class VerdictCause(StrEnum):
+    """Why the strict class is `inconclusive` (Scores.verdict_cause; the sentence is Scores.verdict_reason)."""
+
+    too_noisy = "too_noisy"  # the interval is wider than the margin, or clears the margin but not the task's noise
+    straddles = "straddles"  # the interval crosses an edge (±margin or ±noise): more samples may decide it
+    disturbed = "disturbed"  # an arm has fewer than min_samples clean samples because runs were disturbed
+    few_samples = "few_samples"  # an arm has fewer than min_samples clean samples, none of them disturbed
 
 
 class Frozen(BaseModel):
@@ -447,8 +456,15 @@ class Scores(Frozen):
     human_speedup_ci: tuple[float, float] | None = None
     agent_vs_human_ci_pct: tuple[float, float] | None = None
     noise_pct: float | None = None  # baseline against itself (baseline2), in percent
-    band_pct: float = 5.0  # max(5%, 2 x noise)
+    # what beats/worse must clear: max(margin_pct, noise_pct) (records made before verdicts.py: max(5%, 2 x noise))
+    band_pct: float = 5.0
     hard_class_ci: HardClass = HardClass.failed
+    # the strict class (scoring/verdicts.py): similar only with the whole interval inside ±margin_pct, which noise
+    # never widens; inconclusive says why (cause, and a sentence: "too_noisy: the A/A interval is ±31%, ...")
+    margin_pct: float = 5.0
+    verdict_cause: VerdictCause | None = None
+    verdict_reason: str = ""
+    interval_method: Literal["independent", "paired"] = "independent"  # how the intervals were estimated (stats.py)
     not_discriminative: bool = False  # the human speedup lies inside the task's own noise
     rounds: int = 0
     # faster by changing what the model generates is broken (scoring/correctness.py)

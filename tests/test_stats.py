@@ -29,21 +29,24 @@ def test_more_samples_narrow_the_interval():
     assert narrow.half_width_pct < wide.half_width_pct
 
 
-def test_noise_widens_the_band_beyond_five_percent():
+def test_noise_raises_what_beats_and_worse_must_clear_beyond_the_margin():
     assert band_pct(None) == 5.0 and band_pct(1.0) == 5.0
-    assert noise_pct(Interval(1.01, 0.96, 1.05)) == pytest.approx(5.0)
-    assert band_pct(noise_pct(Interval(1.01, 0.96, 1.05))) == pytest.approx(10.0)
+    assert noise_pct(Interval(1.01, 0.96, 1.08)) == pytest.approx(8.0)
+    assert band_pct(noise_pct(Interval(1.01, 0.96, 1.08))) == pytest.approx(8.0)
+    assert band_pct(3.0, margin=2.0) == 3.0
 
 
-@pytest.mark.parametrize("iv, band, expected", [
-    (Interval(1.20, 1.10, 1.30), 5.0, HardClass.beats),
-    (Interval(1.20, 1.03, 1.30), 5.0, HardClass.inconclusive),  # point beats, interval does not
-    (Interval(1.00, 0.98, 1.02), 5.0, HardClass.similar),
-    (Interval(0.80, 0.70, 0.90), 5.0, HardClass.worse),
+@pytest.mark.parametrize("iv, noise, expected", [
+    (Interval(1.20, 1.10, 1.30), None, HardClass.beats),
+    (Interval(1.20, 1.03, 1.30), None, HardClass.inconclusive),  # point beats, interval does not
+    (Interval(1.00, 0.98, 1.02), None, HardClass.similar),
+    (Interval(0.80, 0.70, 0.90), None, HardClass.worse),
     (Interval(1.20, 1.10, 1.30), 12.0, HardClass.inconclusive),  # a noisy task needs a larger gain
+    (Interval(1.00, 0.98, 1.02), 40.0, HardClass.similar),  # and noise never takes `similar` away from a tight one
+    (Interval(0.45, 0.39, 0.52), 74.0, HardClass.inconclusive),  # -48..-61% is never similar, however noisy
 ])
-def test_strict_class_asks_the_whole_interval(iv, band, expected):
-    assert hard_class_ci(iv, band) is expected
+def test_strict_class_asks_the_whole_interval(iv, noise, expected):
+    assert hard_class_ci(iv, 5.0, noise) is expected
 
 
 def test_a_human_speedup_inside_the_noise_is_flagged():

@@ -2,7 +2,8 @@
 
 Speedup is oriented so that > 1 always means faster: value/baseline for throughput-like metrics,
 baseline/value for latency-like ones (the direction comes with the Measurements, from the engine's table). agent_vs_human_pct compares the two speedups (positive: agent
-better). The hard class applies the ISO-Bench rule: beyond +band beats, within ±band similar, below worse.
+better). The hard class applies the ISO-Bench rule to the point estimate: beyond +margin beats, within ±margin
+similar, below worse; the strict class (`hard_class_ci`) asks the whole interval (scoring/verdicts.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from isobench_ray.scoring import correctness, stats
+from isobench_ray.scoring import correctness, stats, verdicts
 from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status
 
 def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
@@ -30,7 +31,7 @@ def hard_class(agent_vs_human_pct: float | None, band_pct: float) -> HardClass:
 
 
 def median_of(measurements: Measurements, arm: str) -> float | None:
-    samples = _samples(measurements, arm)
+    samples = samples_of(measurements, arm)
     return statistics.median(samples) if samples else None
 
 
@@ -48,7 +49,7 @@ def outcome(measurements: Measurements) -> tuple[Status, FailureCause | None, st
     return Status.success, None, ""
 
 
-def _samples(measurements: Measurements, arm: str) -> list[float]:
+def samples_of(measurements: Measurements, arm: str) -> list[float]:
     result = measurements.arm(arm)
     return result.samples(measurements.primary_metric) if result else []
 
@@ -60,36 +61,48 @@ def _pair(iv: stats.Interval | None, scale: float = 1.0, shift: float = 0.0) -> 
     return ((iv.low + shift) * scale, (iv.high + shift) * scale)
 
 
+def intervals(measurements: Measurements, confidence: float = 0.95,
+              method: stats.Method = stats.DEFAULT_METHOD) -> dict[str, stats.Interval | None]:
+    """The 95% intervals of one attempt, by the method asked: `agent` and `human` over baseline, `noise`
+    (baseline2 over baseline, the A/A pair) and `vs_human` (agent over human)."""
+    hib = measurements.higher_is_better
+
+    def between(arm: str, ref: str) -> stats.Interval | None:
+        if method == "paired":
+            return stats.paired_interval(verdicts.arm_rounds(measurements, arm), verdicts.arm_rounds(measurements, ref),
+                                         hib, confidence=confidence)
+        return stats.speedup_interval(samples_of(measurements, arm), samples_of(measurements, ref), hib, confidence=confidence)
+
+    return {"agent": between("agent", "baseline"), "human": between("human", "baseline"),
+            "noise": between("baseline2", "baseline"), "vs_human": between("agent", "human")}
+
+
 def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95, min_samples: int = 2,
-          accuracy_drop_max: float = 0.05) -> Scores:
-    """Speedups, classes and intervals. Below `min_samples` per arm a bootstrap interval is far too narrow
-    to trust, so the strict class is `inconclusive` (docs/measurement.md)."""
-    metric = measurements.primary_metric
+          accuracy_drop_max: float = 0.05, method: stats.Method = stats.DEFAULT_METHOD) -> Scores:
+    """Speedups, classes and intervals. `band_pct` is the margin (`hard_band_pct`): the paper's class applies it
+    to the point estimate, the strict class to the whole interval (scoring/verdicts.py), below `min_samples`
+    clean samples in any arm the strict class is `inconclusive` (docs/measurement.md)."""
     hib = measurements.higher_is_better
     b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
-    base, human, agent = (_samples(measurements, arm) for arm in ("baseline", "human", "agent"))
-    agent_iv = stats.speedup_interval(agent, base, hib, confidence=confidence)
-    human_iv = stats.speedup_interval(human, base, hib, confidence=confidence)
-    aa_iv = stats.speedup_interval(_samples(measurements, "baseline2"), base, hib, confidence=confidence)
-    noise = stats.noise_pct(aa_iv)
-    band = stats.band_pct(noise)
+    ivs = intervals(measurements, confidence, method)
+    noise = stats.noise_pct(ivs["noise"])
     agent_speedup = speedup(a, b, hib) if a is not None and b is not None else None
     human_speedup = speedup(h, b, hib) if h is not None and b is not None else None
     status, _, _ = outcome(measurements)
     vs_human, vs_human_iv = None, None
     if status is Status.success and agent_speedup and human_speedup:
-        vs_human = (agent_speedup / human_speedup - 1.0) * 100.0
-        vs_human_iv = stats.speedup_interval(agent, human, hib, confidence=confidence)
+        vs_human, vs_human_iv = (agent_speedup / human_speedup - 1.0) * 100.0, ivs["vs_human"]
+    verdict = verdicts.strict(measurements, vs_human_iv, noise, band_pct, min_samples)
     return Scores(
-        attempt_id=measurements.attempt_id, primary_metric=metric, higher_is_better=hib,
+        attempt_id=measurements.attempt_id, primary_metric=measurements.primary_metric, higher_is_better=hib,
         baseline_value=b, human_value=h, agent_value=a, speedup_vs_baseline=agent_speedup,
         human_speedup_vs_baseline=human_speedup, agent_vs_human_pct=vs_human,
         hard_class=hard_class(vs_human, band_pct),
-        speedup_ci=_pair(agent_iv), human_speedup_ci=_pair(human_iv),
-        agent_vs_human_ci_pct=_pair(vs_human_iv, 100.0, -1.0), noise_pct=noise, band_pct=band,
-        hard_class_ci=(HardClass.inconclusive if min(len(agent), len(human)) < min_samples else stats.hard_class_ci(vs_human_iv, band))
-        if vs_human_iv else HardClass.failed,
-        not_discriminative=stats.not_discriminative(human_iv, noise),
+        speedup_ci=_pair(ivs["agent"]), human_speedup_ci=_pair(ivs["human"]),
+        agent_vs_human_ci_pct=_pair(vs_human_iv, 100.0, -1.0), noise_pct=noise, band_pct=stats.band_pct(noise, band_pct),
+        hard_class_ci=verdict.hard_class, margin_pct=band_pct, verdict_cause=verdict.cause,
+        verdict_reason=verdict.reason, interval_method=method,
+        not_discriminative=stats.not_discriminative(ivs["human"], noise),
         rounds=len(measurements.order),
         **dict(zip(("correctness", "correctness_detail"), correctness.check(measurements, accuracy_drop_max))),
     )

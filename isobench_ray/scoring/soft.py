@@ -1,7 +1,8 @@
 """Soft metrics, pure: the judges' majority, their agreement, and the quadrants.
 
 `soft_pass`: the agent aimed at the human's bottleneck (same or related target). `hard_pass`: it measured
-as fast as the human or faster (beats or similar) and did not change what the model generates. Together:
+as fast as the human or faster (beats or similar) and did not change what the model generates. The strict
+twins (`hard_pass_ci`, `quadrant_ci`, `success_ci`) keep `inconclusive` as its own value and count. Together:
 Q1 true success (both), Q2 good intent / bad execution (soft only), Q3 lucky win (hard only), Q4 failure
 (neither). Hard success is Q1 + Q3; true success is Q1. A patch flagged as gaming the benchmark keeps its
 numbers but is no success (`hack_adjusted`).
@@ -67,6 +68,33 @@ def quadrant(soft: bool | None, hard: bool) -> Quadrant | None:
     if soft is None:
         return None
     return {(True, True): "Q1", (True, False): "Q2", (False, True): "Q3", (False, False): "Q4"}[(soft, hard)]
+
+
+def hard_pass_ci(scores: Scores | None) -> bool | None:
+    """The strict twin of `hard_pass`: beats or similar by the interval rule and not broken; None where the
+    strict class is `inconclusive` (its own count: never a pass, never a failure)."""
+    if scores is None or scores.correctness == "broken":
+        return False
+    if scores.hard_class_ci is HardClass.inconclusive:
+        return None
+    return scores.hard_class_ci in HARD_PASSES
+
+
+def quadrant_ci(soft: bool | None, hard_ci: bool | None) -> Quadrant | Literal["inconclusive"] | None:
+    """The strict twin of `quadrant`: None while unjudged, `inconclusive` where the hard axis is."""
+    if soft is None:
+        return None
+    return "inconclusive" if hard_ci is None else quadrant(soft, hard_ci)
+
+
+def success_ci(passes: list[bool | None]) -> dict[str, float | int | None]:
+    """Counts and rates of the strict twin over a group's attempts: `success`, `inconclusive` and `failure`
+    are separate counts; `rate` is over all attempts (as the paper's), `decided_rate` over the decided ones."""
+    success, undecided = sum(p is True for p in passes), sum(p is None for p in passes)
+    decided = len(passes) - undecided
+    return {"attempts": len(passes), "success": success, "inconclusive": undecided, "failure": decided - success,
+            "rate": success / len(passes) if passes else None, "inconclusive_rate": undecided / len(passes) if passes else None,
+            "decided_rate": success / decided if decided else None}
 
 
 def rater_labels(judgements: list[Judgement]) -> dict[str, dict[str, str]]:
