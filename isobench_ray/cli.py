@@ -344,6 +344,38 @@ def images_list(
                    + (", in use" if image["in_use"] else ""))
 
 
+@app.command()
+def regrade(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    policy: str = typer.Option("strict", help="paper | strict | gso | swe-perf (scoring/policies.py)."),
+    margin: Optional[float] = typer.Option(None, help="The equivalence margin, percent (default: the run's hard_band_pct, 5)."),
+    method: Optional[str] = typer.Option(None, help="Intervals: independent | paired (default: scoring/stats.py's)."),
+    out: Optional[Path] = typer.Option(None, help="Table to write (default RUN_DIR/regrade/POLICY.parquet)."),
+) -> None:
+    """Recompute every score of a run from its stored samples under a verdict policy (no GPU, no engine); the
+    run's own files are only read. Prints the verdicts that flip against the run's own, and why."""
+    import collections
+
+    from isobench_ray.regrade import regrade as regrade_run
+    from isobench_ray.scoring.policies import POLICIES
+
+    if not (run_dir / "attempts").is_dir():
+        _fail(f"{run_dir}: not a run directory (no attempts/)")
+    if policy not in POLICIES or method not in (None, "independent", "paired"):
+        _fail(f"--policy is one of {', '.join(POLICIES)}; --method independent or paired")
+    result = regrade_run(run_dir, policy, margin, out, method)
+    counts = collections.Counter(result.frame.get_column("hard_class").to_list())
+    typer.echo(f"{run_dir}: {result.frame.height} attempts regraded under {policy}: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    own = "hard_class_ci" if policy == "strict" else "hard_class"
+    typer.echo(f"{len(result.flips)} verdicts flip against the run's own ({own}):")
+    for flip in result.flips:
+        typer.echo(f"  {flip.attempt_id}: {flip.own} -> {flip.new}  ({flip.reason})")
+    for attempt_id in result.skipped:
+        typer.echo(f"  {attempt_id}: record.json does not fit this version's models, not regraded", err=True)
+    typer.echo(f"Table: {result.out}")
+
+
 def main() -> None:
     sys.exit(app())
 
