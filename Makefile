@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-docker-demo test-vllm test-gpu lock clean
+.PHONY: demo test test-fast test-agents test-docker-demo test-vllm test-gpu lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,17 @@ demo: $(STAMP)
 	$(BIN)/isobench demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm and not gpu"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm and not gpu and not agent_install"
+
+# the fast lane: make test without the tests marked slow (Ray clusters, pipelines, servers, dockerd); under two
+# minutes on a 2-core machine
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not docker_e2e and not vllm and not gpu and not agent_install"
+
+# the real third-party agents (Claude Code, Codex CLI from npm; mini-swe-agent, OpenHands from PyPI) installed into
+# ~/.cache/isobench-agents and driven by a scripted model server (tests/test_agent_adapters.py); CI runs it
+test-agents: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m agent_install tests/test_agent_adapters.py
 
 # a benchmark slot's NVML checks on a real GPU (tests/test_gpu_slot.py; a GPU node only, seconds)
 test-gpu: $(STAMP)

@@ -1,7 +1,10 @@
 """Third-party agents through their adapters, each the real agent where a registry ships it, run in the
 session's sandbox and driven by a scripted model server on 127.0.0.1 that speaks that agent's API: it
 makes the agent run a command and edit a file of the demo tree, and the patch the harness extracts must
-be exactly that edit. TRAE, which no reachable registry ships, gets a stand-in with its interface."""
+be exactly that edit. TRAE, which no reachable registry ships, gets a stand-in with its interface.
+
+The tests that install a real agent from npm or PyPI are marked `agent_install` (and `slow`): `make test-agents`
+runs them (CI does), `make test` leaves them out; the TRAE stand-in stays in `make test`."""
 
 from __future__ import annotations
 
@@ -15,14 +18,15 @@ from pathlib import Path
 import pytest
 
 from isobench_ray import demo
-from isobench_ray.config import Settings
 from isobench_ray.sandbox import make_sandboxes
 from isobench_ray.schema import AGENT_SPEC, Attempt
 from isobench_ray.stages.session import run_session
 from isobench_ray.tasks import load_tasks
+from conftest import settings_under
 from scripted_llm import ScriptedAnthropic, ScriptedLLM, ScriptedResponses
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="agents run code: bubblewrap contains them")
+installs = pytest.mark.agent_install  # a real agent from npm or PyPI: make test-agents, not make test
 AGENTS_DIR = Path.home() / ".cache" / "isobench-agents"  # outside the harness's cache, which sandboxes hide
 TASK = "demo-sampler-python-loop"
 EDIT = "sed -i 's/^class Sampler:/class Sampler:  # tuned by the agent/' minillm/sampler.py"
@@ -44,7 +48,7 @@ def task():
 
 def _session(tmp_path, task, spec_data):
     spec = AGENT_SPEC.validate_python(spec_data)
-    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+    settings = settings_under(tmp_path)
     attempt = Attempt.make(task, spec, 0, {})
     return run_session(attempt, task, spec, settings, sandboxes=make_sandboxes(settings))
 
@@ -56,6 +60,8 @@ def _assert_the_edit_is_the_patch(session):
     assert session.sandbox == "bwrap"
 
 
+@installs
+@pytest.mark.slow
 def test_mini_swe_agent(tmp_path, task):
     venv = AGENTS_DIR / "mini-swe-agent"
     uv = Path(sys.executable).parent / "uv"
@@ -79,6 +85,8 @@ def test_mini_swe_agent(tmp_path, task):
     assert "mini.traj.json" in logs and "command.sh" in logs
 
 
+@installs
+@pytest.mark.slow
 def test_claude_code(tmp_path, task):
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed: Claude Code comes from the npm registry")
@@ -110,6 +118,8 @@ def test_claude_code(tmp_path, task):
     assert session.cost_usd and session.cost_usd > 0  # Claude Code prices its own tokens
 
 
+@installs
+@pytest.mark.slow
 def test_codex_cli(tmp_path, task):
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed: Codex CLI comes from the npm registry")
@@ -135,6 +145,8 @@ def test_codex_cli(tmp_path, task):
     assert session.exit_status == "done" and session.steps == 1 and session.tokens > 0
 
 
+@installs
+@pytest.mark.slow
 def test_openhands(tmp_path, task):
     venv = AGENTS_DIR / "openhands"
     uv = Path(sys.executable).parent / "uv"

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FIXTURES = Path(__file__).parent / "fixtures" / "bench_outputs"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +29,7 @@ def test_parse_metrics_without_a_result_exits_1_with_the_last_lines():
     assert "last lines" in proc.stderr and "error" in proc.stderr.lower()
 
 
+@pytest.mark.slow  # three console-script starts, each importing Ray
 def test_status_and_report_refuse_a_folder_that_is_not_a_run(tmp_path):
     assert _isobench("status", str(tmp_path)).returncode == 2
     assert "not a run directory" in _isobench("report", str(tmp_path)).stderr

@@ -24,7 +24,6 @@ from isobench_ray import demo
 from isobench_ray.cluster import simulate
 from isobench_ray.cluster.driver import Driver
 from isobench_ray.pipeline import plan_attempts
-from isobench_ray.config import Settings
 from isobench_ray.engines.server import free_port
 from isobench_ray.store import RunStore
 
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
+def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path, make_settings):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     doomed = cluster.add_node(num_cpus=8, num_gpus=2)
     cluster.add_node(num_cpus=8, num_gpus=2)
@@ -40,7 +39,7 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
     try:
         plan = plan_attempts(simulate.tasks(24), [simulate.SimAgent()])
         store = RunStore(tmp_path / "run")
-        driver = Driver(store, plan, Settings(agent_concurrency=16, work_dir=str(tmp_path / "work")),
+        driver = Driver(store, plan, make_settings(agent_concurrency=16),
                         stages=simulate.stages(0.05), show_progress=False)
 
         def kill_when_busy():
@@ -64,7 +63,7 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path):
         cluster.shutdown()
 
 
-def test_tensor_parallel_tasks_get_slots_of_that_many_gpus_on_one_node(tmp_path):
+def test_tensor_parallel_tasks_get_slots_of_that_many_gpus_on_one_node(tmp_path, make_settings):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     cluster.add_node(num_cpus=4, num_gpus=2)
     cluster.add_node(num_cpus=4, num_gpus=1)
@@ -72,7 +71,7 @@ def test_tensor_parallel_tasks_get_slots_of_that_many_gpus_on_one_node(tmp_path)
     try:
         tasks = simulate.tasks(4) + simulate.tasks(2, gpus=2, start=4) + simulate.tasks(1, gpus=4, start=6)
         plan = plan_attempts(tasks, [simulate.SimAgent()])
-        Driver(RunStore(tmp_path / "run"), plan, Settings(agent_concurrency=4, work_dir=str(tmp_path / "work")),
+        Driver(RunStore(tmp_path / "run"), plan, make_settings(agent_concurrency=4),
                stages=simulate.stages(0.02), show_progress=False).run()
         records = {r.attempt.task_id: r for r in RunStore(tmp_path / "run").records()}
         gpus_of = {tid: r.measurements.slot.rsplit("/gpu", 1)[1].split(",") for tid, r in records.items() if r.measurements}
@@ -152,13 +151,13 @@ def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_failures_are_kept_unless_retry_failed_and_infra_errors_are_redone(tmp_path):
+def test_failures_are_kept_unless_retry_failed_and_infra_errors_are_redone(tmp_path, make_settings):
     from isobench_ray.schema import FailureCause, Status
 
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     try:
         plan = plan_attempts(simulate.tasks(3), [simulate.SimAgent()])
-        settings = Settings(work_dir=str(tmp_path / "work"))
+        settings = make_settings()
 
         def run(retry_failed=False):
             store = RunStore(tmp_path / "run")

@@ -9,9 +9,7 @@ engine would get (no GPU here).
 import gc
 import pickle
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ from isobench_ray.config import Settings
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
 from isobench_ray.sandbox.docker import DockerSandboxes
 from isobench_ray.sandbox.docker import sandbox as docker_sandbox
+
+from conftest import HelloHandler, serve
 
 pytest_plugins = ["dockerd"]  # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session
 

@@ -10,17 +10,15 @@ import ray
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
-from isobench_ray.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker_e2e, pytest.mark.timeout(2400)]
 pytest_plugins = ["dockerd"]
 TASKS = ["demo-free-block-scan", "demo-prefix-cache-hashing"]  # a serving and a throughput task, with a good and a broken replay
 
 
-def _run(tmp_path, name, **settings):
+def _run(make_settings, tmp_path, name, **settings):
     demo.build_repo()
-    base = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / f"work-{name}"), rounds=3, max_rounds=3,
-                    min_samples=3, **settings)
+    base = make_settings(work_dir=str(tmp_path / f"work-{name}"), rounds=3, max_rounds=3, min_samples=3, **settings)
     out = tmp_path / name
     try:
         runner.run(str(demo.TASKS_FILE), parse_agents(demo.agents_arg()), out, base, task_ids=TASKS, num_cpus=2,
@@ -30,9 +28,9 @@ def _run(tmp_path, name, **settings):
     return {(r["task_id"], r["agent"]): r for r in pl.read_parquet(out / "attempts.parquet").iter_rows(named=True)}
 
 
-def test_docker_and_local_sandboxes_give_the_same_outcomes(tmp_path, docker_host, docker_image):
-    local = _run(tmp_path, "local")
-    docker = _run(tmp_path, "docker", sandbox="docker", docker_host=docker_host, docker_image=docker_image)
+def test_docker_and_local_sandboxes_give_the_same_outcomes(tmp_path, docker_host, docker_image, make_settings):
+    local = _run(make_settings, tmp_path, "local")
+    docker = _run(make_settings, tmp_path, "docker", sandbox="docker", docker_host=docker_host, docker_image=docker_image)
     assert local.keys() == docker.keys()
     for key in local:
         a, b = local[key], docker[key]

@@ -2,11 +2,10 @@
 
 from isobench_ray.cluster import simulate
 from isobench_ray.cluster.slots import SlotPool
-from isobench_ray.config import Settings
 
 
-def test_benchmarks_prefer_a_node_that_already_has_the_commit(tmp_path):
-    pool = SlotPool(Settings(work_dir=str(tmp_path / "w")), simulate.stages(0.0))
+def test_benchmarks_prefer_a_node_that_already_has_the_commit(make_settings):
+    pool = SlotPool(make_settings(), simulate.stages(0.0))
     task = simulate.tasks(1)[0]
     cold, warm = object(), object()
     pool.idle = [cold, warm]
@@ -18,8 +17,8 @@ def test_benchmarks_prefer_a_node_that_already_has_the_commit(tmp_path):
     assert pool.idle == [] and pool.pick(task) is None
 
 
-def test_a_retry_goes_to_another_slot_than_the_one_it_failed_on(tmp_path):
-    pool = SlotPool(Settings(work_dir=str(tmp_path / "w")), simulate.stages(0.0))
+def test_a_retry_goes_to_another_slot_than_the_one_it_failed_on(make_settings):
+    pool = SlotPool(make_settings(), simulate.stages(0.0))
     task = simulate.tasks(1)[0]
     dirty, other = object(), object()
     pool.actors = {dirty: None, other: None}

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from isobench_ray import runner
 from isobench_ray.agents import AgentConfigError, parse_agents
 from isobench_ray.cli import app
-from isobench_ray.config import Settings
 from isobench_ray.engines import GENERIC
 from isobench_ray.engines.base import BadMetrics
 from isobench_ray.sandbox import make_sandboxes
@@ -36,10 +35,6 @@ def _task(repo: dict, **repo_fields) -> Task:
     return Task(id="tiny-sum", repo=RepoSpec(name="tiny", url=str(repo["path"]), **repo_fields), human_commit=repo["human"],
                 parent_commit=repo["parent"], description="work() is slow for large n",
                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model m"))
-
-
-def _settings(tmp_path: Path, **kw) -> Settings:
-    return Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), **kw)
 
 
 def _session(task, settings, command, **spec):
@@ -64,11 +59,11 @@ def outside_tmp():
 
 
 @needs_bwrap
-def test_an_agent_sees_no_secret_no_mirror_no_history_and_cannot_write_outside(tiny_repo, tmp_path, outside_tmp, monkeypatch):
+def test_an_agent_sees_no_secret_no_mirror_no_history_and_cannot_write_outside(tiny_repo, tmp_path, outside_tmp, monkeypatch, make_settings):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-user")
     repo = outside_tmp / "tiny"
     shutil.copytree(tiny_repo["path"], repo)
-    settings = _settings(outside_tmp)
+    settings = make_settings(outside_tmp)
     outside = outside_tmp / "outside"
     outside.mkdir()
     mirrors = Path(settings.cache_dir) / "mirrors"
@@ -85,22 +80,26 @@ def test_an_agent_sees_no_secret_no_mirror_no_history_and_cannot_write_outside(t
 
 
 @needs_bwrap
-def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path, http_server):
+def test_an_agent_without_network_cannot_reach_a_local_port(tiny_repo, tmp_path, http_server, make_settings):
     fetch = f"python -c \"import urllib.request; print(urllib.request.urlopen('{http_server}', timeout=3).read())\" > got.txt 2>&1"
-    session, _ = _session(_task(tiny_repo), _settings(tmp_path), fetch)
+    session, _ = _session(_task(tiny_repo), make_settings(), fetch)
     assert "got.txt" in session.patch and "hello from the host" not in session.patch
     assert "URLError" in session.patch  # the fetch ran, and the network refused it
 
 
 @needs_bwrap
-def test_a_child_that_drops_its_tag_and_leaves_its_session_is_gone(tiny_repo, tmp_path):
-    script = "env -u ISOBENCH_TAG -u ISOBENCH_PROC setsid sleep 313 > /dev/null 2>&1 & echo x >> tiny/__init__.py"
-    _session(_task(tiny_repo), _settings(tmp_path), script)
+def test_a_child_that_drops_its_tag_and_leaves_its_session_is_gone(tiny_repo, tmp_path, make_settings):
+    # the child writes its pid and becomes the sleep; the agent waits for it and records that it is alive
+    script = ("env -u ISOBENCH_TAG -u ISOBENCH_PROC setsid sh -c 'echo $$ > child.pid; exec sleep 313' > /dev/null 2>&1 & "
+              "for _ in $(seq 100); do [ -s child.pid ] && break; sleep 0.05; done; "
+              "kill -0 \"$(cat child.pid)\" && echo alive > child-alive.txt; echo x >> tiny/__init__.py")
+    session, _ = _session(_task(tiny_repo), make_settings(), script)
+    assert "child-alive.txt" in session.patch, session.patch  # the child really ran, alive as the agent finished
     time.sleep(0.3)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "313"]]
 
 
-def test_hooks_and_config_the_agent_writes_in_its_git_never_run(tiny_repo, tmp_path):
+def test_hooks_and_config_the_agent_writes_in_its_git_never_run(tiny_repo, tmp_path, make_settings):
     """The patch comes from the harness's own git directory outside the tree: the agent's .git (its hooks,
     its config, its commits, even its destruction) changes nothing the harness runs or sees."""
     marker = tmp_path / "hook-ran"
@@ -109,12 +108,12 @@ def test_hooks_and_config_the_agent_writes_in_its_git_never_run(tiny_repo, tmp_p
               f"git config core.hooksPath \"$PWD/.git/hooks\"; echo edit >> tiny/__init__.py; "
               f"git -c core.fsmonitor=false -c core.hooksPath=/dev/null commit -qam 'agent commit'; "
               f"echo more >> tiny/__init__.py; rm -rf .git/objects")
-    session, _ = _session(_task(tiny_repo), _settings(tmp_path, isolate_agents=False), script)
+    session, _ = _session(_task(tiny_repo), make_settings(isolate_agents=False), script)
     assert "+edit" in session.patch and "+more" in session.patch  # committed or not, all in the patch
     assert not marker.exists()
 
 
-def test_agents_that_run_code_are_refused_without_isolation(tiny_repo, tmp_path, monkeypatch):
+def test_agents_that_run_code_are_refused_without_isolation(tiny_repo, tmp_path, monkeypatch, make_settings):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no bubblewrap here; refused before anything runs
     agents = [AGENT_SPEC.validate_python(dict(name="cli", kind="command", command="true"))]
     tasks_file = tmp_path / "t.yaml"
@@ -123,7 +122,7 @@ def test_agents_that_run_code_are_refused_without_isolation(tiny_repo, tmp_path,
                                                  "parent_commit": tiny_repo["parent"], "description": "d", "model": "m",
                                                  "benchmark": {"kind": "latency", "command": "python benchmarks/benchmark_latency.py --model m"}}]}))
     with pytest.raises(runner.PlanError, match="--sandbox none"):
-        runner.run(str(tasks_file), agents, tmp_path / "run", _settings(tmp_path))
+        runner.run(str(tasks_file), agents, tmp_path / "run", make_settings())
 
 
 # ---------------------------------------------------------------- numbers checked at the boundary
@@ -229,13 +228,13 @@ def test_a_repository_url_into_system_directories_is_refused(tiny_repo, tmp_path
     assert not result.tasks and any(p.field == "repo.url" for p in result.errors)
 
 
-def test_a_parent_whose_server_never_starts_is_the_tasks_error(tiny_repo, tmp_path):
+def test_a_parent_whose_server_never_starts_is_the_tasks_error(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo, server_command="python -c 'import time; time.sleep(60)' {port}")
     task = task.model_copy(update={"benchmark": BenchmarkSpec(kind="serving", command="python benchmarks/benchmark_serving.py --model m")})
     session = Session(attempt_id="a", patch="", files_changed=[])
     with pytest.raises(StageError) as err:
         validate(Attempt(task_id="tiny-sum", agent="human", id="tiny-sum.human.0.x"), task, session,
-                 _settings(tmp_path, server_start_timeout_s=2), sandboxes=LocalSandboxes())
+                 make_settings(server_start_timeout_s=2), sandboxes=LocalSandboxes())
     assert err.value.failure_cause is FailureCause.baseline_failed and "parent commit" in err.value.detail
 
 
@@ -257,19 +256,19 @@ def test_a_truncated_record_is_named_moved_aside_and_redone(tmp_path, capsys):
     assert str(path) in capsys.readouterr().err
 
 
-def test_a_second_driver_on_the_same_run_dir_is_refused(tmp_path):
+def test_a_second_driver_on_the_same_run_dir_is_refused(tmp_path, make_settings):
     with RunLock(tmp_path / "run"):
         with pytest.raises(RunDirBusy, match=rf"pid {os.getpid()} on {socket.gethostname()}"):
             with RunLock(tmp_path / "run"):
                 pass
         with pytest.raises(runner.PlanError, match="in use by another isobench driver"):  # before anything is read
-            runner.run(str(tmp_path / "no-tasks.yaml"), parse_agents("noop"), tmp_path / "run", _settings(tmp_path))
+            runner.run(str(tmp_path / "no-tasks.yaml"), parse_agents("noop"), tmp_path / "run", make_settings())
     with RunLock(tmp_path / "run"):  # released: the next one gets it
         pass
 
 
-def test_a_100mb_file_in_the_tree_is_patch_too_large_kept_once_compressed(tiny_repo, tmp_path):
-    session, logs = _session(_task(tiny_repo), _settings(tmp_path, isolate_agents=False),
+def test_a_100mb_file_in_the_tree_is_patch_too_large_kept_once_compressed(tiny_repo, tmp_path, make_settings):
+    session, logs = _session(_task(tiny_repo), make_settings(isolate_agents=False),
                              "head -c 100000000 /dev/zero > big.bin; echo edit >> tiny/__init__.py")
     assert session.failure_cause is FailureCause.patch_too_large and session.patch == ""
     assert "patch.diff" not in logs

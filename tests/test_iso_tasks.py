@@ -50,17 +50,17 @@ def test_every_normalization_is_reported_as_a_warning():
         assert f"# NORMALIZED: {note}" in text
 
 
-def test_descriptions_come_from_the_workload_never_the_commit_subject(shared_samples):
-    subjects = [ln.split("|")[2].strip() for ln in (shared_samples / "vllm_39_benchmarkable_commits.txt").read_text().splitlines()
+def test_descriptions_come_from_the_workload_never_the_commit_subject(upstream_samples):
+    subjects = [ln.split("|")[2].strip() for ln in (upstream_samples / "vllm_39_benchmarkable_commits.txt").read_text().splitlines()
                 if ln.count("|") == 2 and not ln.startswith("#")]
     for task in load_tasks(ROOT / "tasks" / "vllm.yaml").tasks:
         assert "Workload:" in task.description
         assert not any(s in task.description for s in subjects)
 
 
-def test_generator_is_deterministic_and_matches_the_committed_files(shared_samples, tmp_path):
+def test_generator_is_deterministic_and_matches_the_committed_files(upstream_samples, tmp_path):
     before = {p: (ROOT / "tasks" / p).read_text() for p in ("vllm.yaml", "sglang.yaml")}
-    proc = subprocess.run([sys.executable, str(ROOT / "tasks" / "build_iso_tasks.py"), str(shared_samples)],
+    proc = subprocess.run([sys.executable, str(ROOT / "tasks" / "build_iso_tasks.py"), str(upstream_samples)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "NORMALIZED" in proc.stdout and "0 errors left" in proc.stdout

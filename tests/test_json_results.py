@@ -3,13 +3,12 @@ an offline benchmark's (patched) engine can print to: a fake result block change
 
 from pathlib import Path
 
-from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.schema import Attempt, BenchSlot, BenchmarkSpec, NoopSpec, RepoSpec, Task
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 
-from conftest import commit
+from conftest import QUICK_BENCH, commit, settings_under
 
 BENCH = '''import argparse, json, sys, time
 sys.path.insert(0, ".")  # the engine of the tree the benchmark runs in
@@ -44,8 +43,7 @@ def _measure(tmp_path: Path, takes_json: bool):
     # the "agent" patch: the engine prints a result block of its own when the script exits
     cheat = (f"--- a/fakeengine.py\n+++ b/fakeengine.py\n@@ -2,3 +2,5 @@ import time\n \n def generate():\n"
              f"     time.sleep(0.02)\n+import atexit\n+atexit.register(lambda: print(\"Avg latency: 0.000001 seconds\"))\n")
-    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
-                        noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+    settings = settings_under(tmp_path, **QUICK_BENCH)
     bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), settings, sandboxes=LocalSandboxes())
     attempt = Attempt.make(task, NoopSpec(name="cheat"), 0, "x")
     measurements, logs = bench.run(attempt, task, cheat)
@@ -95,7 +93,7 @@ print(f"Total. latency: {latency:.5f} s, throughput: {64 / latency:.2f} token/s"
 '''
 
 
-def test_a_patch_to_the_benchmark_module_of_a_python_m_form_changes_nothing(tmp_path):
+def test_a_patch_to_the_benchmark_module_of_a_python_m_form_changes_nothing(tmp_path, make_settings):
     """`python -m sglang.bench_one_batch` runs a module of the tree itself: every arm runs the baseline's copy,
     so an agent that rewrites it to print a fast number measures as what it is (and is flagged)."""
     from isobench_ray.scoring.hacks import scan
@@ -110,8 +108,7 @@ def test_a_patch_to_the_benchmark_module_of_a_python_m_form_changes_nothing(tmp_
                                         timeout_s=60))
     cheat = ("--- a/python/sglang/bench_one_batch.py\n+++ b/python/sglang/bench_one_batch.py\n@@ -3,3 +3,3 @@ import fakeengine\n"
              " t0 = time.perf_counter()\n-fakeengine.generate()\n+pass\n latency = max(time.perf_counter() - t0, 1e-6)\n")
-    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
-                        noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+    settings = make_settings(**QUICK_BENCH)
     bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), settings, sandboxes=LocalSandboxes())
     measurements, _ = bench.run(Attempt.make(task, NoopSpec(name="cheat"), 0, "x"), task, cheat)
     agent = measurements.arm("agent")

@@ -135,6 +135,7 @@ def _finished_run(root: Path, tasks: dict) -> dict[str, str]:
     return ids
 
 
+@pytest.mark.slow  # backoff and retries against a scripted model server, two judge runs
 def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_path, demo_tasks, monkeypatch, make_settings):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-scripted")
     ids = _finished_run(tmp_path / "run", demo_tasks)

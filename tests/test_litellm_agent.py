@@ -16,7 +16,6 @@ import yaml
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
 from isobench_ray.agents.litellm import SUBMIT, bash_blocks
-from isobench_ray.config import Settings
 from isobench_ray.store import RunStore
 from scripted_llm import ScriptedLLM
 
@@ -37,7 +36,7 @@ def _fixed_sampler() -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def test_the_litellm_agent_solves_a_demo_task_end_to_end(tmp_path):
+def test_the_litellm_agent_solves_a_demo_task_end_to_end(tmp_path, make_settings):
     demo.build_repo()
     fixed = _fixed_sampler()
     script = [
@@ -57,8 +56,7 @@ def test_the_litellm_agent_solves_a_demo_task_end_to_end(tmp_path):
             {"name": "scripted", "kind": "litellm", "model": "openai/scripted-coder", "api_base": llm.url,
              "step_limit": 10, "time_limit_s": 600}]}))
         specs = parse_agents("scripted", agents_file)
-        settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=3, max_rounds=3,
-                            min_samples=3)
+        settings = make_settings(rounds=3, max_rounds=3, min_samples=3)
         out = tmp_path / "run"
         try:
             runner.run(str(demo.TASKS_FILE), specs, out, settings, task_ids=[TASK], num_cpus=2, show_progress=False)

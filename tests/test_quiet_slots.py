@@ -12,7 +12,6 @@ import ray
 
 from isobench_ray.cluster import simulate
 from isobench_ray.cluster.driver import Driver
-from isobench_ray.config import Settings
 from isobench_ray.hardware import Gpus, node_cores, share_cores, split_cores, throttled
 from isobench_ray.pipeline import plan_attempts
 from isobench_ray.sandbox.local import LocalSandboxes
@@ -76,12 +75,13 @@ def test_below_the_minimum_samples_the_strict_class_is_inconclusive():
     assert score(measured(3), min_samples=5).hard_class_ci is HardClass.beats
 
 
-def test_a_dirty_gpu_slot_is_replaced_and_its_attempts_go_elsewhere(tmp_path):
+@pytest.mark.slow  # a local Ray cluster
+def test_a_dirty_gpu_slot_is_replaced_and_its_attempts_go_elsewhere(tmp_path, make_settings):
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
     try:
         plan = plan_attempts(simulate.tasks(6), [simulate.SimAgent()])
         store = RunStore(tmp_path / "run")
-        driver = Driver(store, plan, Settings(work_dir=str(tmp_path / "work")), stages=simulate.stages(0.01, dirty_gpu=0),
+        driver = Driver(store, plan, make_settings(), stages=simulate.stages(0.01, dirty_gpu=0),
                         show_progress=False)
         driver.run()
         records = store.records()
@@ -133,7 +133,8 @@ def test_the_serving_clients_own_warm_up_is_asked_for_only_where_its_script_has_
     assert engine_named("minillm").client_warmup_flags(command, '"--num-warmups"') == []  # the demo engine: runs only
 
 
-def test_on_a_gpu_node_sessions_and_validations_run_on_the_host_cores_and_slots_never_get_them(tmp_path):
+@pytest.mark.slow  # a local Ray cluster
+def test_on_a_gpu_node_sessions_and_validations_run_on_the_host_cores_and_slots_never_get_them(tmp_path, make_settings):
     """Two cores and one (logical) GPU: core 0 is kept for sessions and validation, the slot gets core 1; the
     stage's worker is pinned only while the stage runs."""
     from functools import partial
@@ -158,7 +159,7 @@ def test_on_a_gpu_node_sessions_and_validations_run_on_the_host_cores_and_slots_
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
     try:
         store = RunStore(tmp_path / "run")
-        settings = Settings(work_dir=str(tmp_path / "work"), host_cores=1)
+        settings = make_settings(host_cores=1)
         Driver(store, plan_attempts(simulate.tasks(2), [simulate.SimAgent()]), settings, stages=stages,
                show_progress=False).run()
         records = store.records()

@@ -50,7 +50,6 @@ from pathlib import Path
 
 import pytest
 
-from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.perf_command import script_kind, split_env
 from isobench_ray.sandbox.base import ExecResult
@@ -58,7 +57,7 @@ from isobench_ray.schema import Attempt, BenchSlot, NoopSpec
 from isobench_ray.stages.benchmark import ARMS, ThreeWayBenchmark
 from isobench_ray.tasks import load_tasks
 
-from conftest import git
+from conftest import QUICK_BENCH, git, settings_under
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "argparsers"
@@ -322,8 +321,7 @@ def _run_stage(tmp_path: Path, task, case: Case):
     fake = task.model_copy(update={"repo": task.repo.model_copy(update={"url": str(repo), "setup_command": None}),
                                    "parent_commit": parent, "human_commit": human})
     patch = "--- a/engine.py\n+++ b/engine.py\n@@ -1 +1 @@\n-SLOW = True\n+SLOW = False\n"
-    settings = Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), rounds=2, max_rounds=2,
-                        noise_arm=False, check_correctness=False, warmup_runs=0, pin_cores=False)
+    settings = settings_under(tmp_path, **QUICK_BENCH)
     sandbox = RecordingSandbox(script=case.tree_path if case.tree_path.startswith("benchmarks/") else None)
     bench = ThreeWayBenchmark(BenchSlot(name="rec", cpus=(0,)), settings, sandboxes=lambda *a, **k: sandbox)
     measurements, logs = bench.run(Attempt.make(fake, NoopSpec(name="rec"), 0, "x"), fake, patch)

@@ -10,8 +10,7 @@ import io
 import json
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import polars as pl
 import pytest
@@ -22,6 +21,8 @@ from isobench_ray.schema import (ApproachComparison, Attempt, AttemptRecord, Bot
                                  Techniques, Vote)
 from isobench_ray.scoring.soft import summarize
 from isobench_ray.store import RunStore
+
+from conftest import serve
 
 GPT, OPUS = "openai/gpt-4o", "anthropic/claude-judge"
 
@@ -324,13 +325,9 @@ def test_push_to_hub_uploads_the_card_and_the_tables(run, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the Makefile sets it; this test only
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     _FakeHub.calls, _FakeHub.files = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve(_FakeHub) as server:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         url = push_to_hub(run[0], "isobench/run-1", endpoint=endpoint, token="hf_test", private=True)
-    finally:
-        server.shutdown()
     assert url == f"{endpoint}/datasets/isobench/run-1/commit/{'a' * 40}"
     create = next(c[1] for c in _FakeHub.calls if c[0] == "create")
     assert create["type"] == "dataset" and create["name"] == "run-1" and create["organization"] == "isobench"

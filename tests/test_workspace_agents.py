@@ -1,7 +1,6 @@
 """Real git: detached trees hide history, patches are extracted by the harness, agents change trees."""
 
 import json
-from pathlib import Path
 
 import git
 import pytest
@@ -10,7 +9,6 @@ from isobench_ray.agents import AgentConfigError, make_agent, parse_agents
 from isobench_ray.schema import AGENT_SPEC, Attempt, FailureCause, RepoSpec, Task, BenchmarkSpec
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.stages.session import run_session
-from isobench_ray.config import Settings
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, diff_between, extract_patch, mirror
 
 SANDBOXES = LocalSandboxes()
@@ -20,10 +18,6 @@ def _task(repo: dict) -> Task:
     return Task(id="tiny-sum", repo=RepoSpec(name="tiny", url=str(repo["path"])), human_commit=repo["human"],
                 parent_commit=repo["parent"], description="work() is slow for large n",
                 benchmark=BenchmarkSpec(kind="latency", command="python -c 'print(1)'"))
-
-
-def _settings(tmp_path: Path) -> Settings:
-    return Settings(cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
 
 
 def test_detached_tree_cannot_see_the_human_commit(tiny_repo, tmp_path):
@@ -60,11 +54,11 @@ def test_patch_that_does_not_apply_says_why(tiny_repo, tmp_path):
 
 # noop's empty patch is not a failure: it is the A/A control and gets benchmarked
 @pytest.mark.parametrize("kind, expect_patch, cause", [("human", True, None), ("noop", False, None)])
-def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, cause):
+def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, cause, make_settings):
     task = _task(tiny_repo)
     spec = AGENT_SPEC.validate_python(dict(name=kind, kind=kind))
     attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-    session, logs = run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)
+    session, logs = run_session(attempt, task, spec, make_settings(), sandboxes=SANDBOXES)
     assert session.failure_cause == cause
     assert bool(session.patch) == expect_patch
     if expect_patch:
@@ -76,7 +70,7 @@ def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, ca
     assert not (tmp_path / "work" / attempt.id).exists()  # scratch removed
 
 
-def test_replay_predictions_and_a_patch_that_does_not_apply(tiny_repo, tmp_path):
+def test_replay_predictions_and_a_patch_that_does_not_apply(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo)
     good = diff_between(mirror(str(tiny_repo["path"]), tmp_path / "cache"), tiny_repo["parent"], tiny_repo["human"])
     preds = tmp_path / "preds.jsonl"
@@ -92,26 +86,26 @@ def test_replay_predictions_and_a_patch_that_does_not_apply(tiny_repo, tmp_path)
     results = {}
     for agent in agents[:2]:
         attempt = Attempt.make(task, agent.spec, 0, agent.fingerprint(task))
-        results[agent.spec.name] = run_session(attempt, task, agent.spec, _settings(tmp_path), sandboxes=SANDBOXES)[0]
+        results[agent.spec.name] = run_session(attempt, task, agent.spec, make_settings(), sandboxes=SANDBOXES)[0]
     assert results["good"].failure_cause is None and "n * (n - 1) // 2" in results["good"].patch
     assert results["stale"].failure_cause == FailureCause.patch_does_not_apply
 
 
-def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path):
+def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo)
     spec = AGENT_SPEC.validate_python(dict(name="lazy", kind="command", command="true"))
     attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-    assert run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)[0].failure_cause == FailureCause.no_patch
+    assert run_session(attempt, task, spec, make_settings(), sandboxes=SANDBOXES)[0].failure_cause == FailureCause.no_patch
 
 
-def test_command_agent_edits_and_times_out(tiny_repo, tmp_path):
+def test_command_agent_edits_and_times_out(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo)
     editing = AGENT_SPEC.validate_python(dict(name="sed", kind="command", command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py && cat {prompt_file} > /dev/null"))
     hanging = AGENT_SPEC.validate_python(dict(name="hang", kind="command", command="echo start; sleep 600", time_limit_s=1.5))
     out = {}
     for spec in (editing, hanging):
         attempt = Attempt.make(task, spec, 0, make_agent(spec).fingerprint(task))
-        out[spec.name] = run_session(attempt, task, spec, _settings(tmp_path), sandboxes=SANDBOXES)[0]
+        out[spec.name] = run_session(attempt, task, spec, make_settings(), sandboxes=SANDBOXES)[0]
     assert out["sed"].failure_cause is None and "n*(n-1)//2" in out["sed"].patch
     assert out["hang"].failure_cause == FailureCause.agent_timeout
 
