@@ -122,6 +122,8 @@ def run_cmd(
     host_cores: Optional[int] = _opt("host_cores"),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
+    accept_changed: bool = typer.Option(False, "--accept-changed", help="Resume although tasks or agents changed: "
+                                        "measure the new versions beside the old, labelled apart in the report."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
     sandbox: Optional[str] = _opt("sandbox"),
     server_timeout: Optional[float] = _opt("server_timeout"),
@@ -140,7 +142,7 @@ def run_cmd(
                          max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None)
     _execute(tasks_file, agents, out, agents_file, settings=settings, rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
-             skip_invalid=skip_invalid)
+             skip_invalid=skip_invalid, accept_changed=accept_changed)
 
 
 @tasks_app.command("validate")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import shutil
 import time
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
 
 from isobench_ray import __version__
 from isobench_ray.agents import make_agent
@@ -77,12 +80,74 @@ def changed_settings(out: Path, now: dict) -> list[str]:
             if before.get(k, defaults[k]) != now[k]]
 
 
-def check_resume(out: Path, measurement: dict) -> None:
-    """Numbers measured under other settings must not mix with these: stop and say which setting differs."""
+def changed_fingerprints(out: Path, identity: dict) -> tuple[list[str], set[tuple[str, str]]]:
+    """The tasks and agents of `identity` (run_identity) whose fingerprint differs from the run's in `out`
+    (an edited task's command, commits or model; an agent's command, model or prompt): a line for each, and
+    the (task, agent) pairs whose attempts they change."""
+    previous = (RunStore(out).read_json("run.json") or {}).get("identity")
+    if not previous:
+        return [], set()
+    before_tasks, before_agents = previous.get("tasks", {}), previous.get("agents", {})
+    tasks = sorted(t for t, h in identity["tasks"].items() if t in before_tasks and before_tasks[t] != h)
+    lines = [f"task {t}: changed since the run measured it" for t in tasks]
+    pairs = {(t, a) for t in tasks for a in identity["agents"]}
+    for agent, per_task in identity["agents"].items():
+        changed = sorted(t for t, fp in per_task.items() if t in before_agents.get(agent, {})
+                         and before_agents[agent][t] != json.loads(json.dumps(fp, default=str)))
+        if changed:
+            lines.append(f"agent {agent}: its configuration changed (on {len(changed)} task(s), e.g. {changed[0]})")
+            pairs |= {(t, agent) for t in changed}
+    return lines, pairs
+
+
+def supersede(store: RunStore, pairs: set[tuple[str, str]], planned: set[str]) -> None:
+    """Attempts of the earlier versions of edited (task, agent) pairs: kept, and listed in superseded.json
+    so that every table shows them apart from the new versions."""
+    old = set(store.read_json("superseded.json") or [])
+    old |= {r.attempt.id for r in store.records()
+            if (r.attempt.task_id, r.attempt.agent) in pairs and r.attempt.id not in planned}
+    store.write_json("superseded.json", sorted(old))
+
+
+def check_resume(out: Path, measurement: dict, identity: dict | None = None, accept_changed: bool = False) -> None:
+    """Numbers measured under other settings, or of other tasks or agents under the same names, must not mix
+    with these: stop and say what differs (tasks and agents: unless the user accepts keeping both apart)."""
     changed = changed_settings(out, measurement)
     if changed:
         raise PlanError(f"{out} was measured with other settings ({'; '.join(changed)}). Resuming would mix "
                         f"numbers measured differently: pass --fresh to start over, or a new --out.")
+    edited, _ = changed_fingerprints(out, identity) if identity else ([], set())
+    if edited and not accept_changed:
+        lines = "\n".join(f"  {line}" for line in edited)
+        raise PlanError(f"{out} was measured with other versions of these tasks or agents:\n{lines}\nResuming would "
+                        f"put both versions under one name: pass --fresh to start over, a new --out, or "
+                        f"--accept-changed to measure the new versions beside the old (the report labels the old "
+                        f"attempts '(earlier version)').")
+
+
+def check_fresh(out: Path) -> None:
+    """--fresh deletes a run folder: only one that is an isobench run (run.json) or empty, never a folder that
+    holds other runs (`--out results --fresh` must not wipe every run)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PlanError(f"--out {out}: not a folder")
+    children = [c for c in out.iterdir() if c.name != ".lock"]
+    if not children:
+        return
+    nested = sorted(str(r.parent) for r in out.glob("*/**/run.json") if r.parent != out)
+    if nested:
+        raise PlanError(f"--fresh would delete {out}, which holds other runs ({', '.join(nested[:3])}"
+                        f"{', ...' if len(nested) > 3 else ''}): name the run's own folder")
+    if not (out / "run.json").is_file():
+        raise PlanError(f"--fresh would delete {out}, which is not an isobench run (no run.json) and is not "
+                        f"empty: name a run folder, or an empty or new one")
+
+
+def clear_run(out: Path) -> None:
+    for child in out.iterdir():
+        if child.name != ".lock":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def check_environments(tasks: list[Task], settings: Settings) -> None:
@@ -119,46 +184,73 @@ def check_containment(agents: list, settings: Settings) -> None:
                         f"them as plain processes that see this machine (the report marks those attempts)")
 
 
-def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings: Settings, *, rollouts: int = 1,
-        task_ids: list[str] | None = None, repo: str | None = None, address: str | None = None,
-        num_cpus: int | None = None, num_gpus: int | None = None, fresh: bool = False, retry_failed: bool = False,
-        skip_invalid: bool = False, show_progress: bool = True) -> Path:
+class RunOptions(BaseModel):
+    """How `run` plans and drives, beside the settings (which are the run's measurement and machinery)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    rollouts: int = 1
+    task_ids: list[str] | None = None
+    repo: str | None = None  # a local clone or URL of the task repository (resolves missing parents)
+    address: str | None = None  # a Ray cluster; None: RAY_ADDRESS or a new local one
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    fresh: bool = False  # delete the run folder first (only an isobench run's: check_fresh)
+    retry_failed: bool = False
+    skip_invalid: bool = False
+    accept_changed: bool = False  # measure edited tasks or agents beside their earlier versions
+    show_progress: bool = True
+
+
+def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings: Settings, **options) -> Path:
+    """Plan, drive, judge and report one run (options: RunOptions' fields). Returns report.md's path."""
+    opts = RunOptions(**options)
     agents = [make_agent(spec) for spec in agent_specs]
     check_containment(agents, settings)
     out = Path(out)
+    if opts.fresh:
+        check_fresh(out)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         with RunLock(out):
-            return _run_locked(tasks_path, agents, agent_specs, out, settings, rollouts=rollouts, task_ids=task_ids,
-                               repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh,
-                               retry_failed=retry_failed, skip_invalid=skip_invalid, show_progress=show_progress)
+            return _run_locked(tasks_path, agents, agent_specs, out, settings, opts)
     except RunDirBusy as exc:
         raise PlanError(str(exc)) from None
+    except OSError as exc:  # a read-only --out, or one that is a file
+        raise PlanError(f"--out {out}: cannot write the run there ({exc.strerror or exc})") from None
 
 
-def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out: Path, settings: Settings, *,
-                rollouts: int, task_ids: list[str] | None, repo: str | None, address: str | None, num_cpus: int | None,
-                num_gpus: int | None, fresh: bool, retry_failed: bool, skip_invalid: bool, show_progress: bool) -> Path:
-    if fresh:
-        for child in out.iterdir():
-            if child.name != ".lock":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-    settings = settings.replace(run_dir=str(out.resolve()))
+def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out: Path, settings: Settings,
+                opts: RunOptions) -> Path:
+    # a work folder of this run's own: two runs on one node never share (or delete) each other's trees
+    run_key = content_hash(str(out.resolve()), 12)
+    settings = settings.replace(run_dir=str(out.resolve()), work_dir=str(Path(settings.paths.work_dir) / run_key))
     if settings.lm_eval_include_path:  # read by the slots, from their own working directory: made absolute here
         include = Path(settings.lm_eval_include_path).resolve()
         if not include.is_dir():
             raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
         settings = settings.replace(lm_eval_include_path=str(include))
     measurement = measurement_identity(settings)  # reads the lm-eval folder's files once
-    check_resume(out, measurement)
-    loaded = load_checked(tasks_path, repo, skip_invalid, cache_dir=settings.cache_path)
-    tasks = [t for t in loaded.tasks if not task_ids or t.id in task_ids]
+    loaded = load_checked(tasks_path, opts.repo, opts.skip_invalid, cache_dir=settings.cache_path)  # before any deletion
+    tasks = [t for t in loaded.tasks if not opts.task_ids or t.id in opts.task_ids]
+    unknown = sorted(set(opts.task_ids or ()) - {t.id for t in loaded.tasks})
+    if unknown:
+        raise PlanError(f"--task {', '.join(unknown)}: no such task in {tasks_path} (known: "
+                        f"{', '.join(sorted(t.id for t in loaded.tasks)[:20])})")
     check_environments(tasks, settings)
-    plan = plan_attempts(tasks, agents, rollouts)
+    plan = plan_attempts(tasks, agents, opts.rollouts)
+    if not plan:
+        raise PlanError("nothing to run: no agent covers any of the tasks")
+    identity = run_identity(tasks, plan, agent_specs, measurement)
+    if opts.fresh:
+        clear_run(out)
+    check_resume(out, measurement, identity, opts.accept_changed)
     store = RunStore(out, background_writes=True)
+    if opts.accept_changed:
+        supersede(store, changed_fingerprints(out, identity)[1], {a.id for a, _, _ in plan})
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("tasks.json", [t.model_dump() for t in tasks])  # what the judges read, and a person
     store.write_json("run.json", {
-        "tasks": str(tasks_path), "rollouts": rollouts, "identity": run_identity(tasks, plan, agent_specs, measurement),
+        "tasks": str(tasks_path), "rollouts": opts.rollouts, "identity": identity,
         # env values may be secrets: only their names are written (their hashes are in the identity)
         "agents": [s.model_dump() | {"env": sorted(s.env)} for s in agent_specs],
         "settings": settings.flat(), "isobench_version": __version__, "python": platform.python_version(),
@@ -168,10 +260,10 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
 
     # before any session, not hours later
     unavailable = missing_images(plan, make_sandboxes(settings)) if settings.check_images_at_plan else {}
-    cluster.connect(address, num_cpus, num_gpus)
+    cluster.connect(opts.address, opts.num_cpus, opts.num_gpus)
     panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
     try:
-        cluster.Driver(store, plan, settings, retry_failed=retry_failed, show_progress=show_progress,
+        cluster.Driver(store, plan, settings, retry_failed=opts.retry_failed, show_progress=opts.show_progress,
                        on_record=panel.submit, unavailable=unavailable).run()
     finally:
         for record in RunStore(out).records():  # attempts finished by an earlier run, not judged yet

@@ -80,6 +80,9 @@ def parse_agents(text: str, agents_file: Path | None = None) -> list[AgentSpec]:
         else:
             raise AgentConfigError(f"unknown agent {item!r}: use human, noop, replay:PATH, or a name from --agents-file")
     names = [s.name for s in specs]
+    if not names:
+        raise AgentConfigError(f"--agents {text!r}: no agent named; use human, noop, replay:PATH, or names from "
+                               f"--agents-file" + (f" ({', '.join(defined)})" if defined else ""))
     if len(names) != len(set(names)):
         raise AgentConfigError(f"agent names must be unique: {names}")
     return specs

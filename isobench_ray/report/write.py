@@ -117,6 +117,10 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     records = store.records()
     judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
     df = attempts_frame(records, judgements)
+    superseded = set(store.read_json("superseded.json") or [])
+    if superseded:  # earlier versions of edited tasks or agents (--accept-changed): apart in every table
+        df = df.with_columns(pl.when(pl.col("attempt_id").is_in(sorted(superseded)))
+                             .then(pl.col("agent") + " (earlier version)").otherwise(pl.col("agent")).alias("agent"))
     store.root.mkdir(parents=True, exist_ok=True)
     tmp = store.root / ".attempts.parquet.tmp"
     df.write_parquet(tmp)

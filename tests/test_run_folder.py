@@ -1,0 +1,79 @@
+"""A run folder is only ever deleted by its own run; careless input stops before anything is lost; a
+resumed run whose tasks or agents changed stops and names them."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from isobench_ray import demo, runner
+from isobench_ray.agents import AgentConfigError, parse_agents
+from isobench_ray.runner import PlanError, check_resume
+from isobench_ray.tasks import TaskFileError
+
+
+def _fake_run(folder: Path, identity: dict | None = None) -> None:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"identity": identity or {}}))
+
+
+def test_fresh_refuses_a_folder_that_holds_other_runs(tmp_path, make_settings):
+    results = tmp_path / "results"
+    _fake_run(results / "a")
+    keep = results / "a" / "run.json"
+    with pytest.raises(PlanError, match="holds other runs"):
+        runner.run(str(demo.TASKS_FILE), parse_agents("noop"), results, make_settings(), fresh=True)
+    assert keep.exists()
+
+
+def test_fresh_refuses_a_folder_that_is_not_a_run(tmp_path, make_settings):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    with pytest.raises(PlanError, match="not an isobench run"):
+        runner.run(str(demo.TASKS_FILE), parse_agents("noop"), mine, make_settings(), fresh=True)
+    assert (mine / "chapter1.tex").read_text() == "years of work"
+
+
+def test_fresh_deletes_nothing_when_the_task_file_is_bad(tmp_path, make_settings):
+    run = tmp_path / "run"
+    _fake_run(run)
+    (run / "attempts").mkdir()
+    (run / "attempts" / "measured.json").write_text("{}")
+    with pytest.raises(TaskFileError):
+        runner.run(str(tmp_path / "typo.yaml"), parse_agents("noop"), run, make_settings(), fresh=True)
+    assert (run / "attempts" / "measured.json").exists()
+
+
+def test_a_task_id_that_does_not_exist_stops_before_any_work(tmp_path, make_settings):
+    demo.build_repo()
+    with pytest.raises(PlanError, match="demo-sampler: no such task"):
+        runner.run(str(demo.TASKS_FILE), parse_agents("noop"), tmp_path / "run", make_settings(),
+                   task_ids=["demo-sampler"])
+    assert not (tmp_path / "run" / "attempts").exists()
+
+
+def test_no_agent_named_is_an_error():
+    with pytest.raises(AgentConfigError, match="no agent named"):
+        parse_agents("")
+
+
+def test_an_out_that_is_a_file_is_a_clear_error(tmp_path, make_settings):
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    with pytest.raises(PlanError, match="--out"):
+        runner.run(str(demo.TASKS_FILE), parse_agents("noop"), out, make_settings())
+
+
+def test_resuming_after_a_task_or_agent_changed_stops_and_names_them(tmp_path):
+    before = {"measurement": {}, "tasks": {"t1": "aaa", "t2": "bbb"},
+              "agents": {"mine": {"t1": {"command": "old"}, "t2": {"command": "old"}}, "noop": {"t1": {}, "t2": {}}}}
+    _fake_run(tmp_path / "run", before)
+    now = json.loads(json.dumps(before))
+    now["tasks"]["t2"] = "ccc"
+    now["agents"]["mine"]["t1"] = {"command": "new"}
+    with pytest.raises(PlanError) as err:
+        check_resume(tmp_path / "run", {}, now)
+    assert "task t2" in str(err.value) and "agent mine" in str(err.value) and "noop" not in str(err.value)
+    check_resume(tmp_path / "run", {}, now, accept_changed=True)  # asked for: both versions kept apart
+    check_resume(tmp_path / "run", {}, before)  # unchanged: resumes
