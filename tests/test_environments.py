@@ -2,7 +2,6 @@
 build lacks is `needs_rebuild`, never benchmarked unbuilt (isobench_ray/environments.py)."""
 
 import base64
-import fcntl
 import functools
 import hashlib
 import os
@@ -17,6 +16,7 @@ import pytest
 from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.environments import compiled_changes, rebuild_reason
+from isobench_ray.locks import file_lock
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.schema import (Attempt, BenchmarkSpec, BenchSlot, BuildSpec, FailureCause, NoopSpec, RepoSpec,
                                  Session, StageError, Task)
@@ -171,7 +171,7 @@ def test_under_the_disk_threshold_unused_environments_go_and_held_ones_stay(tmp_
         (root / name / wheel_envs.STAMP).write_text("x")
     os.utime(root / "old" / wheel_envs.STAMP, (1, 1))  # least recently used
     with ExitStack() as stack:
-        stack.enter_context(wheel_envs._flock((root / "held").with_suffix(".use"), fcntl.LOCK_SH))
+        stack.enter_context(file_lock((root / "held").with_suffix(".use"), shared=True))
         assert wheel_envs.evict_unused(root, min_free_gb=1e9, keep=root / "new") == ["old"]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["held", "new"]
     assert wheel_envs.evict_unused(root, min_free_gb=0) == []  # enough space: nothing goes

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isobench_ray.agents import SessionContext, make_agent
 from isobench_ray.config import Settings
-from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable
+from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable, images_of
 from isobench_ray.schema import AgentSpec, Attempt, FailureCause, Session, StageError, Task, per_commit
 from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror, scratch
 
@@ -74,8 +74,8 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
                 raise SandboxUnavailable(f"{', '.join(missing)} (named in host_env) not set on this node")
             given = {name: os.environ[name] for name in spec.host_env}
             image = per_commit(spec.image, task.parent_commit) if spec.image else None
-            if image:
-                sandboxes.ensure_image(image)
+            if image and (store := images_of(sandboxes)):
+                store.ensure(image)
             sandbox = sandboxes(attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
                                 env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
         except ImageMissing as exc:

@@ -79,10 +79,6 @@ class DockerSandboxes:
         return ImageStore(client or client_for(self.host), Path(self.cache_dir) / "images" / f"usage-{key}.json",
                           self.min_free_gb, engine=engine)
 
-    def ensure_image(self, image: str, dockerfile: Path | None = None, buildargs: dict[str, str] | None = None) -> str:
-        """Transitional: stages/session.py still calls this; `images_of(factory).ensure(...)` is the way."""
-        return self.images().ensure(image, dockerfile, buildargs)
-
     def check(self) -> None:
         """Before a run is planned: the engine answers and holds the image (SandboxUnavailable otherwise)."""
         import docker
