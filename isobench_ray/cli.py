@@ -192,7 +192,7 @@ def judge(
         path, sent = judge_run(run_dir, _settings(judge=judge, api_base=api_base), again)
     except PlanError as exc:
         _fail(str(exc))
-    typer.echo(f"{sent} attempts sent to the judges\nReport: {path}")
+    typer.echo(f"{sent} attempts judged\nReport: {path}")
 
 
 @app.command()

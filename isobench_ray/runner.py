@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import platform
@@ -260,8 +261,9 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
 
     # before any session, not hours later
     unavailable = missing_images(plan, make_sandboxes(settings)) if settings.check_images_at_plan else {}
-    cluster.connect(opts.address, opts.num_cpus, opts.num_gpus)
     panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
+    _check_judges(panel)  # hours before the first verdict is wanted
+    cluster.connect(opts.address, opts.num_cpus, opts.num_gpus)
     try:
         cluster.Driver(store, plan, settings, retry_failed=opts.retry_failed, show_progress=opts.show_progress,
                        on_record=panel.submit, unavailable=unavailable).run()
@@ -281,9 +283,23 @@ def run_tasks(out: Path) -> list[Task]:
     return [Task.model_validate(t) for t in data]
 
 
+class JudgingFailed(PlanError):
+    """Every attempt sent came back without a verdict (the report was still written; no verdict was lost)."""
+
+
+def _check_judges(panel: JudgePanel) -> None:
+    causes = panel.check()
+    if causes:
+        lines = "\n".join(f"  {c}" for c in causes)
+        raise PlanError(f"the judges cannot answer, so nothing was sent and every verdict is kept:\n{lines}\n"
+                        f"Set the model's key (e.g. OPENAI_API_KEY), check --api-base, or judge without --judge "
+                        f"(the rule-based judge).")
+
+
 def judge(out: str | Path, settings: Settings, again: bool = False) -> tuple[Path, int]:
     """Judge a finished run: every attempt with a patch not judged yet by these judges (all with `again`).
-    Returns the report and how many attempts were sent to the judges."""
+    Returns the report and how many attempts got a verdict. The judges are checked first; a judging that
+    fails never replaces an earlier verdict, and when every attempt sent failed, JudgingFailed says why."""
     out = Path(out)
     recorded = (RunStore(out).read_json("run.json") or {}).get("settings", {})
     if recorded.get("cache_dir"):  # the run's git mirrors hold the human commits
@@ -291,10 +307,16 @@ def judge(out: str | Path, settings: Settings, again: bool = False) -> tuple[Pat
     try:
         with RunLock(out):
             panel = JudgePanel(out, {t.id: t for t in run_tasks(out)}, settings)
+            _check_judges(panel)
             for record in RunStore(out).records():
                 panel.submit(record, again=again)
             judged = panel.close()
             report_path, _ = write_report(out)
-            return report_path, len(judged)
     except RunDirBusy as exc:
         raise PlanError(str(exc)) from None
+    failed = [j for j in judged if j.judge_error]
+    if judged and len(failed) == len(judged):
+        causes = collections.Counter(j.judge_error.splitlines()[0][:200] for j in failed)
+        lines = "\n".join(f"  {n} attempt(s): {cause}" for cause, n in causes.most_common())
+        raise JudgingFailed(f"no attempt got a verdict ({len(failed)} sent); earlier verdicts are kept:\n{lines}")
+    return report_path, len(judged) - len(failed)

@@ -11,6 +11,7 @@ import pytest
 from isobench_ray import demo
 from isobench_ray.judges.base import HACK_SHAPE, parse_reply
 from isobench_ray.judges.rule_based import compare
+from isobench_ray.runner import JudgingFailed, PlanError
 from isobench_ray.runner import judge as judge_run
 from isobench_ray.schema import (Attempt, AttemptRecord, HackVerdict, HardClass, Judgement, NoopSpec, PatchVerdict,
                                  Scores, Session, Status, Vote)
@@ -158,7 +159,7 @@ def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_
     with ScriptedLLM(reply) as llm:
         settings = settings.replace(**{"judge_api_base": llm.url})
         report, sent = judge_run(tmp_path / "run", settings)
-        assert sent == 4  # the noop has no patch: nothing to judge
+        assert sent == 3  # judged with a verdict: the noop has no patch, one attempt's replies never fit
         store = RunStore(tmp_path / "run")
         for aid, task_id in ids.items():
             j = store.load_stage(aid, "judgement")
@@ -170,10 +171,11 @@ def test_a_judged_run_survives_garbage_and_rate_limits_and_never_asks_twice(tmp_
                 assert all(v.tokens > 0 and not v.cached for v in j.votes)
         assert {p: p.read_bytes() for p in records_before} == records_before  # nothing measured is touched
         first = len(llm.requests)
-        report, sent = judge_run(tmp_path / "run", settings)
-        again = llm.requests[first:]
+        with pytest.raises(JudgingFailed, match="does not fit PatchVerdict"):  # every attempt sent failed: exit non-zero
+            judge_run(tmp_path / "run", settings)
+        again = [r for r in llm.requests[first:] if "Reply with the word OK" not in r["messages"][-1]["content"]]
         # only the attempt whose judge failed is asked again
-        assert sent == 1 and again and all("demo-sampler-python-loop" in r["messages"][-1]["content"] for r in again)
+        assert again and all("demo-sampler-python-loop" in r["messages"][-1]["content"] for r in again)
     import polars as pl
     df = pl.read_parquet(tmp_path / "run" / "attempts.parquet")
     judged = df.filter(pl.col("judge_error").is_null() & pl.col("bottleneck_target").is_not_null())
@@ -189,3 +191,29 @@ def test_without_a_model_the_rule_based_judge_answers_and_says_so(tmp_path, demo
     df = pl.read_parquet(tmp_path / "run" / "attempts.parquet").filter(pl.col("judges").is_not_null())
     assert set(df["judges"]) == {"rule-based"} and df["judge_rule_based"].all()
     assert set(df["bottleneck_target"]) <= {"same_target", "related_target", "different_target"}
+
+
+@pytest.mark.slow  # scripted servers that refuse, hang up and answer garbage
+def test_judges_that_cannot_answer_never_replace_a_verdict(tmp_path, demo_tasks, monkeypatch, make_settings):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    _finished_run(tmp_path / "run", demo_tasks)
+    judge_run(tmp_path / "run", make_settings())  # rule-based verdicts first
+    before = {p: p.read_bytes() for p in (tmp_path / "run").glob("attempts/*/judgement.json")}
+    assert len(before) == 4
+
+    # no key, no endpoint: refused before anything is sent, one line per cause, nothing rewritten
+    with pytest.raises(PlanError, match="(?s)nothing was sent.*openai/gpt-x: .*Missing credentials"):
+        judge_run(tmp_path / "run", make_settings(judges=("openai/gpt-x",), judge_transient_attempts=1), again=True)
+    # a local server that refuses every request (503): the same
+    with ScriptedLLM(lambda messages: (503, "down for maintenance")) as llm:
+        with pytest.raises(PlanError, match="nothing was sent"):
+            judge_run(tmp_path / "run", make_settings(judges=("openai/local",), judge_api_base=llm.url,
+                                                      judge_transient_attempts=1, judge_backoff_max_s=0.01), again=True)
+    # a local server without a key that answers, but never in the shape asked: every attempt fails, exit non-zero
+    with ScriptedLLM(lambda messages: (200, "Looks good to me!")) as llm:
+        assert llm.url  # no OPENAI_API_KEY: the placeholder key lets the request go out
+        with pytest.raises(JudgingFailed, match="4 attempt\\(s\\): .*does not fit PatchVerdict"):
+            judge_run(tmp_path / "run", make_settings(judges=("openai/local",), judge_api_base=llm.url, hack_samples=0,
+                                                      judge_attempts=1), again=True)
+        assert len(llm.requests) > 1  # the key check and the attempts were sent
+    assert {p: p.read_bytes() for p in before} == before  # every verdict kept

@@ -68,8 +68,6 @@ class LitellmAgent(BuiltinAgent):
 
         spec = self.spec
         api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        if api_key is None and spec.api_base and not os.environ.get("OPENAI_API_KEY"):
-            api_key = "none"  # a local OpenAI-compatible server without auth: the client still wants a key
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ctx.prompt_file.read_text()}]
         steps, tokens, cost, priced = 0, 0, 0.0, True
         deadline = time.monotonic() + ctx.time_limit_s

@@ -82,8 +82,15 @@ class JudgePanel:
             judgement = judge_attempt(request, self.judges)
         except Exception as exc:  # a judge's failure is that attempt's judge_error; it never stops the run
             judgement = Judgement(attempt_id=record.attempt.id, judge_error=f"{type(exc).__name__}: {exc}"[:1000])
+        previous = self.store.load_stage(record.attempt.id, "judgement")
+        if judgement.judge_error and previous is not None and previous.judge_error is None:
+            return judgement  # a failed judging never replaces a verdict: the previous one stays
         self.store.save_stage(record.attempt.id, "judgement", judgement)
         return judgement
+
+    def check(self) -> list[str]:
+        """Each judge asked once before any attempt is sent: the causes of those that cannot answer."""
+        return [cause for judge in self.judges if (cause := judge.check())]
 
     def submit(self, record: AttemptRecord, again: bool = False) -> None:
         """Judge it unless it was judged already (with a verdict); `again` re-asks also those."""

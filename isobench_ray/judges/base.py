@@ -33,6 +33,10 @@ class Judge(Protocol):
     name: str  # a litellm model string, or "rule-based"
     rule_based: bool
 
+    def check(self) -> str | None:
+        """Before any attempt is sent: None when the judge can answer, else the cause in one line."""
+        ...
+
     def judge(self, request: JudgeRequest) -> list[Vote]: ...
 
 

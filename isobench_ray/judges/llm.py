@@ -41,6 +41,19 @@ class LitellmJudge:
 
     # ------------------------------------------------------------ one call
 
+    def check(self) -> str | None:
+        """One tiny request, few retries: None when the model answers, else why not (no credentials, nothing
+        listening, a model the endpoint does not know), in one line."""
+        try:
+            complete(self.name, [{"role": "user", "content": "Reply with the word OK."}], api_base=self.api_base,
+                     timeout_s=min(60.0, self.timeout_s), attempts=2, backoff_max_s=2.0)
+        except TRANSIENT[0]:  # rate limited: the key and the endpoint work, the judging backs off
+            return None
+        except Exception as exc:  # whatever it is, no attempt should be sent to this judge
+            text = " ".join(str(exc).split())[:300]
+            return f"{self.name}: {type(exc).__name__}: {text}"
+        return None
+
     def _cache_path(self, prompt: str, sample: int) -> Path:
         key = hashlib.sha256(json.dumps([self.name, self.api_base, prompt, sample]).encode()).hexdigest()
         return self.cache_dir / "judge" / key[:2] / f"{key}.json"

@@ -77,5 +77,8 @@ class RuleBasedJudge:
     name = "rule-based"
     rule_based = True
 
+    def check(self) -> str | None:
+        return None  # no model to reach
+
     def judge(self, request: JudgeRequest) -> list[Vote]:
         return [Vote(judge=self.name, verdict=compare(request.human_patch, request.agent_patch))]

@@ -51,6 +51,7 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
     mean_agreement = df.get_column("judge_agreement").mean()
+    judge_errors = df.filter(pl.col("judge_error").is_not_null()).select("attempt_id", "agent", "task_id", "judge_error")
     return [
         Section("Who did best", ranking(df), ranking_note(df)),
         Section("By agent", summary_by_agent(df)),
@@ -79,6 +80,9 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 "Bottleneck target, per pair of raters (a judge in one order is one rater) over the attempts both "
                 "judged; kappa is empty where undefined. Mean agreement with the majority over judged attempts: "
                 + (f"{mean_agreement:.3f}." if mean_agreement is not None else "none judged."), soft=True),
+        *([Section("Judge errors", judge_errors,
+                   "Attempts whose judging failed: no verdict came back (an earlier verdict, where there was one, "
+                   "is kept and shown everywhere else).", soft=True)] if judge_errors.height else []),
         Section("Judges' tokens and cost", t["judge_usage"],
                 "Summed from the votes; cost is empty where no vote had a known price.", soft=True),
         Section("Per task: the three arms", t["per_task"],
