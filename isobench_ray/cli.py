@@ -61,6 +61,18 @@ def _settings(**options) -> Settings:
         _fail(f"bad setting: {exc}")
 
 
+def resolve_out(out: Path) -> Path:
+    """Where a run writes. Inside a Ray job the working directory is Ray's temporary copy of the checkout, so
+    a relative --out goes under ISOBENCH_RESULTS_ROOT (runtime_envs/*.yaml set it; default
+    ~/isobench-results) instead of vanishing with the copy; the job's first log lines say where."""
+    if out.is_absolute() or "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+        return out
+    root = Path(os.environ.get("ISOBENCH_RESULTS_ROOT") or Path.home() / "isobench-results").expanduser()
+    resolved = root / out
+    typer.echo(f"isobench: running in a Ray job: results go to {resolved} (ISOBENCH_RESULTS_ROOT/{out})")
+    return resolved
+
+
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
     from isobench_ray.agents import AgentConfigError, parse_agents
     from isobench_ray.report.frames import attempts_frame
@@ -69,6 +81,11 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
     from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
 
+    from isobench_ray import demo as demo_suite
+
+    out = resolve_out(out)
+    if Path(tasks_file).resolve() == demo_suite.TASKS_FILE.resolve():
+        demo_suite.build_repo()  # deterministic and small: present wherever the checkout is (a Ray job's copy too)
     try:
         specs = parse_agents(agents, agents_file)
         report = run(tasks_file, specs, out, **kwargs)
@@ -96,7 +113,6 @@ def demo(
     """Run human, noop and the bundled replays over the demo suite on a local Ray cluster (no GPU, no Docker)."""
     from isobench_ray import demo as demo_suite
 
-    demo_suite.build_repo()
     _execute(str(demo_suite.TASKS_FILE), demo_suite.agents_arg(), out, None,
              settings=_settings(rounds=rounds, max_rounds=max_rounds, sandbox=sandbox), fresh=fresh, task_ids=task)
 

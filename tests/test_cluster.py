@@ -14,7 +14,10 @@ import tempfile
 import textwrap
 import threading
 import time
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import psutil
 
 import pytest
 import ray
@@ -123,32 +126,84 @@ def test_a_killed_driver_resumes_without_redoing_or_losing_anything(tmp_path):
         json.loads(path.read_text())  # nothing half-written
 
 
-def test_ray_job_submit_to_a_local_head_runs_and_writes_results(tmp_path):
-    demo.build_repo()
+@contextmanager
+def own_ray_head(env: dict, dash: int):
+    """A Ray head of this test's own (its own temporary folder), stopped afterwards by that folder: the
+    processes whose command line names it, and their children. Never `ray stop`, which stops every Ray on
+    the machine, other people's included."""
     ray_bin = Path(sys.executable).parent / "ray"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
-    port, dash = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
-    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+    subprocess.run([str(ray_bin), "start", "--head", f"--port={free_port()}", "--node-ip-address=127.0.0.1",
+                    "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
                     f"--temp-dir={temp_dir}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
     try:
-        out = tmp_path / "results" / "job-run"
-        preds = demo.PREDICTIONS
-        submit = subprocess.run(
-            [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
-             str(ROOT / "runtime_envs" / "local.yaml"), "--working-dir", str(ROOT), "--",
-             sys.executable, "-m", "isobench_ray.cli", "run", str(demo.TASKS_FILE),
-             "--agents", f"replay:{preds}#replay-noapply,replay:{preds}#replay-syntax", "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=400)
-        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
-        assert "succeeded" in submit.stdout
-        causes = sorted(json.loads(p.read_text())["failure_cause"] for p in out.glob("attempts/*/record.json"))
-        assert causes == ["compile_error", "patch_does_not_apply"]
-        assert (out / "attempts.parquet").exists()
+        deadline = time.monotonic() + 180  # the job agent comes up after the head: submitting earlier is refused
+        while subprocess.run([str(ray_bin), "job", "list", "--address", f"http://127.0.0.1:{dash}"], env=env,
+                             capture_output=True, timeout=60).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(2)
+        yield temp_dir
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        ours = {}
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                if any(temp_dir in arg for arg in proc.info["cmdline"] or []):
+                    for member in (proc, *proc.children(recursive=True)):
+                        ours[member.pid] = member
+            except psutil.Error:
+                continue
+        for member in ours.values():
+            with suppress(psutil.Error):
+                member.terminate()
+        _, alive = psutil.wait_procs(list(ours.values()), timeout=30)
+        for member in alive:
+            with suppress(psutil.Error):
+                member.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _readme_job_lines() -> tuple[str, str]:
+    """The README's `ray job submit` and `isobench status` lines, as a user copies them."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    submit = next(line.strip() for line in lines if line.strip().startswith("ray job submit --working-dir ."))
+    status = next(line.strip() for line in lines if line.strip().startswith("isobench status ~/"))
+    return submit, status
+
+
+@pytest.mark.slow  # a Ray head, a job, one noop attempt of the demo
+def test_the_readmes_ray_job_submit_line_runs_verbatim_and_leaves_other_rays_alone(tmp_path):
+    demo.build_repo()
+    bystander = ray_bystander()  # a Ray someone else started on this machine: it must survive
+    dash, home = free_port(), tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"), "HOME": str(home),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": f"http://127.0.0.1:{dash}"}
+    submit, status = _readme_job_lines()
+    try:
+        with own_ray_head({**env, "RAY_ADDRESS": ""}, dash):
+            for _ in range(30):  # the node's job agent starts after the head (slowly on a busy machine)
+                job = subprocess.run(["bash", "-c", submit], cwd=ROOT, env=env, capture_output=True, text=True,
+                                     timeout=600)
+                if "No available agent" not in job.stderr + job.stdout:
+                    break
+                time.sleep(5)
+            assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+            assert "results go to" in job.stdout and "succeeded" in job.stdout
+        out = home / "isobench-results" / "results" / "job-run"
+        assert [json.loads(p.read_text())["status"] for p in out.glob("attempts/*/record.json")] == ["success"]
+        shown = subprocess.run(["bash", "-c", status], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0 and "1/1 attempts done" in shown.stdout, shown.stdout + shown.stderr
+        assert bystander.is_running()
+    finally:
+        bystander.terminate()
+
+
+def ray_bystander() -> psutil.Process:
+    """A process that looks like another user's Ray to `ray stop` (its name is raylet-like): what a test must
+    never kill."""
+    fake = Path(tempfile.mkdtemp()) / "raylet"
+    fake.write_text("#!/bin/sh\nsleep 600\n")
+    fake.chmod(0o755)
+    return psutil.Process(subprocess.Popen([str(fake)], start_new_session=True).pid)
 
 
 def test_failures_are_kept_unless_retry_failed_and_infra_errors_are_redone(tmp_path, make_settings):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,16 +32,21 @@ if TYPE_CHECKING:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Join a cluster at `address` (or RAY_ADDRESS), or start a local one with logical resources."""
+    """Join a cluster at `address` (or RAY_ADDRESS; `auto`: the one running on this machine), or else start a
+    local instance of our own with logical resources, even when another Ray runs on this machine (never
+    joined by surprise: its resources are not ours to size)."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ACCEPT_ENV_VARS_FROM_HOST", "1")
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        if num_cpus or num_gpus:
+            print(f"isobench: joining the cluster at {address}: --num-cpus/--num-gpus apply only to a new local "
+                  f"instance and are ignored", file=sys.stderr)
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus or 0, include_dashboard=False,
-                 log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus or 0,
+                 include_dashboard=False, log_to_driver=True)
 
 
 def _stage_task(fn: Callable[..., Any], name: str):
