@@ -91,6 +91,8 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
         report = run(tasks_file, specs, out, **kwargs)
     except (PlanError, TaskFileError, AgentConfigError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(f"\ninterrupted: every finished attempt is kept in {out}; rerun the same command to resume", code=130)
     records = RunStore(out).records()
     print_summary(attempts_frame(records))
     settings = kwargs.get("settings")
@@ -237,24 +239,36 @@ def report(
 
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="A run directory, finished or in progress.")) -> None:
-    """Where a run stands: attempts done by status and cause, what is running, what is queued."""
+    """Where a run stands: attempts done by agent, status and cause; whether its driver runs, and what."""
     import collections
+    import time
 
-    from isobench_ray.store import RunStore
+    import polars as pl
+
+    from isobench_ray.store import RunLock, RunStore
 
     store = RunStore(run_dir)
     plan = store.read_json("plan.json")
     if plan is None:
         _fail(f"{run_dir}: not a run directory (no plan.json)")
     records = store.records()
-    by_status = collections.Counter(r.status.value for r in records)
-    causes = collections.Counter(r.failure_cause.value for r in records if r.failure_cause)
+    typer.echo(f"{run_dir}: {len(records)}/{len(plan)} attempts done")
+    if records:
+        counts = collections.Counter((r.attempt.agent, r.status.value, r.failure_cause.value if r.failure_cause else "")
+                                     for r in records)
+        table = pl.DataFrame([{"agent": a, "status": st, "cause": c, "attempts": n} for (a, st, c), n in counts.items()])
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=200, fmt_str_lengths=60):
+            typer.echo(table.sort("agent", "status", "cause"))
     live = store.read_json("status.json") or {}
-    typer.echo(f"{run_dir}: {len(records)}/{len(plan)} attempts done " + str(dict(by_status)))
-    if causes:
-        typer.echo("failure causes: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
-    if live.get("running"):
-        typer.echo(f"running (driver's last word): {live['running']}, queued for a benchmark slot: {live.get('queued_for_benchmark', 0)}")
+    holder = RunLock.holder(run_dir)
+    if holder:
+        running = ", ".join(f"{stage} {n}" for stage, n in (live.get("running") or {}).items() if n) or "starting"
+        typer.echo(f"running: driver {holder}; now {running}; queued for a benchmark slot: "
+                   f"{live.get('queued_for_benchmark', 0)}")
+    elif len(records) < len(plan):
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(live["updated"])) if live.get("updated") else "unknown"
+        typer.echo(f"stopped: the driver is gone (its last word at {since}), {len(plan) - len(records)} attempts "
+                   f"not done; rerun the same command to resume (nothing finished is redone)")
     recorded = (store.read_json("run.json") or {}).get("settings", {})
     if recorded.get("sandbox") == "docker":  # this node's image cache: what a full disk would come from
         from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import difflib
 import hashlib
 import json
 import platform
@@ -235,8 +236,10 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     tasks = [t for t in loaded.tasks if not opts.task_ids or t.id in opts.task_ids]
     unknown = sorted(set(opts.task_ids or ()) - {t.id for t in loaded.tasks})
     if unknown:
-        raise PlanError(f"--task {', '.join(unknown)}: no such task in {tasks_path} (known: "
-                        f"{', '.join(sorted(t.id for t in loaded.tasks)[:20])})")
+        known = sorted(t.id for t in loaded.tasks)
+        hints = [f"{u}: no such task in {tasks_path}" + (f"; did you mean {', '.join(close)}?" if (
+            close := difflib.get_close_matches(u, known, n=3, cutoff=0.5)) else "") for u in unknown]
+        raise PlanError("--task " + "\n--task ".join(hints))
     check_environments(tasks, settings)
     plan = plan_attempts(tasks, agents, opts.rollouts)
     if not plan:

@@ -182,6 +182,19 @@ class RunLock:
         self._held = held
         return self
 
+    @staticmethod
+    def holder(run_dir: str | Path) -> str | None:
+        """Who holds the run now ("pid N on HOST, since ..."), or None when no driver does (it finished, or
+        it was stopped or killed: the kernel let its lock go). Asked on the node that runs the driver."""
+        path = Path(run_dir) / ".lock"
+        if not path.exists():
+            return None
+        try:
+            with file_lock(path, wait=False):
+                return None
+        except LockBusy:
+            return path.read_text().strip() or "unknown"
+
     def __exit__(self, *exc) -> None:
         if self._held is not None:
             self._held.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # The characters of one command's output kept in an attempt's logs: its end, where errors and results are.
 LOG_LIMIT = 200_000
 
@@ -23,3 +25,15 @@ def head_and_tail(text: str, limit: int, what: str = "characters left out") -> s
         return text
     half = limit // 2
     return f"{text[:half]}\n[... {len(text) - 2 * half} {what} ...]\n{text[-half:]}"
+
+
+def error_line(detail: str, limit: int = 160) -> str:
+    """The line of an error message a table shows: the first, unless the text is a traceback (or a wrapper's
+    colour codes), whose cause is its last line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in detail.strip().splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return lines[-1][:limit]
+    return lines[0][:limit]

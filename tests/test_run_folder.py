@@ -47,7 +47,7 @@ def test_fresh_deletes_nothing_when_the_task_file_is_bad(tmp_path, make_settings
 
 def test_a_task_id_that_does_not_exist_stops_before_any_work(tmp_path, make_settings):
     demo.build_repo()
-    with pytest.raises(PlanError, match="demo-sampler: no such task"):
+    with pytest.raises(PlanError, match="demo-sampler: no such task.*did you mean demo-sampler-python-loop"):
         runner.run(str(demo.TASKS_FILE), parse_agents("noop"), tmp_path / "run", make_settings(),
                    task_ids=["demo-sampler"])
     assert not (tmp_path / "run" / "attempts").exists()
@@ -77,3 +77,36 @@ def test_resuming_after_a_task_or_agent_changed_stops_and_names_them(tmp_path):
     assert "task t2" in str(err.value) and "agent mine" in str(err.value) and "noop" not in str(err.value)
     check_resume(tmp_path / "run", {}, now, accept_changed=True)  # asked for: both versions kept apart
     check_resume(tmp_path / "run", {}, before)  # unchanged: resumes
+
+
+def test_status_says_whether_the_driver_runs_and_how_to_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from isobench_ray.cli import app
+    from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, NoopSpec, Status
+    from isobench_ray.store import RunLock, RunStore
+    from isobench_ray.tasks import load_tasks
+
+    task = load_tasks(demo.TASKS_FILE).tasks[0]
+    attempts = [Attempt.make(task, NoopSpec(name="noop"), r, {}) for r in range(2)]
+    store = RunStore(tmp_path / "run")
+    store.write_json("plan.json", [a.model_dump() for a in attempts])
+    store.save_stage(attempts[0].id, "record", AttemptRecord(attempt=attempts[0], status=Status.failed,
+                                                             failure_cause=FailureCause.no_patch))
+    store.write_json("status.json", {"running": {"session": 1}, "updated": 1_700_000_000})
+    stopped = CliRunner().invoke(app, ["status", str(tmp_path / "run")])
+    assert stopped.exit_code == 0
+    assert "1/2 attempts done" in stopped.output and "no_patch" in stopped.output
+    assert "stopped: the driver is gone" in stopped.output and "rerun the same command" in stopped.output
+    assert "{" not in stopped.output  # a table, not Python dicts
+    with RunLock(tmp_path / "run"):
+        running = CliRunner().invoke(app, ["status", str(tmp_path / "run")])
+    assert "running: driver pid" in running.output and "session 1" in running.output
+    assert "stopped" not in running.output
+
+
+def test_the_error_line_of_a_traceback_is_its_cause():
+    from isobench_ray.text import error_line
+
+    assert error_line("Traceback (most recent call last):\n  File 'x', line 1\nOSError: disk full") == "OSError: disk full"
+    assert error_line("\x1b[36mray::session()\x1b[39m crashed\n  more") == "ray::session() crashed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import sys
 from pathlib import Path
 
@@ -78,7 +80,9 @@ def parse_agents(text: str, agents_file: Path | None = None) -> list[AgentSpec]:
                 specs.append(ReplaySpec(name=_shown(model or f"replay-{source.stem}", source), patches=str(source.resolve()),
                                         model_name=model or None))
         else:
-            raise AgentConfigError(f"unknown agent {item!r}: use human, noop, replay:PATH, or a name from --agents-file")
+            close = difflib.get_close_matches(item, ["human", "noop", *defined], n=3, cutoff=0.5)
+            raise AgentConfigError(f"unknown agent {item!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                                   + ": use human, noop, replay:PATH, or a name from --agents-file")
     names = [s.name for s in specs]
     if not names:
         raise AgentConfigError(f"--agents {text!r}: no agent named; use human, noop, replay:PATH, or names from "

@@ -9,6 +9,7 @@ import polars as pl
 
 from isobench_ray.hardware import throttled
 from isobench_ray.schema import AttemptRecord, Judgement
+from isobench_ray.text import error_line
 from isobench_ray.scoring.soft import hard_pass, quadrant, soft_pass
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
@@ -79,7 +80,7 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
         "throttled_samples": sum(throttled({**r.telemetry.get("start", {}), **r.telemetry.get("end", {})})
                                  for a in m.arms for r in a.runs) if m else 0,
         "disturbed_samples": sum(r.disturbed for a in m.arms for r in a.runs) if m else 0,
-        "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": (rec.detail or "").strip().splitlines()[0][:160] if rec.detail else None,
+        "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": error_line(rec.detail) or None,
         **_soft(rec, judgement),
         "bench_s": m.duration_s if m else None,  # the slot time the 3-way benchmark took
         "agent_steps": rec.session.steps if rec.session else None, "agent_tokens": rec.session.tokens if rec.session else None,
