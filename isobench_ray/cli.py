@@ -75,7 +75,7 @@ def resolve_out(out: Path) -> Path:
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
     from isobench_ray.agents import AgentConfigError, parse_agents
-    from isobench_ray.report.frames import attempts_frame
+    from isobench_ray.report.frames import agent_models, attempts_frame
     from isobench_ray.report.write import print_summary
     from isobench_ray.runner import PlanError, run
     from isobench_ray.store import RunStore
@@ -94,7 +94,7 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
     except KeyboardInterrupt:
         _fail(f"\ninterrupted: every finished attempt is kept in {out}; rerun the same command to resume", code=130)
     records = RunStore(out).records()
-    print_summary(attempts_frame(records))
+    print_summary(attempts_frame(records, models=agent_models(RunStore(out).read_json("run.json"))))
     settings = kwargs.get("settings")
     if settings is not None and settings.sandbox.kind == "docker":  # the containers are gone; their logs are kept here
         typer.echo("\nContainer logs (agent.log: the session; validate_*.log: validation; bench/: every arm, server and run):")

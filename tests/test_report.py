@@ -195,7 +195,8 @@ def test_an_empty_run_still_renders(tmp_path):
     assert df.height == 0
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 4 and "no data" in page
-    assert "rule-based judge" not in page and "None." in path.read_text()
+    assert "rule-based judge" not in page and "Nothing of this kind in this run." in path.read_text()
+    assert "None." not in path.read_text() and "None." not in page
     # failures only, nobody judged
     store = RunStore(tmp_path / "failed")
     rec = _record("t9", "claude", "vllm", Status.failed, cause=FailureCause.no_patch)

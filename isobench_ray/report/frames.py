@@ -21,7 +21,8 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            # soft metrics and correctness (scoring/soft.py)
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
            "judge_agreement", "judge_error", "judge_tokens", "judge_cost_usd", "hack_flags", "hacked", "soft_pass",
-           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "agent_steps", "agent_tokens", "agent_cost_usd"]
+           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "agent_model", "agent_steps", "agent_tokens",
+           "agent_cost_usd"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
     "not_discriminative": pl.Boolean, "judge_rule_based": pl.Boolean, "hacked": pl.Boolean, "soft_pass": pl.Boolean,
@@ -88,9 +89,18 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
     }
 
 
-def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement] | None = None) -> pl.DataFrame:
-    judgements = judgements or {}
-    return pl.DataFrame([_row(r, judgements.get(r.attempt.id)) for r in records], schema=_SCHEMA)
+def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement] | None = None,
+                   models: dict[str, str] | None = None) -> pl.DataFrame:
+    """One row per attempt; `models`: each agent's model (run.json's agents, `agent_models`)."""
+    judgements, models = judgements or {}, models or {}
+    rows = [_row(r, judgements.get(r.attempt.id)) | {"agent_model": models.get(r.attempt.agent)} for r in records]
+    return pl.DataFrame(rows, schema=_SCHEMA)
+
+
+def agent_models(run_json: dict | None) -> dict[str, str]:
+    """Each agent's model as its spec names it (litellm and CLI agents: `model`; replays: `model_name`)."""
+    return {a["name"]: a.get("model") or a.get("model_name") or a.get("kind", "")
+            for a in (run_json or {}).get("agents", []) if a.get("name")}
 
 
 _RUNS_SCHEMA = {"attempt_id": pl.Utf8, "task_id": pl.Utf8, "agent": pl.Utf8, "arm": pl.Utf8, "round": pl.Int64,

@@ -9,6 +9,7 @@ import jinja2
 import polars as pl
 from markupsafe import Markup, escape
 
+from isobench_ray.report.format import human
 from isobench_ray.report.template import PAGE
 
 
@@ -25,8 +26,8 @@ def _cell(value) -> dict:
         return {"value": "–", "text": False}
     if isinstance(value, bool):
         return {"value": "yes" if value else "no", "text": True}
-    if isinstance(value, float):
-        return {"value": f"{value:.4g}", "text": False}
+    if isinstance(value, (float, int)):
+        return {"value": human(value), "text": False}
     return {"value": str(value), "text": isinstance(value, str)}
 
 

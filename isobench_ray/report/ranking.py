@@ -89,3 +89,18 @@ def ranking_note(df: pl.DataFrame) -> str:
             "hack-flagged patch. Decisive: the interval decided beats, similar or worse; inconclusive: it could "
             "not on this machine (never counted as similar or worse). Tasks flagged on this machine: "
             + ("; ".join(lines) if lines else "none") + ".")
+
+
+def health(df: pl.DataFrame) -> str:
+    """The run's health in one line: the machine's noise, disturbed samples, flagged tasks, the judges."""
+    noise = df.get_column("noise_pct").drop_nulls()
+    flagged = flagged_tasks(df)
+    judges = sorted({j for cell in df.get_column("judges").drop_nulls().to_list() for j in cell.split(", ") if j})
+    parts = [
+        f"A/A noise median {noise.median():.1f}% (max {noise.max():.1f}%) over {noise.len()} attempts" if noise.len()
+        else "no A/A noise measured",
+        f"{int(df.get_column('disturbed_samples').sum() or 0)} disturbed samples (never counted)",
+        f"{len(flagged['not discriminative'])} task(s) not discriminative, {len(flagged['too noisy'])} too noisy",
+        "judges: " + (", ".join(judges) if judges else "none yet"),
+    ]
+    return "Run health: " + "; ".join(parts) + "."

@@ -233,3 +233,14 @@ def summary_by_agent(df: pl.DataFrame) -> pl.DataFrame:
             pl.col("agent_vs_human_pct").median().round(1).alias("median_vs_human_pct"),
         )
     )
+
+
+def agent_usage(df: pl.DataFrame) -> pl.DataFrame:
+    """Per agent: its model, and what its sessions reported of their work (steps, tokens, dollars)."""
+    return (df.group_by("agent", maintain_order=True)
+            .agg(pl.col("agent_model").first().alias("model"), pl.len().cast(pl.Int64).alias("attempts"),
+                 pl.col("agent_steps").median().alias("median_steps"),
+                 pl.col("agent_tokens").sum().cast(pl.Int64).alias("tokens"),
+                 pl.when(pl.col("agent_cost_usd").is_not_null().any()).then(pl.col("agent_cost_usd").sum())
+                 .otherwise(None).alias("cost_usd"))
+            .sort("agent"))

@@ -36,7 +36,7 @@ PAGE = """<!DOCTYPE html>
 <tbody>{% for row in section.table.rows %}<tr>{% for cell in row %}<td{% if cell.text %} class="text"{% endif %}>{{ cell.value }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table></div>
-{% else %}<p>None.</p>{% endif %}
+{% else %}<p>Nothing of this kind in this run.</p>{% endif %}
 {% endfor %}
 <h2>Plots</h2>
 {% for title, svg in plots.items() %}

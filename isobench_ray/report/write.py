@@ -10,10 +10,11 @@ from pathlib import Path
 
 import polars as pl
 
-from isobench_ray.report.frames import attempts_frame, runs_frame
+from isobench_ray.report.format import for_people
+from isobench_ray.report.frames import agent_models, attempts_frame, runs_frame
 from isobench_ray.report.html import Section
-from isobench_ray.report.ranking import ranking, ranking_note
-from isobench_ray.report.summary import RULE_BASED, summary_by_agent, summary_tables
+from isobench_ray.report.ranking import health, ranking, ranking_note
+from isobench_ray.report.summary import RULE_BASED, agent_usage, summary_by_agent, summary_tables
 from isobench_ray.schema import Judgement
 from isobench_ray.store import RunStore, write_atomic
 
@@ -26,6 +27,7 @@ INTRO = ("Speedups are medians over interleaved rounds; > 1 is faster than basel
          "is no success (hack-adjusted).")
 RULE_BASED_NOTE = ("the soft metrics come, at least in part, from the rule-based judge (the two diffs compared by "
                    "rule, no model asked): read them as a rough signal; every soft section says so.")
+EMPTY = "Nothing of this kind in this run."  # an empty table, in words
 FILES = ("Files: `attempts.parquet` (one row per attempt), `runs.parquet` (one row per benchmark run of every arm: "
          "values, exact commands, server start times), `report.md` and `report.html` (these tables; the page also "
          "has the plots, offline), `attempts/<id>/` (patch, logs, every stage's JSON).")
@@ -33,9 +35,9 @@ FILES = ("Files: `attempts.parquet` (one row per attempt), `runs.parquet` (one r
 
 def _markdown(df: pl.DataFrame) -> str:
     """A GitHub markdown table, written by Polars (pipes in text escaped so cells stay cells)."""
-    df = df.with_columns(pl.col(pl.Utf8).str.replace_all("|", "\\|", literal=True))
+    df = for_people(df).with_columns(pl.col(pl.Utf8).str.replace_all("|", "\\|", literal=True))
     with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=200, float_precision=3, tbl_width_chars=10_000):
+                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=200, tbl_width_chars=10_000):
         return str(df)
 
 
@@ -44,7 +46,8 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
     t = summary_tables(df, judgements)
     per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
                             "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
-                            "hard_class", "hard_class_ci", "noise_pct", "rounds")
+                            "hard_class", "hard_class_ci", "noise_pct", "rounds", "agent_steps", "agent_tokens",
+                            "agent_cost_usd")
     flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
     unsandboxed = df.filter(pl.col("agent_sandbox") == "none").get_column("attempt_id").to_list()
     failures = (df.filter(pl.col("failure_cause").is_not_null())
@@ -53,7 +56,10 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
     mean_agreement = df.get_column("judge_agreement").mean()
     judge_errors = df.filter(pl.col("judge_error").is_not_null()).select("attempt_id", "agent", "task_id", "judge_error")
     return [
-        Section("Who did best", ranking(df), ranking_note(df)),
+        Section("Who did best", ranking(df), health(df) + " " + ranking_note(df)),
+        Section("Agents: model and work", agent_usage(df),
+                "Each agent's model, and what its sessions reported: median steps, tokens and dollars in total "
+                "(empty where the agent reports none or its price is unknown)."),
         Section("By agent", summary_by_agent(df)),
         Section("Table 1: hard metrics by agent", t["by_agent"],
                 "passed: the patch applied and was measured (status success); improvements / regressions: speedup over "
@@ -108,7 +114,7 @@ def _markdown_section(section: Section, rule_based: bool) -> str:
     if section.note:
         parts.append(section.note)
     if section.table is not None:
-        parts.append(_markdown(section.table) if section.table.height else "None.")
+        parts.append(_markdown(section.table) if section.table.height else EMPTY)
     return "\n\n".join(parts)
 
 
@@ -120,7 +126,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     store = RunStore(run_dir)
     records = store.records()
     judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
-    df = attempts_frame(records, judgements)
+    df = attempts_frame(records, judgements, agent_models(store.read_json("run.json")))
     superseded = set(store.read_json("superseded.json") or [])
     if superseded:  # earlier versions of edited tasks or agents (--accept-changed): apart in every table
         df = df.with_columns(pl.when(pl.col("attempt_id").is_in(sorted(superseded)))
@@ -148,7 +154,13 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
 
 
 def print_summary(df: pl.DataFrame) -> None:
-    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True, fmt_str_lengths=40):
-        print(summary_by_agent(df))
-        print(df.select("task_id", "agent", "status", "failure_cause", "human_speedup_vs_baseline", "speedup_vs_baseline",
-                        "agent_vs_human_pct", "hard_class", "hard_class_ci"))
+    """The terminal's view of the report's first screen: the ranking, the run's health, then the attempts."""
+    with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, fmt_str_lengths=40):
+        print(for_people(ranking(df).select("rank", "agent", "attempts", "true_success_rate", "true_ci_low",
+                                            "true_ci_high", "hard_success_rate", "hard_ci_low", "hard_ci_high",
+                                            "decisive", "inconclusive", "failed", "broken")))
+        print(health(df))
+        print(for_people(df.select("task_id", "agent", "status", "failure_cause", "human_speedup_vs_baseline",
+                                   "speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "hard_class_ci",
+                                   "correctness")))
