@@ -11,7 +11,6 @@ import pytest
 from isobench_ray.engines.parsing import (
     BENCH_KINDS,
     NoMetricsError,
-    detect_kind,
     parse_json,
     parse_metrics,
     parse_text,
@@ -68,7 +67,6 @@ def test_fixture(name: str, path: Path, expected: dict):
         if path.suffix == ".jsonl":  # the same records as JSON give the same answer
             assert parse_json([json.loads(line) for line in text.splitlines()], num_prompts=num_prompts) == \
                 parse_text(text, num_prompts=num_prompts)
-        assert detect_kind(text) == want["kind"]
         got = parse_text(text, num_prompts=num_prompts)
         _same(parse_text(text, want["kind"], num_prompts=num_prompts), got)  # explicit kind: same answer
         assert parse_metrics(text, num_prompts=num_prompts) == got
@@ -120,7 +118,6 @@ def test_engine_stats_lines_are_never_read_as_results():
     sglang_stats = ("[2026-07-04 04:32:35 TP0] Decode batch, #running-req: 68, #full token: 321920, "
                     "full token usage: 0.49, gen throughput (token/s): 2499.67, #queue-req: 0")
     text = "\n".join(stats + [sglang_stats, "INFO:     127.0.0.1:54768 - \"POST /v1/completions HTTP/1.1\" 200 OK"])
-    assert detect_kind(text) is None
     with pytest.raises(NoMetricsError):
         parse_text(text)
     for kind in BENCH_KINDS:
@@ -180,8 +177,7 @@ def test_serving_lines_behind_log_prefixes_and_without_header():
     headerless = _read("vllm_serving_2024-07_headerless-tail-cut.txt")
     for prefix in ("2024-07-19 12:00:01 ", "[stdout] ", "(bench pid=4242) ", "bench-0 | "):
         logged = "\n".join(prefix + line for line in headerless.splitlines())
-        assert detect_kind(logged) == "serving", prefix
-        assert parse_text(logged) == want, prefix
+        assert parse_text(logged) == want, prefix  # kind "serving" included
     # A lone "Successful requests:" line of another tool is no serving result.
     with pytest.raises(NoMetricsError):
         parse_text("[INFO] Successful requests:         15\n[INFO] Failed requests:             8\n", "serving")
@@ -335,7 +331,6 @@ def test_one_batch_jsonl_record_wins_over_text():
 
 def test_no_result_has_a_tail():
     text = _read("upstream_ad8d696a_argparse-error.log")  # the runner's log goes on after the error
-    assert detect_kind(text) is None
     with pytest.raises(NoMetricsError) as info:
         parse_metrics(text, num_prompts=100)
     assert isinstance(info.value, ValueError)
@@ -353,7 +348,6 @@ def test_nothing_given():
         parse_metrics()
     with pytest.raises(NoMetricsError):
         parse_text("")
-    assert detect_kind("") is None
 
 
 def test_explicit_wrong_kind():
@@ -367,7 +361,6 @@ def test_explicit_wrong_kind():
 
 def test_explicit_kind_restricts_a_mixed_log():
     text = _read("vllm_throughput_2026-02_rocm.txt") + _read("vllm_serving_2025-05_bench-serve.txt")
-    assert detect_kind(text) == "serving"
     assert parse_text(text)["kind"] == "serving"
     assert parse_text(text, "throughput")["requests_per_second"] == 25.16
 

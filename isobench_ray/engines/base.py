@@ -1,22 +1,27 @@
 """The Engine seam: everything the harness knows about one inference engine, in one value.
 
 An engine answers, for a task: the server command and its readiness path, which flags of a perf command
-belong to the server and which to the client, the benchmark kind of a command, the flags that make the
-benchmark write its result as JSON, how to parse its output, and the primary metric and its direction,
-read from a table (never guessed from a metric's name). Pure data and pure functions: no processes here.
+belong to the server and which to the client, and, once per task, a `BenchCommand`: everything the
+benchmark rounds need (the script file, the flags that make the benchmark write its result as JSON, the
+client's warm-up flags, how to parse its output, the primary metric and its direction, read from a table,
+never guessed from a metric's name). Pure data and pure functions: no processes here.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
-from isobench_ray.engines import parsing, perf_command
-from isobench_ray.engines.perf_command import PerfCommand
-from isobench_ray.schema import MAY_BE_INFINITE
+# the shared sibling modules by their own names (the registry in engines/__init__.py loads the engines,
+# which import this module, only when first asked)
+from isobench_ray.engines.parsing import NoMetricsError, parse_metrics
+from isobench_ray.engines.perf_command import SERVER_FLAGS, PerfCommand, analyze as analyze_command, script_kind, split_env
+from isobench_ray.schema import MAY_BE_INFINITE, BenchmarkSpec, Run
 
 
 class UnknownMetric(ValueError):
@@ -90,12 +95,11 @@ class Engine:
     server_template: str | None = None  # {model} {host} {port}
     health_path: str = "/health"
     import_name: str | None = None
-    server_flags: frozenset[str] = perf_command.SERVER_FLAGS
+    server_flags: frozenset[str] = SERVER_FLAGS
     # benchmark script or module -> the flags that make it write its result as JSON to {path}
     json_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # module or subcommand -> the file in the tree that defines its flags (for json_result_flags)
     module_files: dict[str, str] = field(default_factory=dict)
-    metric_directions: tuple[tuple[str, bool], ...] = METRIC_DIRECTIONS
     # discarded runs after each server start, unless the run says otherwise (docs/measurement.md)
     warmup_runs: int = 1
     # the serving client's own warm-up requests (sent before its clock starts), where its script has the flag
@@ -122,19 +126,16 @@ class Engine:
 
     def analyze(self, command: str | None, *, model: str | None = None, declared_kind: str | None = None) -> PerfCommand:
         """The perf command split into client and server flags, with every problem found."""
-        return perf_command.analyze(command, model=model, declared_kind=declared_kind, server_flags=self.server_flags)
-
-    def bench_kind(self, argv: list[str]) -> str | None:
-        return perf_command.script_kind(argv)[0]
+        return analyze_command(command, model=model, declared_kind=declared_kind, server_flags=self.server_flags)
 
     def json_output_flags(self, command: str, path: str) -> list[str]:
         """Flags to append so the benchmark also writes its result as JSON to `path` ([] when unknown)."""
-        _, argv = perf_command.split_env(command.split())
-        _, script = perf_command.script_kind(argv)
-        for pattern, flags in self.json_flags.items():
-            if re.search(pattern, script):
-                return [f.format(path=path, dir=path.rsplit("/", 1)[0] or ".", name=path.rsplit("/", 1)[-1]) for f in flags]
-        return []
+        return _fill(self._json_templates(command), path)
+
+    def _json_templates(self, command: str) -> tuple[str, ...]:
+        _, argv = split_env(command.split())
+        _, script = script_kind(argv)
+        return next((flags for pattern, flags in self.json_flags.items() if re.search(pattern, script)), ())
 
     def client_warmup_flags(self, command: str, script_source: str | None) -> list[str]:
         """`client_warmup` when the command does not set the flag itself and the script at this commit defines
@@ -149,8 +150,8 @@ class Engine:
     def script_file(self, command: str) -> str | None:
         """The file in a tree that defines the benchmark's command line: the script itself, or the module a
         `python -m` / `vllm bench` form runs (None when not known)."""
-        _, argv = perf_command.split_env(shlex.split(command))
-        _, script = perf_command.script_kind(argv)
+        _, argv = split_env(shlex.split(command))
+        _, script = script_kind(argv)
         if script.endswith(".py"):
             return script
         return self.module_files.get(script)
@@ -159,31 +160,146 @@ class Engine:
         """(flags that make this benchmark write its result as JSON to `path`, why not when []). Flags are used
         only when the script's own source defines every one of them: an older script would stop on an
         unknown argument. Without them the result is read from the output text."""
-        flags = self.json_output_flags(command, path)
-        if not flags:
-            return [], "this benchmark form writes no JSON result"
+        templates, why_not = self._json_result_templates(command, script_source)
+        return _fill(templates, path), why_not
+
+    def _json_result_templates(self, command: str, script_source: str | None) -> tuple[tuple[str, ...], str]:
+        templates = self._json_templates(command)
+        if not templates:
+            return (), "this benchmark form writes no JSON result"
         if script_source is None:
-            return [], "the benchmark script is not in the tree"
-        missing = [f for f in flags if f.startswith("--") and not re.search(rf"""["']{re.escape(f)}["']""", script_source)]
+            return (), "the benchmark script is not in the tree"
+        missing = [f for f in templates if f.startswith("--") and not re.search(rf"""["']{re.escape(f)}["']""", script_source)]
         if missing:
-            return [], f"the script at this commit has no {' '.join(missing)}"
-        return flags, ""
+            return (), f"the script at this commit has no {' '.join(missing)}"
+        return templates, ""
 
     def parse(self, output: str | None, json_data: dict | None = None, *, num_prompts: int | None = None) -> dict:
         """Metrics of a benchmark's output; NoMetricsError when there are none, BadMetrics when one is not a number."""
-        return check_metrics(parsing.parse_metrics(output, json_data=json_data, num_prompts=num_prompts), output)
+        return parse(output, json_data, num_prompts=num_prompts)
 
     def higher_is_better(self, metric: str) -> bool:
-        for pattern, higher in self.metric_directions:
-            if re.fullmatch(pattern, metric):
-                return higher
-        raise UnknownMetric(f"engine {self.name}: unknown metric {metric!r}; known: {self.known_metrics()}")
+        return higher_is_better(metric, self.name)
 
     def knows_metric(self, metric: str) -> bool:
-        return any(re.fullmatch(p, metric) for p, _ in self.metric_directions)
+        return _direction(metric) is not None
 
     def known_metrics(self) -> str:
-        return " | ".join(p for p, _ in self.metric_directions)
+        return known_metrics()
 
-    def primary_metric(self, kind: str, metrics: dict) -> str | None:
-        return next((m for m in PRIMARY_METRICS.get(kind, ()) if m in metrics), None)
+    def bench_command(self, benchmark: BenchmarkSpec, script_source: str | None) -> "BenchCommand":
+        """Everything the benchmark rounds need of this engine for one task, answered once. `script_source`
+        is the baseline tree's copy of `script_file(command)` (None when it has none): it decides, for every
+        arm, whether the JSON result flags and the client's warm-up flags exist."""
+        command = benchmark.command
+        json_templates, text_reason = self._json_result_templates(command, script_source)
+        return BenchCommand(engine=self.name, command=command, kind=benchmark.kind, primary_metric=benchmark.primary_metric,
+                            script=self.script_file(command), warmup_runs=self.warmup_runs,
+                            warmup_flags=tuple(self.client_warmup_flags(command, script_source)),
+                            json_templates=json_templates, text_reason=text_reason, num_prompts=_num_prompts(command))
+
+
+def _fill(templates: tuple[str, ...], path: str) -> list[str]:
+    """JSON result flags for one result file: {path}, and its folder {dir} and file name {name}."""
+    folder, name = path.rsplit("/", 1)[0] or ".", path.rsplit("/", 1)[-1]
+    return [f.format(path=path, dir=folder, name=name) for f in templates]
+
+
+def _direction(metric: str) -> bool | None:
+    """Higher is better (True), lower is better (False), or None: not a metric of the table."""
+    return next((higher for pattern, higher in METRIC_DIRECTIONS if re.fullmatch(pattern, metric)), None)
+
+
+def higher_is_better(metric: str, engine: str = "") -> bool:
+    higher = _direction(metric)
+    if higher is None:
+        raise UnknownMetric(f"engine {engine}: unknown metric {metric!r}; known: {known_metrics()}")
+    return higher
+
+
+def known_metrics() -> str:
+    return " | ".join(p for p, _ in METRIC_DIRECTIONS)
+
+
+def parse(output: str | None, json_data: dict | list | None = None, *, num_prompts: int | None = None) -> dict:
+    """Metrics of a benchmark's output; NoMetricsError when there are none, BadMetrics when one is not a number."""
+    return check_metrics(parse_metrics(output, json_data=json_data, num_prompts=num_prompts), output)
+
+
+def _num_prompts(command: str) -> int | None:
+    match = re.search(r"--num-prompts?[ =](\d+)", command)
+    return int(match.group(1)) if match else None
+
+
+def json_records(raw: str):
+    """A JSON document, or JSON Lines (SGLang appends one record per run); Infinity and NaN as Python writes them."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        records = []
+        for line in raw.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        if not records:
+            raise NoMetricsError("the benchmark's result file holds no JSON") from None
+        return records
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """One task's benchmark command as the rounds run it: what they asked the engine, answered once
+    (`Engine.bench_command`). Pure: the stage runs the commands and reads the files."""
+
+    engine: str
+    command: str  # the task's command, as written
+    kind: str
+    primary_metric: str | None  # the task's own choice, if any
+    script: str | None  # the file in a tree that defines the command line (None when not known)
+    warmup_runs: int  # the engine's discarded runs after each server start
+    warmup_flags: tuple[str, ...]  # the serving client's own warm-up, where the baseline's script has the flag
+    json_templates: tuple[str, ...]  # the flags that make it write its result as JSON ({path}, {dir}, {name})
+    text_reason: str  # why the numbers come from the output text ("" when from JSON)
+    num_prompts: int | None
+
+    @property
+    def serving(self) -> bool:
+        return self.kind == "serving"
+
+    def client_command(self, host: str, port: int) -> str:
+        """The serving client's command against a server on `port`, its warm-up flags appended."""
+        return f"{self.command} --host {host} --port {port} {shlex.join(self.warmup_flags)}".rstrip()
+
+    def result_flags(self, path: str) -> list[str]:
+        """Flags that make the benchmark write its result as JSON to `path` ([]: read from the text)."""
+        return _fill(self.json_templates, path)
+
+    def parse(self, output: str, result_file: Path | None = None, read: Callable[[Path], bytes] | None = None) -> dict:
+        """A run's metrics, with `source` saying where they came from: `json` (`result_file`, the file the
+        benchmark script wrote, read with `read`; the output text is then only the fallback for nothing) or
+        `text` (forms that write no JSON). NoMetricsError when there are none, BadMetrics when one is no number."""
+        if result_file is None:
+            return {**parse(output, num_prompts=self.num_prompts), "source": "text"}
+        try:
+            raw = read(result_file).decode(errors="replace")
+        except OSError:
+            # The script takes the flag but wrote nothing: no result. Reading the text instead would let an
+            # engine that stops the script before it writes, after printing a block of its own, choose the numbers.
+            raise NoMetricsError(f"the benchmark wrote no result file ({result_file.name}); the output text is not read "
+                                 f"when the script writes JSON") from None
+        return {**parse(None, json_records(raw), num_prompts=self.num_prompts), "source": "json"}
+
+    def primary(self, runs: Iterable[Run]) -> str | None:
+        """The task's primary metric, or the first of the kind's that is present in the first run with metrics."""
+        if self.primary_metric:
+            return self.primary_metric
+        return next((next((m for m in PRIMARY_METRICS.get(self.kind, ()) if m in r.metrics), None)
+                     for r in runs if r.metrics), None)
+
+    def higher_is_better(self, metric: str) -> bool:
+        """The metric's direction; UnknownMetric when the table does not know it."""
+        return higher_is_better(metric, self.engine)
+
+    def knows_metric(self, metric: str) -> bool:
+        return _direction(metric) is not None

@@ -513,12 +513,6 @@ def _kinds_by_position(lines: list[str]) -> list[str]:
     return sorted(last, key=last.get, reverse=True)
 
 
-def detect_kind(text: str) -> str | None:
-    """The kind of the last benchmark result the text shows, or None when it shows none."""
-    kinds = _kinds_by_position(_clean_lines(text or ""))
-    return kinds[0] if kinds else None
-
-
 # ---------------------------------------------------------------------------------------------------
 # Shared finishing: partial serving runs
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""What every round and correctness check of one attempt's benchmark uses, in one value: the slot, the task,
+its `BenchCommand` (asked of the engine once), each arm's sandbox and tree, and where logs go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench_ray.config import Settings
+from isobench_ray.engines import Engine
+from isobench_ray.engines.base import BenchCommand
+from isobench_ray.engines.server import Server, launch
+from isobench_ray.hardware import Gpus, cpu_telemetry, split_cores
+from isobench_ray.sandbox.base import Sandbox
+from isobench_ray.schema import BenchSlot, Task
+
+
+class DirtySlot(RuntimeError):
+    """Something still holds the slot's GPU: a transient failure (the attempt goes to another slot, and a
+    fresh actor replaces this one)."""
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    slot: BenchSlot
+    settings: Settings
+    gpus: Gpus
+    engine: Engine  # for its servers only (engines/server.py); the rounds ask `bench`
+    task: Task
+    bench: BenchCommand
+    sandbox_of: dict[str, Sandbox]  # per arm; arms in one environment share one
+    trees: dict[str, Path]  # per arm; the noise arm runs in the baseline's
+    base: Path  # the stage's scratch folder, which every arm's sandbox mounts
+    logs: dict[str, str]  # what the attempt's record keeps, by key
+
+    @property
+    def log_dir(self) -> Path:
+        return self.base / "logs"
+
+    @property
+    def results(self) -> Path:
+        """Where the benchmark script writes its JSON result: outside every tree, read only by the harness."""
+        return self.base / "results"
+
+    def cores(self, serving: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(server cores, client cores): disjoint halves of the slot for a server and its client; an
+        offline benchmark, which is the engine, gets the whole slot. () when pinning is off, or the slot has
+        fewer than `pin_min_cores` (docs/measurement.md: on two shared vCPUs pinning measured noisier)."""
+        if not self.settings.pin_cores or len(self.slot.cpus) < self.settings.pin_min_cores:
+            return (), ()
+        return split_cores(self.slot.cpus) if serving else ((), self.slot.cpus)
+
+    def ensure_clean_gpus(self, arm: str) -> None:
+        """Before an arm: the slot's GPUs run nothing and hold no more than at rest, or the slot is dirty."""
+        check = self.gpus.wait_clean(self.settings.gpu_rest_mb, reap=self.sandbox_of[arm].cleanup)
+        if not check.clean:
+            raise DirtySlot(f"slot {self.slot.name} is not clean before an arm: {check.detail}")
+
+    def launch(self, arm: str, log_name: str, cpus: tuple[int, ...]) -> Server:
+        """The arm's server, started in its tree and waited for (`failure` says why it never answered)."""
+        return launch(self.sandbox_of[arm], self.engine, self.task, self.trees[arm], self.settings.host,
+                      self.log_dir / log_name, self.settings.server_start_timeout_s, cpus=cpus)
+
+    def telemetry(self) -> dict:
+        return {**cpu_telemetry(), **self.gpus.telemetry()}

@@ -1,0 +1,77 @@
+"""After the rounds, on the same slot: each arm's server answers fixed prompts greedily (and lm-eval where
+configured), the outputs that scoring/correctness.py compares. Nothing here fails an arm."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from isobench_ray.engines import greedy_client
+from isobench_ray.schema import ARMS, Arm
+from isobench_ray.stages.bench_context import BenchContext
+from isobench_ray.text import log_tail
+
+
+def check_arms(ctx: BenchContext) -> dict[Arm, dict]:
+    """Every verdict arm's ArmResult fields greedy_outputs, greedy_detail and accuracy."""
+    # the probe and its prompts under `base`, which every arm's sandbox mounts
+    ctx.sandbox_of["baseline"].write_file(ctx.base / "greedy_client.py", Path(greedy_client.__file__).read_bytes())
+    ctx.sandbox_of["baseline"].write_file(ctx.base / "prompts.json", json.dumps(greedy_client.PROMPTS))
+    return {arm: _check(ctx, arm) for arm in ARMS}
+
+
+def _check(ctx: BenchContext, arm: Arm) -> dict:
+    """Greedy completions of fixed prompts from the arm's own server (and, where wanted, an lm-eval accuracy)."""
+    settings, sandbox = ctx.settings, ctx.sandbox_of[arm]
+    server_cpus, client_cpus = ctx.cores(True)
+    ctx.ensure_clean_gpus(arm)
+    server = ctx.launch(arm, f"{arm}.correctness.server.log", server_cpus)
+    found: dict = {}
+    try:
+        if server.failure:
+            return {"greedy_detail": f"the {arm} server did not start for the check: {server.failure[0].value}"}
+        url = f"http://{settings.host}:{server.port}/v1/completions"
+        out_file = ctx.base / f"{arm}.greedy.json"
+        probe = shlex.join(["python", str(ctx.base / "greedy_client.py"), url, ctx.task.model or "default",
+                            str(ctx.base / "prompts.json"), str(out_file), str(settings.greedy_max_tokens)])
+        res = sandbox.exec(probe, cwd=ctx.trees[arm], timeout_s=600, log_path=ctx.log_dir / f"{arm}.greedy.log",
+                           cpus=client_cpus)
+        ctx.logs[f"bench/{arm}.greedy.log"] = log_tail(res.output)
+        if res.ok:
+            found["greedy_outputs"] = json.loads(sandbox.read_file(out_file))["outputs"]
+        else:
+            found["greedy_detail"] = f"the greedy probe of the {arm} arm failed: {res.tail(5)}"
+        if settings.lm_eval_tasks and (ctx.slot.gpu_ids or settings.lm_eval_on_cpu):
+            found.update(_lm_eval(ctx, arm, url))
+    finally:
+        ctx.logs[f"bench/{arm}.correctness.server.log"] = log_tail(server.stop())
+    return found
+
+
+def _lm_eval(ctx: BenchContext, arm: Arm, url: str) -> dict:
+    """lm-evaluation-harness against the arm's server, with the same tasks, limit, batch size and seed for
+    every arm; the mean of each task's first reported accuracy."""
+    s = ctx.settings
+    out_dir = ctx.base / f"{arm}.lm_eval"
+    argv = ["python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
+            f"model={ctx.task.model},base_url={url},num_concurrent=8,max_retries=3,tokenized_requests=False",
+            "--tasks", ",".join(s.lm_eval_tasks), "--batch_size", str(s.lm_eval_batch_size),
+            "--seed", str(s.lm_eval_seed), "--output_path", str(out_dir)]
+    if s.lm_eval_limit:
+        argv += ["--limit", str(s.lm_eval_limit)]
+    if s.lm_eval_include_path:
+        argv += ["--include_path", s.lm_eval_include_path]  # absolute: the runner resolved it on the driver
+    res = ctx.sandbox_of[arm].exec(shlex.join(argv), cwd=ctx.trees[arm], timeout_s=s.bench_timeout_s or 7200,
+                                   log_path=ctx.log_dir / f"{arm}.lm_eval.log")
+    ctx.logs[f"bench/{arm}.lm_eval.log"] = log_tail(res.output)
+    results = sorted(out_dir.glob("**/results_*.json"))
+    if not res.ok or not results:
+        return {"greedy_detail": f"lm-eval did not finish for the {arm} arm: {res.tail(5)}"}
+    reported = results[-1].read_text()
+    ctx.logs[f"bench/{arm}.lm_eval.json"] = reported  # as lm-eval wrote it: scores, configs, samples, versions
+    scores = json.loads(reported)["results"]
+    accuracies = [next(v for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k
+                       and k.split(",")[0] in ("exact_match", "acc", "acc_norm"))
+                  for metrics in scores.values()]
+    return {"accuracy": sum(accuracies) / len(accuracies)} if accuracies else {}

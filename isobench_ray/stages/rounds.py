@@ -1,0 +1,196 @@
+"""The interleaved rounds of a 3-way benchmark: every arm, round after round, until the speedup intervals are
+narrow enough (or `max_rounds`).
+
+Rounds rotate the arm order (B H A B2, H A B2 B, ...) so that drift in the machine hits every arm alike.
+Each (arm, round) starts the server (serving tasks), runs `warmup_runs` discarded and `runs_per_round`
+measured benchmark runs, then stops the server and its whole process group.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from isobench_ray.engines.base import BadMetrics
+from isobench_ray.engines.parsing import NoMetricsError
+from isobench_ray.engines.server import Server
+from isobench_ray.hardware import busy_seconds, outside_share
+from isobench_ray.sandbox.base import ExecResult
+from isobench_ray.schema import ARMS, Arm, FailureCause, Run
+from isobench_ray.scoring.stats import speedup_interval
+from isobench_ray.stages.bench_context import BenchContext
+from isobench_ray.text import log_tail, tail
+
+Failure = tuple[FailureCause, str]
+
+
+def arm_order(round_index: int, arms: tuple[Arm, ...] = ARMS) -> list[Arm]:
+    k = round_index % len(arms)
+    return list(arms[k:] + arms[:k])
+
+
+def interval_half_widths(arms: dict[str, list[float]], higher_is_better: bool, confidence: float) -> float:
+    """The wider of the agent-vs-baseline and agent-vs-human intervals, in percent (inf if unknown)."""
+    widths = []
+    for ref in ("baseline", "human"):
+        iv = speedup_interval(arms["agent"], arms[ref], higher_is_better, confidence=confidence)
+        widths.append(iv.half_width_pct if iv else float("inf"))
+    return max(widths)
+
+
+@dataclass
+class ArmState:
+    result_runs: list[Run] = field(default_factory=list)
+    failure: Failure | None = None
+    server_command: str | None = None
+    server_s: float = 0.0  # starting and stopping its servers
+    server_cpus: tuple[int, ...] = ()
+    client_cpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One (arm, round): what each of its benchmark runs uses."""
+
+    arm: Arm
+    index: int
+    command: str  # the client command (serving: against this round's server)
+    client_cpus: tuple[int, ...]
+    server: Server | None = None
+    server_start_s: float | None = None  # launch to ready
+
+    def name(self, run: int | str) -> str:
+        return f"{self.arm}.r{self.index}.{run}"
+
+
+def run_rounds(ctx: BenchContext, arms: tuple[Arm, ...]) -> tuple[dict[Arm, ArmState], list[list[Arm]], str]:
+    """Rounds until `stop_reason` says why: (each arm's state, the arm order of every round, the reason)."""
+    states = {arm: ArmState() for arm in arms}
+    order: list[list[Arm]] = []
+    reason = ""
+    while not reason:
+        order.append(arm_order(len(order), arms))
+        for arm in order[-1]:
+            if states[arm].failure is None:  # a failed arm is deterministic: not run again
+                run_round(ctx, arm, len(order) - 1, states[arm])
+        reason = stop_reason(ctx, states, len(order))
+    return states, order, reason
+
+
+def run_round(ctx: BenchContext, arm: Arm, index: int, state: ArmState) -> None:
+    """One arm's round: its server started (serving), its runs, its server stopped."""
+    server_cpus, client_cpus = ctx.cores(ctx.bench.serving)
+    state.server_cpus, state.client_cpus = server_cpus, client_cpus
+    ctx.ensure_clean_gpus(arm)
+    server = None
+    try:
+        rnd = _Round(arm, index, ctx.bench.command, client_cpus)
+        if ctx.bench.serving:
+            t0 = time.monotonic()
+            server = ctx.launch(arm, f"{arm}.r{index}.server.log", server_cpus)
+            state.server_command = server.command
+            started_s = time.monotonic() - t0
+            state.server_s += started_s
+            if server.failure:
+                state.failure = server.failure
+                return
+            rnd = _Round(arm, index, ctx.bench.client_command(ctx.settings.host, server.port), client_cpus, server,
+                         started_s)
+        _runs(ctx, rnd, state)
+    finally:
+        if server is not None:
+            t0 = time.monotonic()
+            ctx.logs[f"bench/{arm}.r{index}.server.log"] = log_tail(server.stop())
+            state.server_s += time.monotonic() - t0
+
+
+def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
+    """The round's warm-ups and measured runs, until one fails."""
+    settings = ctx.settings
+    warmups = ctx.bench.warmup_runs if settings.warmup_runs is None else settings.warmup_runs
+    planned, remeasures, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
+    while i < planned:
+        # a sample taken while something outside the slot used its cores is kept, flagged, and measured
+        # again (once per measured run)
+        run, failure = _measure(ctx, rnd, i, warm=i < warmups, may_flag=remeasures > 0)
+        if run.disturbed:
+            planned, remeasures = planned + 1, remeasures - 1
+        state.result_runs.append(run)
+        if failure:
+            state.failure = failure
+            return
+        i += 1
+
+
+def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool, may_flag: bool) -> tuple[Run, Failure | None]:
+    """One benchmark run, with the share of the slot's cores that something outside it used meanwhile."""
+    settings, sandbox = ctx.settings, ctx.sandbox_of[rnd.arm]
+    timeout_s = settings.bench_timeout_s or ctx.task.benchmark.timeout_s
+    proc = rnd.server.process if rnd.server else None
+    before = ctx.telemetry()
+    busy, server_cpu = busy_seconds(ctx.slot.cpus), proc.cpu_seconds() if proc else 0.0
+    # The result as the benchmark script wrote it, into a folder outside every tree that only the
+    # harness reads: an engine that prints a fake result block to the output changes nothing there.
+    result_file = ctx.results / f"{rnd.name(i)}.json"
+    json_flags = ctx.bench.result_flags(str(result_file))
+    ran = f"{rnd.command} {shlex.join(json_flags)}" if json_flags else rnd.command
+    res = sandbox.exec(ran, cwd=ctx.trees[rnd.arm], timeout_s=timeout_s, log_path=ctx.log_dir / f"{rnd.name(i)}.log",
+                       cpus=rnd.client_cpus)
+    own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
+    outside = outside_share(busy_seconds(ctx.slot.cpus) - busy, own, res.duration_s, ctx.slot.cpus)
+    ctx.logs[f"bench/{rnd.name(i)}.log"] = log_tail(res.output)
+    run = Run(arm=rnd.arm, round=rnd.index, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
+              disturbed=not warm and outside > settings.outside_load_max and may_flag, command=ran,
+              server_command=rnd.server.command if rnd.server else "",
+              server_start_s=None if rnd.server_start_s is None else round(rnd.server_start_s, 3),
+              telemetry={"start": before, "end": ctx.telemetry()})
+    failure, metrics = _outcome(ctx, rnd, res, timeout_s, result_file if json_flags else None)
+    if metrics is not None:
+        run = run.model_copy(update={"metrics": metrics})
+    if failure:
+        run = run.model_copy(update={"failure_cause": failure[0], "detail": failure[1]})
+    return run, failure
+
+
+def _outcome(ctx: BenchContext, rnd: _Round, res: ExecResult, timeout_s: float,
+             result_file) -> tuple[Failure | None, dict | None]:
+    """(why the run failed, its metrics): a crashed server, a timeout, no or bad numbers, failed requests."""
+    proc = rnd.server.process if rnd.server else None
+    if proc is not None and proc.poll() is not None:
+        return (FailureCause.server_crash,
+                f"server exited with {proc.poll()} during the benchmark:\n{tail(proc.output(), 15)}"), None
+    if res.timed_out:
+        return (FailureCause.bench_timeout, f"benchmark ran past {timeout_s:.0f}s:\n{res.tail()}"), None
+    try:
+        metrics = ctx.bench.parse(res.output, result_file, ctx.sandbox_of[rnd.arm].read_file)
+    except NoMetricsError as exc:
+        cause = FailureCause.bench_error if res.returncode else FailureCause.no_metrics
+        return (cause, f"exit {res.returncode}: {exc}\n{res.tail()}"), None
+    except BadMetrics as exc:
+        return (FailureCause.bad_metrics, str(exc)), None
+    if metrics.get("partial"):
+        return (FailureCause.partial_metrics, f"{metrics.get('failed')} requests failed"), metrics
+    return None, metrics
+
+
+def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) -> str:
+    """Why the rounds stop after `rounds` ("" to go on): an arm failed, the intervals are narrow enough, or
+    `max_rounds`."""
+    settings = ctx.settings
+    failed = [arm for arm, st in states.items() if st.failure]
+    if failed:
+        return f"{', '.join(failed)} failed"
+    if rounds < settings.min_rounds:
+        return ""
+    metric = ctx.bench.primary(r for st in states.values() for r in st.result_runs)
+    if metric is None:
+        return "no metric"
+    samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if r.is_sample and metric in r.metrics]
+               for arm, st in states.items()}
+    width = interval_half_widths(samples, ctx.bench.higher_is_better(metric), settings.confidence)
+    if width <= settings.ci_target_pct:
+        return f"interval half-width {width:.2f}% <= {settings.ci_target_pct}% after {rounds} rounds"
+    if rounds >= settings.max_rounds:
+        return f"max rounds ({rounds}); interval half-width still {width:.2f}%"
+    return ""
