@@ -92,6 +92,7 @@ def test_a_dirty_gpu_slot_is_replaced_and_its_attempts_go_elsewhere(tmp_path, ma
         ray.shutdown()
 
 
+@pytest.mark.slow  # seconds of deliberate load on the slot's cores
 def test_outside_load_on_the_slots_cores_is_seen(tmp_path):
     import subprocess
     import sys

@@ -237,6 +237,7 @@ class _SvgCounter(html.parser.HTMLParser):
                 self.drawn += 1
 
 
+@pytest.mark.slow  # a headless chromium
 def test_the_page_renders_its_plots_in_a_headless_browser(run, tmp_path):
     browser = _chromium()
     if browser is None:

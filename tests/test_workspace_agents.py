@@ -98,6 +98,7 @@ def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path, ma
     assert run_session(attempt, task, spec, make_settings(), sandboxes=SANDBOXES)[0].failure_cause == FailureCause.no_patch
 
 
+@pytest.mark.slow  # waits out an agent's time limit
 def test_command_agent_edits_and_times_out(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo)
     editing = AGENT_SPEC.validate_python(dict(name="sed", kind="command", command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py && cat {prompt_file} > /dev/null"))
