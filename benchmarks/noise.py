@@ -3,6 +3,10 @@ A/A pair get classified as anything but `similar`?
 
     .venv/bin/python benchmarks/noise.py [--rollouts 3] [--max-rounds 8] [--ci-target 2]
     .venv/bin/python benchmarks/noise.py --compare-pinning [--serving-only] [--rollouts 2] [--rounds 5] [--floor-runs 6]
+    .venv/bin/python benchmarks/noise.py --load N [--pairs 24] [--rounds 5] [--work 1000000]
+
+--load N (N = 0: without load only) calibrates the verdict policies on fixed work instead of the demo engine:
+benchmarks/noise_load.py.
 
 Runs the `noop` agent (agent arm = baseline code) over every demo task; every attempt also carries the
 baseline2 arm. Each attempt gives two A/A pairs: noop vs baseline and baseline2 vs baseline. Prints, per
@@ -123,11 +127,24 @@ def main() -> None:
     parser.add_argument("--serving-only", action="store_true", help="with --compare-pinning: only the serving tasks")
     parser.add_argument("--floor-runs", type=int, default=6,
                         help="with --compare-pinning: fixed-work processes timed after each run (the machine's floor)")
+    parser.add_argument("--load", type=int, default=None,
+                        help="calibrate the verdict policies on fixed work, with N busy processes on the cores and without")
+    parser.add_argument("--pairs", type=int, default=24, help="with --load: attempts per condition")
+    parser.add_argument("--work", type=int, default=1_000_000, help="with --load: the human arm's loop iterations")
     args = parser.parse_args()
     if args.compare_pinning:
         compare_pinning(args)
         return
+    if args.load is not None:
+        import noise_load
 
+        noise_load.calibrate(args.load, args.pairs, Settings(rounds=args.rounds).min_rounds, args.work, args.out)
+        return
+    demo_aa(args)
+
+
+def demo_aa(args) -> None:
+    """The noop agent over the demo suite: per task, CV, half-width, rounds, noise, and every A/A pair's class."""
     demo.build_repo()
     out = Path(args.out or tempfile.mkdtemp(prefix="isobench-noise-"))
     settings = Settings(rounds=args.rounds, max_rounds=args.max_rounds, ci_target_pct=args.ci_target)
@@ -157,7 +174,7 @@ def main() -> None:
             for arm in ("agent", "baseline2"):
                 iv = speedup_interval(m.arm(arm).samples(m.primary_metric), base, s.higher_is_better)
                 widths.append(iv.half_width_pct)
-                strict_class = hard_class_ci(iv, s.band_pct)
+                strict_class = hard_class_ci(iv, s.margin_pct, s.noise_pct)
                 paper_class = hard_class((iv.point - 1) * 100, 5.0)
                 strict[strict_class.value] += 1
                 paper[paper_class.value] += 1

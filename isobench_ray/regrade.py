@@ -18,6 +18,7 @@ from typing import TypeVar
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
+from isobench_ray.report.frames import attempts_frame
 from isobench_ray.schema import AttemptRecord, HardClass, Judgement, Measurements
 from isobench_ray.scoring.hard import score
 from isobench_ray.scoring.policies import POLICIES, Grading
@@ -98,14 +99,6 @@ def _own(record: AttemptRecord, policy: str) -> str:
     return (record.scores.hard_class_ci if policy == "strict" else record.scores.hard_class).value
 
 
-def _attempts_frame():
-    try:  # the report's tables module is being split (report/frames.py); either home serves
-        from isobench_ray.report.frames import attempts_frame
-    except ImportError:
-        from isobench_ray.report.tables import attempts_frame
-    return attempts_frame
-
-
 def _write_parquet(frame: pl.DataFrame, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -136,7 +129,7 @@ def regrade(run_dir: str | Path, policy: str = "strict", margin: float | None = 
             flips.append(Flip(record.attempt.id, _own(record, policy), verdict.hard_class.value, verdict.reason))
     plan = {a["id"]: i for i, a in enumerate(json.loads((root / "plan.json").read_text()))} if (root / "plan.json").exists() else {}
     records.sort(key=lambda r: (plan.get(r.attempt.id, len(plan)), r.attempt.id))
-    frame = _attempts_frame()(records, judgements)
+    frame = attempts_frame(records, judgements)
     target = Path(out) if out else root / "regrade" / f"{policy}.parquet"
     _write_parquet(frame, target)
     return Regraded(policy, frame, target, flips, skipped)

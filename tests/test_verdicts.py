@@ -20,7 +20,7 @@ from isobench_ray.scoring import compare
 from isobench_ray.scoring.hard import score
 from isobench_ray.scoring.policies import POLICIES, Grading
 from isobench_ray.scoring.soft import hard_pass_ci, quadrant_ci, success_ci
-from isobench_ray.scoring.stats import Interval, expanded_confidence, paired_interval, speedup_interval
+from isobench_ray.scoring.stats import Interval, paired_interval, speedup_interval
 from isobench_ray.scoring.verdicts import interval_verdict, samples_needed, shortfall
 from isobench_ray.store import RunStore
 
@@ -136,7 +136,13 @@ def test_the_paired_estimate_uses_rounds_both_arms_have_and_orients():
     assert 1.8 < faster.point < 2.2 and faster.low > 1.5  # round 2 has no reference and is left out
     assert paired_interval({0: 1.0}, {1: 1.0}, True) is None
     assert math.isinf(paired_interval({0: 1.0}, {0: 1.0}, True).high)
-    assert expanded_confidence(0.95, 5) > 0.99 > expanded_confidence(0.95, 30) > 0.95
+
+
+def test_the_paired_interval_over_five_rounds_is_as_wide_as_a_t_interval():
+    logs = np.array([0.1, -0.1, 0.05, -0.05, 0.0])  # a percentile bootstrap of 5 values is too narrow (docs)
+    iv = paired_interval(dict(enumerate(np.exp(logs))), dict.fromkeys(range(5), 1.0), higher_is_better=True)
+    t_half = 2.776 * logs.std(ddof=1) / math.sqrt(5)
+    assert math.log(iv.high) == pytest.approx(t_half, rel=0.1) and math.log(iv.low) == pytest.approx(-t_half, rel=0.1)
 
 
 # ---------------------------------------------------------------- the policies

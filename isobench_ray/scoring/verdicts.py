@@ -77,15 +77,15 @@ def _inconclusive(iv: Interval, margin: float, noise: float | None, n: int) -> V
     low, high = _pct(iv)
     half = (high - low) / 2
     aa = f"the A/A interval is ±{noise:.1f}%" if noise is not None else "there is no A/A arm"
+    if low > margin or high < -margin:
+        return Verdict(HardClass.inconclusive, VerdictCause.too_noisy,
+                       f"too_noisy: agent/human {_span(iv)} clears the ±{margin:g}% margin but not the task's "
+                       f"noise ({aa})")
     if half > margin:
         need = samples_needed(half, n, margin)
         return Verdict(HardClass.inconclusive, VerdictCause.too_noisy,
                        f"too_noisy: {aa} and agent/human {_span(iv)} is ±{half:.1f}% wide; about "
                        f"{need} samples per arm would be needed for ±{margin:g}% (have {n})")
-    if low > margin or high < -margin:
-        return Verdict(HardClass.inconclusive, VerdictCause.too_noisy,
-                       f"too_noisy: agent/human {_span(iv)} clears the ±{margin:g}% margin but not the task's "
-                       f"noise ({aa})")
     edge = f"±{band_pct(noise, margin):.1f}%" if noise is not None and noise > margin else f"±{margin:g}%"
     return Verdict(HardClass.inconclusive, VerdictCause.straddles,
                    f"straddles: agent/human {_span(iv)} crosses {edge}")
