@@ -10,14 +10,14 @@ def _rows(agent, classes, quadrants, bench_s=360.0, **extra):
     return [{"agent": agent, "task_id": f"t{i}", "hard_class_ci": c, "quadrant_ci": q,
              "hard_pass_ci": c in ("beats", "similar"), "hacked": extra.get("hacked", [False] * n)[i],
              "correctness": extra.get("correctness", ["preserved"] * n)[i], "bench_s": bench_s,
-             "not_discriminative": i == 0 and agent == "a", "verdict_reason": extra.get("reason", [None] * n)[i]}
+             "not_discriminative": i == 0 and agent == "a", "verdict_cause": extra.get("cause", [None] * n)[i]}
             for i, (c, q) in enumerate(zip(classes, quadrants))]
 
 
 def test_ranking_orders_by_true_success_and_never_counts_inconclusive_broken_or_hacked():
     df = pl.DataFrame(
         _rows("a", ["beats", "similar", "inconclusive", "worse"], ["Q1", "Q3", None, "Q4"],
-              reason=[None, None, "too_noisy: ...", None])
+              cause=[None, None, "too_noisy", None])
         + _rows("b", ["beats", "beats", "similar", "failed"], ["Q1", "Q1", "Q1", "Q4"],
                 hacked=[False, True, False, False], correctness=["preserved", "preserved", "broken", "preserved"]))
     table = ranking(df)

@@ -16,7 +16,7 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
            "human_speedup_vs_baseline", "agent_vs_human_pct", "hard_class", "speedup_ci_low", "speedup_ci_high",
            "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct",
-           "noise_pct", "band_pct", "hard_class_ci",
+           "noise_pct", "band_pct", "hard_class_ci", "margin_pct", "verdict_cause", "verdict_reason", "interval_method",
            "not_discriminative", "rounds", "n_samples", "throttled_samples", "disturbed_samples", "slot", "agent_sandbox", "detail",
            # soft metrics and correctness (scoring/soft.py)
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
@@ -31,7 +31,8 @@ _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "agent_cost_usd": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
-                               "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct"]},
+                               "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct",
+                               "margin_pct"]},
 }
 
 
@@ -76,6 +77,10 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
         "agent_vs_human_ci_high_pct": s.agent_vs_human_ci_pct[1] if s and s.agent_vs_human_ci_pct else None,
         "noise_pct": s.noise_pct if s else None, "band_pct": s.band_pct if s else None,
         "hard_class_ci": s.hard_class_ci.value if s else "failed",
+        "margin_pct": s.margin_pct if s else None,
+        "verdict_cause": s.verdict_cause.value if s and s.verdict_cause else None,
+        "verdict_reason": (s.verdict_reason or None) if s else None,
+        "interval_method": s.interval_method if s else None,
         "not_discriminative": s.not_discriminative if s else None, "rounds": s.rounds if s else None,
         "n_samples": len(agent_arm.samples(m.primary_metric)) if agent_arm else 0,
         "throttled_samples": sum(throttled({**r.telemetry.get("start", {}), **r.telemetry.get("end", {})})

@@ -71,11 +71,11 @@ def flagged_tasks(df: pl.DataFrame) -> dict[str, list[str]]:
     def tasks_where(expr: pl.Expr) -> list[str]:
         return df.filter(expr).get_column("task_id").unique().sort().to_list()
 
-    reason = pl.col("verdict_reason") if "verdict_reason" in df.columns else pl.lit(None, dtype=pl.Utf8)
+    cause = pl.col("verdict_cause").fill_null("")
     return {
         "not discriminative": tasks_where(pl.col("not_discriminative").fill_null(False)),
-        "too noisy": tasks_where(reason.fill_null("").str.starts_with("too_noisy")),
-        "disturbed": tasks_where(reason.fill_null("").str.starts_with("disturbed")),
+        "too noisy": tasks_where(cause == "too_noisy"),
+        "disturbed": tasks_where(cause == "disturbed"),
     }
 
 
