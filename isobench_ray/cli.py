@@ -11,7 +11,8 @@ from typing import Optional
 # Quiet, offline defaults for libraries that phone home at import (users can override them).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# RAY_AUTH_MODE is not set here: a cluster this command starts gets token authentication (cluster.driver.connect),
+# one it joins keeps what its owner chose (docs/security.md)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import typer  # noqa: E402
@@ -406,6 +407,26 @@ def regrade(
     for attempt_id in result.skipped:
         typer.echo(f"  {attempt_id}: record.json does not fit this version's models, not regraded", err=True)
     typer.echo(f"Table: {result.out}")
+
+
+@app.command()
+def view(
+    run_dir: Path = typer.Argument(..., help="A run directory with a report (isobench report writes one)."),
+    port: int = typer.Option(7575, help="Port on 127.0.0.1."),
+) -> None:
+    """Serve a run's report and attempt pages on 127.0.0.1 (the files are also readable straight from disk)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    if not (run_dir / "report.html").is_file():
+        _fail(f"{run_dir}: no report.html; run `isobench report {run_dir}` first")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(run_dir.resolve()))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        typer.echo(f"Serving {run_dir} at http://127.0.0.1:{server.server_address[1]}/report.html (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 
 from isobench_ray.report.format import human
 from isobench_ray.report.template import PAGE
+from isobench_ray.schema import is_safe_name
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,14 @@ def _cell(value) -> dict:
 
 
 def _table(df: pl.DataFrame) -> dict:
-    return {"columns": df.columns, "rows": [[_cell(v) for v in row] for row in df.iter_rows()]}
+    """Cells for the template; an attempt id links to the attempt's own page (report/attempt_page.py)."""
+    rows = []
+    for row in df.iter_rows(named=True):
+        cells = [{**_cell(v), "href": None} for v in row.values()]
+        if row.get("attempt_id") and is_safe_name(row["attempt_id"]):
+            cells[df.columns.index("attempt_id")]["href"] = f"attempts/{row['attempt_id']}/index.html"
+        rows.append(cells)
+    return {"columns": df.columns, "rows": rows}
 
 
 def _note(text: str) -> Markup:

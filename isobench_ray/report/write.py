@@ -44,7 +44,7 @@ def _markdown(df: pl.DataFrame) -> str:
 def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
     """Every section of report.md and report.html, in order (the same tables in both), and the tables by name."""
     t = summary_tables(df, judgements)
-    per_attempt = df.select("task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
+    per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
                             "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
                             "hard_class", "hard_class_ci", "noise_pct", "rounds", "agent_steps", "agent_tokens",
                             "agent_cost_usd")
@@ -93,7 +93,8 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 "Summed from the votes; cost is empty where no vote had a known price.", soft=True),
         Section("Per task: the three arms", t["per_task"],
                 "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
-        Section("Attempts", per_attempt),
+        Section("Attempts", per_attempt, "Each attempt id opens the attempt's page: its patch, prompt, trajectory, "
+                "logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view RUN_DIR` serves them)."),
         Section("Failures by cause", failures),
         Section("Samples flagged", note=(
             f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
@@ -121,6 +122,7 @@ def _markdown_section(section: Section, rule_based: bool) -> str:
 def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     """attempts.parquet, report.md and report.html in the run directory, from its records and judgements."""
     from isobench_ray.report.html import render_html  # matplotlib and jinja2 load only when a report is written
+    from isobench_ray.report.attempt_page import write_attempt_pages
     from isobench_ray.report.plots import all_plots
 
     store = RunStore(run_dir)
@@ -147,6 +149,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         FILES,
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
+    write_attempt_pages(store.root, records, judgements, agent_models(store.read_json("run.json")))
     plots = all_plots(df, tables["quadrants"], rule_based)
     write_atomic(store.root / "report.html", render_html(store.root.name, f"{df.height} attempts. {INTRO}", sections, plots,
                                                                 RULE_BASED_NOTE if rule_based else "", FILES))
