@@ -435,6 +435,7 @@ class Measurements(Frozen):
     duration_s: float = 0.0  # the whole stage
     prepare_s: float = 0.0  # trees, patch and setup before the first round
     server_s: float = 0.0  # starting and stopping servers, all arms and rounds
+    slot_s: float = 0.0  # the wall time the slot was held by this attempt's benchmark stage
 
     def arm(self, name: str) -> ArmResult | None:
         return next((a for a in self.arms if a.arm == name), None)

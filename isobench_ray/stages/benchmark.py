@@ -105,6 +105,11 @@ class ThreeWayBenchmark:
 
     def run(self, attempt: Attempt, task: Task, patch: str) -> tuple[Measurements, dict[str, str]]:
         started = time.monotonic()
+        measurements, logs = self._run(attempt, task, patch, started)
+        # the slot was held until here: sandboxes cleaned up, scratch trees removed, environments released
+        return measurements.model_copy(update={"slot_s": time.monotonic() - started}), logs
+
+    def _run(self, attempt: Attempt, task: Task, patch: str, started: float) -> tuple[Measurements, dict[str, str]]:
         logs: dict[str, str] = {}
         with scratch(self.settings.work_path, attempt.id, "bench") as base, ExitStack() as held:
             (base / "logs").mkdir()

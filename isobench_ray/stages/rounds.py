@@ -1,9 +1,10 @@
 """The interleaved rounds of a 3-way benchmark: every arm, round after round, until the speedup intervals are
-narrow enough (or `max_rounds`).
+narrow enough and every arm has `min_samples` clean samples (or `max_rounds`).
 
 Rounds rotate the arm order (B H A B2, H A B2 B, ...) so that drift in the machine hits every arm alike.
 Each (arm, round) starts the server (serving tasks), runs `warmup_runs` discarded and `runs_per_round`
-measured benchmark runs, then stops the server and its whole process group.
+measured benchmark runs (a run disturbed by outside load on the slot's cores is never counted and is measured
+again, a bounded number of times), then stops the server and its whole process group.
 """
 
 from __future__ import annotations
@@ -109,13 +110,16 @@ def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
     """The round's warm-ups and measured runs, until one fails."""
     settings = ctx.settings
     warmups = ctx.bench.warmup_runs if settings.warmup_runs is None else settings.warmup_runs
-    planned, remeasures, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
+    # A disturbed run (something outside the slot used its cores meanwhile) is kept for the record, never
+    # counted, and measured again in this round, its server still warm: every time, up to runs_per_round
+    # extra tries per round. The bound keeps a slot under lasting outside load from holding an arm's round
+    # (and the slot) without end, or piling one arm's runs into one stretch of time, which interleaving is
+    # there to avoid; the next rounds try again, and the stop rule waits for min_samples clean samples.
+    planned, extra_tries, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
     while i < planned:
-        # a sample taken while something outside the slot used its cores is kept, flagged, and measured
-        # again (once per measured run)
-        run, failure = _measure(ctx, rnd, i, warm=i < warmups, may_flag=remeasures > 0)
-        if run.disturbed:
-            planned, remeasures = planned + 1, remeasures - 1
+        run, failure = _measure(ctx, rnd, i, warm=i < warmups)
+        if run.disturbed and extra_tries > 0:
+            planned, extra_tries = planned + 1, extra_tries - 1
         state.result_runs.append(run)
         if failure:
             state.failure = failure
@@ -123,7 +127,7 @@ def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
         i += 1
 
 
-def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool, may_flag: bool) -> tuple[Run, Failure | None]:
+def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run, Failure | None]:
     """One benchmark run, with the share of the slot's cores that something outside it used meanwhile."""
     settings, sandbox = ctx.settings, ctx.sandbox_of[rnd.arm]
     timeout_s = settings.bench_timeout_s or ctx.task.benchmark.timeout_s
@@ -141,7 +145,7 @@ def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool, may_flag: bo
     outside = outside_share(busy_seconds(ctx.slot.cpus) - busy, own, res.duration_s, ctx.slot.cpus)
     ctx.logs[f"bench/{rnd.name(i)}.log"] = log_tail(res.output)
     run = Run(arm=rnd.arm, round=rnd.index, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
-              disturbed=not warm and outside > settings.outside_load_max and may_flag, command=ran,
+              disturbed=not warm and outside > settings.outside_load_max, command=ran,
               server_command=rnd.server.command if rnd.server else "",
               server_start_s=None if rnd.server_start_s is None else round(rnd.server_start_s, 3),
               telemetry={"start": before, "end": ctx.telemetry()})
@@ -175,8 +179,8 @@ def _outcome(ctx: BenchContext, rnd: _Round, res: ExecResult, timeout_s: float,
 
 
 def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) -> str:
-    """Why the rounds stop after `rounds` ("" to go on): an arm failed, the intervals are narrow enough, or
-    `max_rounds`."""
+    """Why the rounds stop after `rounds` ("" to go on): an arm failed, the intervals are narrow enough and
+    every arm has `min_samples` clean samples, or `max_rounds` (saying each arm's clean samples when one is short)."""
     settings = ctx.settings
     failed = [arm for arm, st in states.items() if st.failure]
     if failed:
@@ -189,8 +193,13 @@ def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) -> 
     samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if r.is_sample and metric in r.metrics]
                for arm, st in states.items()}
     width = interval_half_widths(samples, ctx.bench.higher_is_better(metric), settings.confidence)
-    if width <= settings.ci_target_pct:
+    short = any(len(values) < settings.min_samples for values in samples.values())
+    if width <= settings.ci_target_pct and not short:
         return f"interval half-width {width:.2f}% <= {settings.ci_target_pct}% after {rounds} rounds"
-    if rounds >= settings.max_rounds:
-        return f"max rounds ({rounds}); interval half-width still {width:.2f}%"
-    return ""
+    if rounds < settings.max_rounds:
+        return ""
+    reason = f"max rounds ({rounds}); interval half-width {'still ' if width > settings.ci_target_pct else ''}{width:.2f}%"
+    if short:
+        counts = ", ".join(f"{arm} {len(values)}" for arm, values in samples.items())
+        reason += f"; clean samples below min_samples ({settings.min_samples}): {counts}"
+    return reason
