@@ -78,7 +78,7 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
     from isobench_ray.agents import AgentConfigError, parse_agents
     from isobench_ray.report.frames import agent_models, attempts_frame
     from isobench_ray.report.write import print_summary
-    from isobench_ray.runner import PlanError, run
+    from isobench_ray.runner import DryRun, PlanError, run
     from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
 
@@ -92,6 +92,9 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
         report = run(tasks_file, specs, out, **kwargs)
     except (PlanError, TaskFileError, AgentConfigError) as exc:
         _fail(str(exc))
+    except DryRun as needs:
+        typer.echo(f"Dry run, nothing started or written:\n{needs}")
+        return
     except KeyboardInterrupt:
         _fail(f"\ninterrupted: every finished attempt is kept in {out}; rerun the same command to resume", code=130)
     records = RunStore(out).records()
@@ -141,6 +144,8 @@ def run_cmd(
     host_cores: Optional[int] = _opt("host_cores"),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run directory first."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run recorded failures again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: print the attempts, engine builds, models and "
+                                 "estimated GPU-hours the run needs; start and write nothing."),
     accept_changed: bool = typer.Option(False, "--accept-changed", help="Resume although tasks or agents changed: "
                                         "measure the new versions beside the old, labelled apart in the report."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run the usable tasks even if others have errors."),
@@ -161,7 +166,7 @@ def run_cmd(
                          max_patch_bytes=int(max_patch_mb * 1e6) if max_patch_mb else None)
     _execute(tasks_file, agents, out, agents_file, settings=settings, rollouts=rollouts, task_ids=task,
              repo=repo, address=address, num_cpus=num_cpus, num_gpus=num_gpus, fresh=fresh, retry_failed=retry_failed,
-             skip_invalid=skip_invalid, accept_changed=accept_changed)
+             skip_invalid=skip_invalid, accept_changed=accept_changed, dry_run=dry_run)
 
 
 @tasks_app.command("validate")

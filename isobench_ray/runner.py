@@ -18,6 +18,7 @@ from isobench_ray.agents import make_agent
 from isobench_ray.judges import JudgePanel
 from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
+from isobench_ray.plan_needs import describe, plan_needs
 from isobench_ray.report.write import write_report
 from isobench_ray.config import Settings
 from isobench_ray.environments import missing_images
@@ -201,6 +202,11 @@ class RunOptions(BaseModel):
     skip_invalid: bool = False
     accept_changed: bool = False  # measure edited tasks or agents beside their earlier versions
     show_progress: bool = True
+    dry_run: bool = False  # plan and say what the run needs (plan_needs), write and start nothing
+
+
+class DryRun(Exception):
+    """Raised by a dry run with what the plan needs, in words (nothing was written or started)."""
 
 
 def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings: Settings, **options) -> Path:
@@ -209,6 +215,8 @@ def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings
     agents = [make_agent(spec) for spec in agent_specs]
     check_containment(agents, settings)
     out = Path(out)
+    if opts.dry_run:  # nothing written, nothing started
+        raise DryRun(describe(plan_needs(_plan(tasks_path, agents, out, settings, opts)[3], settings)))
     if opts.fresh:
         check_fresh(out)
     try:
@@ -221,8 +229,8 @@ def run(tasks_path: str, agent_specs: list[AgentSpec], out: str | Path, settings
         raise PlanError(f"--out {out}: cannot write the run there ({exc.strerror or exc})") from None
 
 
-def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out: Path, settings: Settings,
-                opts: RunOptions) -> Path:
+def _plan(tasks_path: str, agents: list, out: Path, settings: Settings, opts: RunOptions):
+    """(settings for this run, its measurement identity, tasks, plan): everything checked, nothing written."""
     # a work folder of this run's own: two runs on one node never share (or delete) each other's trees
     run_key = content_hash(str(out.resolve()), 12)
     settings = settings.replace(run_dir=str(out.resolve()), work_dir=str(Path(settings.paths.work_dir) / run_key))
@@ -244,6 +252,12 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     plan = plan_attempts(tasks, agents, opts.rollouts)
     if not plan:
         raise PlanError("nothing to run: no agent covers any of the tasks")
+    return settings, measurement, tasks, plan
+
+
+def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out: Path, settings: Settings,
+                opts: RunOptions) -> Path:
+    settings, measurement, tasks, plan = _plan(tasks_path, agents, out, settings, opts)
     identity = run_identity(tasks, plan, agent_specs, measurement)
     if opts.fresh:
         clear_run(out)
