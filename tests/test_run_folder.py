@@ -110,3 +110,15 @@ def test_the_error_line_of_a_traceback_is_its_cause():
 
     assert error_line("Traceback (most recent call last):\n  File 'x', line 1\nOSError: disk full") == "OSError: disk full"
     assert error_line("\x1b[36mray::session()\x1b[39m crashed\n  more") == "ray::session() crashed"
+
+
+def test_a_dry_run_says_what_the_plan_needs_and_writes_nothing(tmp_path, make_settings):
+    from isobench_ray.runner import DryRun
+
+    demo.build_repo()
+    with pytest.raises(DryRun) as needs:
+        runner.run(str(demo.TASKS_FILE), parse_agents("human,noop"), tmp_path / "run", make_settings(rounds=3,
+                   max_rounds=6), dry_run=True)
+    text = str(needs.value)
+    assert "8 attempts: human 4, noop 4" in text and "engine builds" in text and "GPU-hours" in text
+    assert not (tmp_path / "run").exists()
