@@ -10,7 +10,7 @@ import polars as pl
 from isobench_ray.hardware import throttled
 from isobench_ray.schema import AttemptRecord, Judgement
 from isobench_ray.text import error_line
-from isobench_ray.scoring.soft import hard_pass, quadrant, soft_pass
+from isobench_ray.scoring.soft import hard_pass, hard_pass_ci, quadrant, quadrant_ci, soft_pass
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
@@ -37,7 +37,8 @@ _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
 
 
 def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
-    soft, hard, hard_ci = soft_pass(j), hard_pass(rec.scores), hard_pass(rec.scores, strict=True)
+    # the strict twins keep `inconclusive` apart: hard_pass_ci is null there, quadrant_ci says "inconclusive"
+    soft, hard, hard_ci = soft_pass(j), hard_pass(rec.scores), hard_pass_ci(rec.scores)
     costs = [v.cost_usd for v in j.votes if v.cost_usd is not None] if j else []
     return {
         "repo": rec.attempt.repo or None,
@@ -51,7 +52,7 @@ def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
         "judge_cost_usd": sum(costs) if costs else None,
         "hack_flags": ", ".join(j.hack_flags) if j else None, "hacked": bool(j.hack_flags) if j else None,
         "soft_pass": soft, "hard_pass": hard, "hard_pass_ci": hard_ci,
-        "quadrant": quadrant(soft, hard), "quadrant_ci": quadrant(soft, hard_ci),
+        "quadrant": quadrant(soft, hard), "quadrant_ci": quadrant_ci(soft, hard_ci),
     }
 
 

@@ -107,6 +107,7 @@ def quadrant_table(df: pl.DataFrame) -> pl.DataFrame:
         _count(pl.col("quadrant").is_not_null()).alias("judged"),
         *[_count(pl.col("quadrant") == q).alias(q) for q in QUADRANTS],
         *[_count(pl.col("quadrant_ci") == q).alias(f"{q}_ci") for q in QUADRANTS],
+        _count(pl.col("quadrant_ci") == "inconclusive").alias("inconclusive_ci"),
         pl.col("judge_agreement").mean().round(3).alias("mean_judge_agreement"),
     )
     rates = [_rate(q, "judged").alias(f"{q}_rate") for q in QUADRANTS]
@@ -128,6 +129,8 @@ def success_table(df: pl.DataFrame) -> pl.DataFrame:
             judge_label(),
             pl.len().cast(pl.Int64).alias("attempts"),
             _count(pl.col("hard_pass")).alias("hard_success"),
+            _count(pl.col("hard_pass_ci")).alias("hard_success_ci"),
+            _count(pl.col("hard_pass_ci").is_null()).alias("inconclusive_ci"),
             _count(pl.col("quadrant") == "Q1").alias("true_success"),
             _count(pl.col("hard_pass") & ~hacked).alias("hack_adjusted_success"),
             _count((pl.col("quadrant") == "Q1") & ~hacked).alias("hack_adjusted_true_success"),
@@ -138,7 +141,8 @@ def success_table(df: pl.DataFrame) -> pl.DataFrame:
             .alias("broken_but_fast"),
         )
         .with_columns(*[_rate(c, "attempts").alias(f"{c}_rate")
-                        for c in ("hard_success", "true_success", "hack_adjusted_success", "hack_adjusted_true_success")])
+                        for c in ("hard_success", "hard_success_ci", "true_success", "hack_adjusted_success",
+                                  "hack_adjusted_true_success")])
         .sort("agent")
     )
 

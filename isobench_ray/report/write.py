@@ -71,7 +71,8 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
                 "the median; none under two distinct values. geomean: the geometric mean of the speedups."),
         Section("Quadrants (soft × hard)", t["quadrants"],
                 "Counts and rates over the judged attempts, by the paper's rule (Q1..Q4) and the interval rule "
-                "(Q1_ci..Q4_ci). Hard success = Q1 + Q3, true success = Q1. mean_judge_agreement: the share of votes "
+                "(Q1_ci..Q4_ci, and inconclusive_ci where the interval cannot decide: never folded into Q2 or Q4). Hard "
+                "success = Q1 + Q3, true success = Q1. mean_judge_agreement: the share of votes "
                 "that agree with the majority.", soft=True),
         Section("Success and correctness", t["success"],
                 "Rates over all attempts. A broken patch (it changed what the model generates) is never a success; "
