@@ -53,7 +53,8 @@ class PathSettings(Group):
 
 
 class SandboxSettings(Group):
-    flat_names: ClassVar[dict[str, str]] = {"kind": "sandbox"}
+    flat_names: ClassVar[dict[str, str]] = {"kind": "sandbox", "readable": "sandbox_readable",
+                                            "pids_limit": "sandbox_pids_limit", "tmp_mb": "sandbox_tmp_mb"}
     kind: Literal["local", "none", "docker"] = Field(
         "local", description="local: agents that run code are contained (bubblewrap) or refused; docker: every "
         "session, validation and benchmark arm in its own container (docs/docker.md); none: agents run as plain "
@@ -65,6 +66,11 @@ class SandboxSettings(Group):
         ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
          "CUDA_DEVICE_ORDER"), description="Host variables that validation and benchmark commands may see.")
     host: str = Field("127.0.0.1", description="The address servers listen on.")
+    # the bubblewrap jail (docs/security.md): what it may read beyond the toolchain, and its limits
+    readable: tuple[str, ...] = Field((), description="Host folders a bubblewrap sandbox may read besides the "
+                                      "toolchain, interpreters and PATH (agent CLIs installed elsewhere, model caches).")
+    pids_limit: int = Field(4096, ge=16, description="Processes and threads a bubblewrap sandbox may hold at once.")
+    tmp_mb: int = Field(2048, ge=16, description="Size of a bubblewrap sandbox's /tmp and /dev/shm (tmpfs, MB each).")
 
 
 class DockerSettings(Group):
@@ -74,8 +80,18 @@ class DockerSettings(Group):
     host: str | None = Field(None, description="The Docker engine (None: DOCKER_HOST, else the node's local socket).")
     image: str = Field(BASE_IMAGE, description="The image every container starts from.")
     shm_size: str = Field("8g", description="/dev/shm of each container (inference servers need it).")
-    time_limit_s: float = Field(86400.0, gt=0, description="After this the engine kills and removes a container.")
-    network: str = Field("host", description="The network a sandbox with network=True gets.")
+    time_limit_s: float = Field(86400.0, gt=0, description="The hard cap of a container's life: after this the engine "
+                                "kills and removes it, whoever keeps it alive.")
+    ttl_margin_s: float = Field(600.0, gt=0, description="A container outlives the process that made it (a killed "
+                                "driver or worker) by at most this.")
+    network: str = Field("isobench", description="The network a sandbox with network=True gets: a bridge of the "
+                         "harness's own with the host cut off ('host' gives the host's network: the harness's ports too).")
+    pids_limit: int = Field(4096, ge=16, description="Processes and threads a container may hold at once.")
+    memory: str | None = Field(None, description="Memory of each container, Docker's units ('32g'; None: three "
+                               "quarters of the node's memory).")
+    tmp_size: str = Field("2g", description="Size of each container's /tmp (a tmpfs, counted in its memory).")
+    cap_add: tuple[str, ...] = Field((), description="Capabilities given back to containers (all are dropped; the "
+                                     "sandbox itself needs none).")
     mounts: tuple[str, ...] = Field((), description="Host folders every container sees at the same path (read-only; "
                                     "'path:rw' writable: model caches).")
     user: str | None = Field(None, description="The user commands run as (None: the harness's own uid:gid).")
@@ -111,6 +127,9 @@ class MeasurementSettings(Group):
     min_samples: int = Field(5, ge=2, description="Clean samples per arm before the strict class says anything.")
     runs_per_round: int = Field(1, ge=1, description="Measured runs per server start and round.")
     hard_band_pct: float = Field(5.0, ge=0, description="The equivalence margin of the hard classes (percent).")
+    interval_method: Literal["paired", "independent"] = Field(
+        "paired", description="paired: per-round ratios of arms measured in the same round (narrower at the same "
+        "false-verdict rate, docs/measurement.md); independent: each arm's samples resampled alone.")
 
     @model_validator(mode="after")
     def _rounds_in_order(self) -> "MeasurementSettings":

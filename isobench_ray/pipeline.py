@@ -8,6 +8,7 @@ stage outputs, so resuming is nothing more than asking `next_stage` again.
 from __future__ import annotations
 
 from isobench_ray.agents import Agent
+from isobench_ray.config import Settings
 from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measurements, Session, Status, Task, Validation
 from isobench_ray.scoring.hard import outcome, score
 from isobench_ray.store import RunStore
@@ -41,8 +42,8 @@ def next_stage(store: RunStore, attempt_id: str) -> str:
     return "record"
 
 
-def make_record(attempt: Attempt, store: RunStore, band_pct: float, confidence: float = 0.95,
-                min_samples: int = 2, accuracy_drop_max: float = 0.05) -> AttemptRecord:
+def make_record(attempt: Attempt, store: RunStore, settings: Settings) -> AttemptRecord:
+    """The attempt's final record from its stages' files, scored under the run's measurement settings."""
     session: Session | None = store.load_stage(attempt.id, "session")
     validation: Validation | None = store.load_stage(attempt.id, "validation")
     measurements: Measurements | None = store.load_stage(attempt.id, "measurements")
@@ -55,7 +56,9 @@ def make_record(attempt: Attempt, store: RunStore, band_pct: float, confidence: 
         return AttemptRecord(**fields, status=Status.failed, failure_cause=validation.failure_cause,
                              failure_stage="validation", detail=failed.detail if failed else "")
     assert measurements is not None, f"{attempt.id}: record asked for before the benchmark"
-    scores = score(measurements, band_pct, confidence, min_samples, accuracy_drop_max)
+    m = settings.measurement
+    scores = score(measurements, m.hard_band_pct, m.confidence, m.min_samples, settings.correctness.accuracy_drop_max,
+                   method=m.interval_method)
     store.save_stage(attempt.id, "scores", scores)
     status, cause, detail = outcome(measurements)
     return AttemptRecord(**fields, scores=scores, status=status, failure_cause=cause,

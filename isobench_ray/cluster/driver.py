@@ -110,8 +110,7 @@ class Driver:
         stage = next_stage(self.store, aid)
         attempt, task, agent = self.by_id[aid]
         if stage == "record":
-            self._finish(make_record(attempt, self.store, self.settings.hard_band_pct, self.settings.confidence,
-                                     self.settings.min_samples, self.settings.accuracy_drop_max))
+            self._finish(make_record(attempt, self.store, self.settings))
         elif stage == "session":
             self.queue.append(aid)
         elif stage == "validation":
