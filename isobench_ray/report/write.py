@@ -16,6 +16,7 @@ from isobench_ray.report.html import Section
 from isobench_ray.report.ranking import health, ranking, ranking_note
 from isobench_ray.report.summary import RULE_BASED, agent_usage, summary_by_agent, summary_tables
 from isobench_ray.schema import Judgement
+from isobench_ray.scoring import compare
 from isobench_ray.store import RunStore, write_atomic
 
 INTRO = ("Speedups are medians over interleaved rounds; > 1 is faster than baseline. `agent_vs_human_pct` > 0 means "
@@ -29,7 +30,8 @@ RULE_BASED_NOTE = ("the soft metrics come, at least in part, from the rule-based
                    "rule, no model asked): read them as a rough signal; every soft section says so.")
 EMPTY = "Nothing of this kind in this run."  # an empty table, in words
 FILES = ("Files: `attempts.parquet` (one row per attempt), `runs.parquet` (one row per benchmark run of every arm: "
-         "values, exact commands, server start times), `report.md` and `report.html` (these tables; the page also "
+         "values, exact commands, server start times), `compare_pairwise.parquet` and `compare_at_k.parquet` (the "
+         "agents compared), `report.md` and `report.html` (these tables; the page also "
          "has the plots, offline), `attempts/<id>/` (patch, logs, every stage's JSON).")
 
 
@@ -41,7 +43,8 @@ def _markdown(df: pl.DataFrame) -> str:
         return str(df)
 
 
-def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
+def _sections(df: pl.DataFrame, judgements: list[Judgement],
+              comparisons: dict[str, pl.DataFrame]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
     """Every section of report.md and report.html, in order (the same tables in both), and the tables by name."""
     t = summary_tables(df, judgements)
     per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
@@ -57,6 +60,15 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
     judge_errors = df.filter(pl.col("judge_error").is_not_null()).select("attempt_id", "agent", "task_id", "judge_error")
     return [
         Section("Who did best", ranking(df), health(df) + " " + ranking_note(df)),
+        Section("Agents against each other", comparisons["pairwise"],
+                "On the tasks both agents measured: ratio > 1 when agent_a is faster (geometric mean of the per-task "
+                "speedup ratios, rollouts averaged first), its 95% interval (bootstrap over tasks), and how often a "
+                "resampled suite puts the two in the other order (p_order_flips)."),
+        Section("pass@k and opt@k over rollouts", comparisons["at_k"],
+                "pass@k: the chance that one of k rollouts passes (the interval rule; an inconclusive rollout is no "
+                "pass and is counted apart), unbiased over each task's rollouts; opt@k (GSO): one of k rollouts "
+                "measured >= 1.1x over baseline and >= 0.95x the human's speedup, not broken. Intervals: bootstrap "
+                "over tasks."),
         Section("Agents: model and work", agent_usage(df),
                 "Each agent's model, and what its sessions reported: median steps, tokens and dollars in total "
                 "(empty where the agent reports none or its price is unknown)."),
@@ -110,6 +122,21 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement]) -> tuple[list[Secti
     ], t
 
 
+def agent_comparisons(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The agents compared with intervals (scoring/compare.py): pairwise on shared tasks, pass@k and opt@k for
+    every k up to the fewest rollouts any agent has on a task (1 when nobody ran more than one)."""
+    pairwise = compare.pairwise(df)
+    rollouts = df.group_by("agent", "task_id").len().get_column("len")
+    ks = range(1, int(rollouts.min() or 1) + 1) if rollouts.len() else range(1, 2)
+    at_k = [frame.with_columns(pl.lit(name).alias("measure"))
+            for k in ks for name, frame in (("pass@k", compare.pass_at_k(df, k, column="hard_pass_ci")),
+                                             ("opt@k", compare.opt_at_k(df, k)))]
+    at_k_frame = pl.concat(at_k, how="diagonal_relaxed") if at_k else pl.DataFrame()
+    if at_k_frame.width:
+        at_k_frame = at_k_frame.select("measure", *[c for c in at_k_frame.columns if c != "measure"])
+    return {"pairwise": pairwise, "at_k": at_k_frame}
+
+
 def _markdown_section(section: Section, rule_based: bool) -> str:
     label = f" ({RULE_BASED})" if section.soft and rule_based else ""
     parts = [f"## {section.title}{label}"]
@@ -140,8 +167,12 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     tmp.replace(store.root / "attempts.parquet")
     runs_frame(records).write_parquet(tmp)
     tmp.replace(store.root / "runs.parquet")
+    comparisons = agent_comparisons(df)
+    for name, frame in comparisons.items():  # the agents compared, as tables of their own
+        frame.write_parquet(tmp)
+        tmp.replace(store.root / f"compare_{name}.parquet")
     rule_based = bool(df.get_column("judge_rule_based").fill_null(False).any())
-    sections, tables = _sections(df, list(judgements.values()))
+    sections, tables = _sections(df, list(judgements.values()), comparisons)
     text = "\n\n".join([
         f"# isobench report: {store.root.name}",
         f"{df.height} attempts. {INTRO}",
