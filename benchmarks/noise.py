@@ -1,7 +1,7 @@
 """A/A noise on the demo suite: how noisy is each task, how many rounds do intervals need, and does any
 A/A pair get classified as anything but `similar`?
 
-    .venv/bin/python benchmarks/noise.py [--rollouts 3] [--max-rounds 8] [--ci-target 2]
+    .venv/bin/python benchmarks/noise.py [--rollouts 3] [--max-rounds 8]
     .venv/bin/python benchmarks/noise.py --compare-pinning [--serving-only] [--rollouts 2] [--rounds 5] [--floor-runs 6]
     .venv/bin/python benchmarks/noise.py --load N [--pairs 24] [--rounds 5] [--work 1000000]
 
@@ -121,7 +121,6 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-rounds", type=int, default=8)
-    parser.add_argument("--ci-target", type=float, default=2.0)
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     parser.add_argument("--compare-pinning", action="store_true", help="A/A with core pinning off and on, interleaved")
     parser.add_argument("--serving-only", action="store_true", help="with --compare-pinning: only the serving tasks")
@@ -138,7 +137,7 @@ def main() -> None:
     if args.load is not None:
         import noise_load
 
-        noise_load.calibrate(args.load, args.pairs, Settings(rounds=args.rounds).min_rounds, args.work, args.out)
+        noise_load.calibrate(args.load, args.pairs, Settings(rounds=args.rounds).measurement.min_rounds, args.work, args.out)
         return
     demo_aa(args)
 
@@ -147,7 +146,7 @@ def demo_aa(args) -> None:
     """The noop agent over the demo suite: per task, CV, half-width, rounds, noise, and every A/A pair's class."""
     demo.build_repo()
     out = Path(args.out or tempfile.mkdtemp(prefix="isobench-noise-"))
-    settings = Settings(rounds=args.rounds, max_rounds=args.max_rounds, ci_target_pct=args.ci_target)
+    settings = Settings(rounds=args.rounds, max_rounds=args.max_rounds)
     started = time.monotonic()
     runner.run(str(demo.TASKS_FILE), parse_agents("noop"), out, settings, rollouts=args.rollouts, show_progress=False)
     elapsed = time.monotonic() - started
@@ -157,7 +156,7 @@ def demo_aa(args) -> None:
         per_task[record.attempt.task_id].append(record)
     strict, paper = collections.Counter(), collections.Counter()
     print(f"\nA/A on the demo suite: {args.rollouts} noop attempts per task, rounds {args.rounds}..{args.max_rounds}, "
-          f"target half-width {args.ci_target}% ({elapsed:.0f} s, run dir {out})\n")
+          f"rounds stop on a decided verdict ({elapsed:.0f} s, run dir {out})\n")
     print(f"{'task':30} {'metric':20} {'CV %':>6} {'half-width %':>13} {'rounds':>7} {'noise %':>8} {'band %':>7}  pairs (strict / paper)")
     for task_id, records in sorted(per_task.items()):
         cvs, widths, rounds, noises, bands, labels = [], [], [], [], [], []

@@ -36,7 +36,7 @@ def _fail(message: str, code: int = 2) -> None:
 # Options that set a setting: option name -> the setting's flat name (config.FLAT). Their help is the setting's
 # own description and default (config.setting_help), so a setting is written once, in config.py.
 OPTION_SETTINGS = {
-    "rounds": "rounds", "max_rounds": "max_rounds", "ci_target": "ci_target_pct", "warmup": "warmup_runs",
+    "rounds": "rounds", "max_rounds": "max_rounds", "slot_budget": "slot_budget_min", "warmup": "warmup_runs",
     "runs_per_round": "runs_per_round", "validate_server": "validate_server", "host_cores": "host_cores",
     "sandbox": "sandbox", "server_timeout": "server_start_timeout_s", "import_timeout": "import_timeout_s",
     "setup_timeout": "setup_timeout_s", "bench_timeout": "bench_timeout_s", "judge": "judges", "api_base": "judge_api_base",
@@ -137,7 +137,7 @@ def run_cmd(
     num_gpus: Optional[int] = typer.Option(None, help="Logical GPUs of a new local cluster."),
     rounds: Optional[int] = _opt("rounds"),
     max_rounds: Optional[int] = _opt("max_rounds"),
-    ci_target: Optional[float] = _opt("ci_target"),
+    slot_budget: Optional[float] = _opt("slot_budget"),
     warmup: Optional[int] = _opt("warmup"),
     runs_per_round: Optional[int] = _opt("runs_per_round"),
     validate_server: Optional[bool] = _opt("validate_server", "--validate-server/--no-validate-server"),
@@ -159,7 +159,7 @@ def run_cmd(
     api_base: Optional[str] = _opt("api_base", "--api-base"),
 ) -> None:
     """Run agents over tasks: sessions, validation, 3-way benchmarks, scores, judges, report."""
-    settings = _settings(rounds=rounds, max_rounds=max_rounds, ci_target=ci_target, warmup=warmup,
+    settings = _settings(rounds=rounds, max_rounds=max_rounds, slot_budget=slot_budget, warmup=warmup,
                          runs_per_round=runs_per_round, validate_server=validate_server, host_cores=host_cores,
                          sandbox=sandbox, server_timeout=server_timeout, import_timeout=import_timeout,
                          setup_timeout=setup_timeout, bench_timeout=bench_timeout, judge=judge, api_base=api_base,
@@ -432,6 +432,40 @@ def view(
             server.serve_forever()
         except KeyboardInterrupt:
             pass
+
+
+# ---------------------------------------------------------------- isobench clean: what dead runs left on this node
+
+
+@app.command()
+def clean(
+    host: Optional[str] = _HOST_OPTION,
+    cache_dir: Optional[Path] = _CACHE_OPTION,
+    everything: bool = typer.Option(False, "--all", help="Every isobench container on the engine, live runs' too."),
+) -> None:
+    """Remove the sandbox containers whose driver (or the worker that made them) is gone, and what else dead
+    runs left here: their containers' deadline folders, bubblewrap's empty process cgroups.
+
+    Containers carry their run and their driver's process (labels isobench.run, isobench.driver, isobench.owner);
+    a run does the same on a node before its first container, and a container whose driver died ends by itself
+    within docker_ttl_margin_s (docs/security.md)."""
+    from isobench_ray.config import DEFAULT_CACHE_DIR
+    from isobench_ray.sandbox import SandboxUnavailable, limits
+
+    limits.sweep()
+    try:
+        from isobench_ray.sandbox.docker import client_for
+        from isobench_ray.sandbox.docker.lifecycle import reap_orphans, sweep_deadlines
+
+        client = client_for(host)
+    except SandboxUnavailable as exc:
+        typer.echo(f"no Docker engine to clean: {exc}")
+        return
+    removed = reap_orphans(client, everything=everything)
+    for line in removed:
+        typer.echo(f"removed {line}")
+    folders = sweep_deadlines(client, cache_dir or DEFAULT_CACHE_DIR)
+    typer.echo(f"{len(removed)} containers removed, {folders} deadline folders of gone containers removed")
 
 
 def main() -> None:

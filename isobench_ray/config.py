@@ -117,8 +117,10 @@ class MeasurementSettings(Group):
     """What a number means (docs/measurement.md): part of a run's identity."""
 
     rounds: int = Field(3, ge=2, description="Interleaved rounds at least.")
-    max_rounds: int = Field(8, ge=2, description="Rounds at most, while the intervals are wider than the target.")
-    ci_target_pct: float = Field(2.0, gt=0, description="Stop when both speedup intervals' half-widths are under this (percent).")
+    max_rounds: int = Field(8, ge=2, description="Rounds at most, while the strict verdict is undecided.")
+    # rounds stop when the strict verdict is decided, or cannot be within max_rounds, or at this budget
+    slot_budget_min: float | None = Field(120.0, gt=0, description="Slot minutes one attempt's rounds may take "
+                                          "(None: no budget; max_rounds still holds).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Of every interval.")
     noise_arm: bool = Field(True, description="A second baseline arm in the same rounds: the task's own noise floor.")
     warmup_runs: int | None = Field(None, ge=0, description="Discarded runs after each server start (None: the engine's default).")

@@ -63,7 +63,7 @@ def test_every_setting_option_names_a_setting_and_takes_its_help():
     for option, flat in cli.OPTION_SETTINGS.items():
         if option in params and option != "judge":  # --judge keeps its own help (model strings)
             assert params[option].default.help == setting_help(flat), option
-    settings = cli._settings(rounds=6, max_rounds=4, ci_target=3.0, judge=["a/b"], sandbox="none")
+    settings = cli._settings(rounds=6, max_rounds=4, slot_budget=30.0, judge=["a/b"], sandbox="none")
     assert (settings.measurement.rounds, settings.measurement.max_rounds) == (6, 6)
-    assert settings.measurement.ci_target_pct == 3.0 and settings.judges.models == ("a/b",)
+    assert settings.measurement.slot_budget_min == 30.0 and settings.judges.models == ("a/b",)
     assert settings.sandbox.kind == "none"

@@ -9,7 +9,7 @@ def _rows(agent, classes, quadrants, bench_s=360.0, **extra):
     n = len(classes)
     return [{"agent": agent, "task_id": f"t{i}", "hard_class_ci": c, "quadrant_ci": q,
              "hard_pass_ci": c in ("beats", "similar"), "hacked": extra.get("hacked", [False] * n)[i],
-             "correctness": extra.get("correctness", ["preserved"] * n)[i], "bench_s": bench_s,
+             "correctness": extra.get("correctness", ["preserved"] * n)[i], "slot_s": bench_s,
              "not_discriminative": i == 0 and agent == "a", "verdict_cause": extra.get("cause", [None] * n)[i]}
             for i, (c, q) in enumerate(zip(classes, quadrants))]
 

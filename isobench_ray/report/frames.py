@@ -21,13 +21,13 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            # soft metrics and correctness (scoring/soft.py)
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
            "judge_agreement", "judge_error", "judge_tokens", "judge_cost_usd", "hack_flags", "hacked", "soft_pass",
-           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "agent_model", "agent_steps", "agent_tokens",
+           "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "slot_s", "agent_model", "agent_steps", "agent_tokens",
            "agent_cost_usd"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
     "not_discriminative": pl.Boolean, "judge_rule_based": pl.Boolean, "hacked": pl.Boolean, "soft_pass": pl.Boolean,
     "hard_pass": pl.Boolean, "hard_pass_ci": pl.Boolean, "judge_tokens": pl.Int64, "judge_cost_usd": pl.Float64,
-    "judge_agreement": pl.Float64, "bench_s": pl.Float64, "agent_steps": pl.Int64, "agent_tokens": pl.Int64,
+    "judge_agreement": pl.Float64, "bench_s": pl.Float64, "slot_s": pl.Float64, "agent_steps": pl.Int64, "agent_tokens": pl.Int64,
     "agent_cost_usd": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
@@ -89,7 +89,8 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
         "disturbed_samples": sum(r.disturbed for a in m.arms for r in a.runs) if m else 0,
         "slot": m.slot if m else None, "agent_sandbox": rec.session.sandbox if rec.session else None, "detail": error_line(rec.detail) or None,
         **_soft(rec, judgement),
-        "bench_s": m.duration_s if m else None,  # the slot time the 3-way benchmark took
+        "bench_s": m.duration_s if m else None,  # the 3-way benchmark stage's time
+        "slot_s": (m.slot_s or m.duration_s) if m else None,  # the time it held its slot (older records: the stage's)
         "agent_steps": rec.session.steps if rec.session else None, "agent_tokens": rec.session.tokens if rec.session else None,
         "agent_cost_usd": rec.session.cost_usd if rec.session else None,
     }

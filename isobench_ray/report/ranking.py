@@ -31,7 +31,7 @@ def _agent_row(agent: str, rows: pl.DataFrame) -> dict:
     hard = int((rows.get_column("hard_pass_ci").fill_null(False) & clean).sum())
     classes = rows.get_column("hard_class_ci")
     decisive = int(classes.is_in(DECISIVE).sum())
-    slot_h = float(rows.get_column("bench_s").fill_null(0).sum()) / 3600
+    slot_h = float(rows.get_column("slot_s").fill_null(0).sum()) / 3600
     t_low, t_high = wilson(true, n)
     h_low, h_high = wilson(hard, n)
     return {

@@ -4,8 +4,8 @@ Every arm runs the same workload: the benchmark script is taken from the baselin
 edits the benchmark cannot change what is measured), with the same command, model, server flags and slot.
 A second baseline arm (baseline2, same tree) measures the task's own noise in the same rounds.
 This module prepares the arms (environments, trees, the patch, setup) and asks the engine, once, for the
-task's `BenchCommand`; stages/rounds.py runs the rounds (from `rounds` to `max_rounds`, until both speedup
-intervals are narrower than `ci_target_pct`); then stages/correctness.py has each arm's server answer fixed
+task's `BenchCommand`; stages/rounds.py runs the rounds (from `rounds` to `max_rounds`, until the strict verdict
+is decided, cannot be, or the attempt's slot budget is spent); then stages/correctness.py has each arm's server answer fixed
 prompts greedily (and lm-eval where configured), on the same slot.
 """
 
@@ -21,11 +21,11 @@ from isobench_ray.engines import Engine, engine_named
 from isobench_ray.environments import prepare
 from isobench_ray.hardware import Gpus
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
-from isobench_ray.schema import (ARMS, NOISE_ARM, Arm, ArmResult, Attempt, BenchSlot, FailureCause, Measurements,
+from isobench_ray.schema import (ARMS, NOISE_ARM, Arm, Attempt, BenchSlot, FailureCause, Measurements,
                                  StageError, Task)
 from isobench_ray.stages.bench_context import BenchContext, DirtySlot
 from isobench_ray.stages.correctness import check_arms
-from isobench_ray.stages.rounds import ArmState, run_rounds
+from isobench_ray.stages.rounds import arm_results, run_rounds
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
 
 __all__ = ["DirtySlot", "ThreeWayBenchmark"]  # DirtySlot: where the cluster layer and the simulated stages find it
@@ -121,7 +121,7 @@ class ThreeWayBenchmark:
                 checks: dict[Arm, dict] = {}
                 if self.settings.check_correctness and not any(states[arm].failure for arm in ARMS):
                     checks = check_arms(ctx)
-                arms = _arm_results(ctx, states, checks)
+                arms = arm_results(ctx, states, checks)
                 metric = ctx.bench.primary(r for a in arms for r in a.runs) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
                                     higher_is_better=ctx.bench.knows_metric(metric) and ctx.bench.higher_is_better(metric),
@@ -130,11 +130,3 @@ class ThreeWayBenchmark:
             finally:
                 for sandbox in {id(s): s for s in sandbox_of.values()}.values():
                     sandbox.cleanup()  # whatever outlived its server's process group
-
-
-def _arm_results(ctx: BenchContext, states: dict[Arm, ArmState], checks: dict[Arm, dict]) -> list[ArmResult]:
-    return [ArmResult(arm=arm, commit=ctx.task.arm_commit(arm), command=ctx.task.benchmark.command,
-                      server_command=st.server_command, runs=st.result_runs, server_cpus=st.server_cpus,
-                      client_cpus=st.client_cpus, failure_cause=st.failure[0] if st.failure else None,
-                      detail=st.failure[1] if st.failure else "", **checks.get(arm, {}))
-            for arm, st in states.items()]

@@ -18,8 +18,11 @@ from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import Server
 from isobench_ray.hardware import busy_seconds, outside_share
 from isobench_ray.sandbox.base import ExecResult
-from isobench_ray.schema import ARMS, Arm, FailureCause, Run
-from isobench_ray.scoring.stats import speedup_interval
+from isobench_ray.config import MeasurementSettings
+from isobench_ray.schema import (ARMS, Arm, ArmResult, FailureCause, HardClass, Measurements, Run, Scores,
+                                 VerdictCause)
+from isobench_ray.scoring.hard import score
+from isobench_ray.scoring.verdicts import samples_needed
 from isobench_ray.stages.bench_context import BenchContext
 from isobench_ray.text import log_tail, tail
 
@@ -29,15 +32,6 @@ Failure = tuple[FailureCause, str]
 def arm_order(round_index: int, arms: tuple[Arm, ...] = ARMS) -> list[Arm]:
     k = round_index % len(arms)
     return list(arms[k:] + arms[:k])
-
-
-def interval_half_widths(arms: dict[str, list[float]], higher_is_better: bool, confidence: float) -> float:
-    """The wider of the agent-vs-baseline and agent-vs-human intervals, in percent (inf if unknown)."""
-    widths = []
-    for ref in ("baseline", "human"):
-        iv = speedup_interval(arms["agent"], arms[ref], higher_is_better, confidence=confidence)
-        widths.append(iv.half_width_pct if iv else float("inf"))
-    return max(widths)
 
 
 @dataclass
@@ -69,13 +63,13 @@ def run_rounds(ctx: BenchContext, arms: tuple[Arm, ...]) -> tuple[dict[Arm, ArmS
     """Rounds until `stop_reason` says why: (each arm's state, the arm order of every round, the reason)."""
     states = {arm: ArmState() for arm in arms}
     order: list[list[Arm]] = []
-    reason = ""
+    reason, started = "", time.monotonic()
     while not reason:
         order.append(arm_order(len(order), arms))
         for arm in order[-1]:
             if states[arm].failure is None:  # a failed arm is deterministic: not run again
                 run_round(ctx, arm, len(order) - 1, states[arm])
-        reason = stop_reason(ctx, states, len(order))
+        reason = stop_reason(ctx, states, len(order), time.monotonic() - started)
     return states, order, reason
 
 
@@ -178,28 +172,59 @@ def _outcome(ctx: BenchContext, rnd: _Round, res: ExecResult, timeout_s: float,
     return None, metrics
 
 
-def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) -> str:
-    """Why the rounds stop after `rounds` ("" to go on): an arm failed, the intervals are narrow enough and
-    every arm has `min_samples` clean samples, or `max_rounds` (saying each arm's clean samples when one is short)."""
-    settings = ctx.settings
+def arm_results(ctx: BenchContext, states: dict[Arm, ArmState], checks: dict[Arm, dict] | None = None) -> list[ArmResult]:
+    """Each arm's runs and failure as the Measurements hold them (with its correctness check's fields)."""
+    return [ArmResult(arm=arm, commit=ctx.task.arm_commit(arm), command=ctx.task.benchmark.command,
+                      server_command=st.server_command, runs=st.result_runs, server_cpus=st.server_cpus,
+                      client_cpus=st.client_cpus, failure_cause=st.failure[0] if st.failure else None,
+                      detail=st.failure[1] if st.failure else "", **(checks or {}).get(arm, {}))
+            for arm, st in states.items()]
+
+
+def _provisional(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) -> Scores | None:
+    """The attempt scored on the rounds so far, as the record will be (None without a primary metric)."""
+    arms = arm_results(ctx, states)
+    metric = ctx.bench.primary(r for a in arms for r in a.runs)
+    if metric is None or not ctx.bench.knows_metric(metric):
+        return None
+    m = Measurements(attempt_id="provisional", slot=ctx.slot.name, primary_metric=metric,
+                     higher_is_better=ctx.bench.higher_is_better(metric), arms=arms, order=[[]] * rounds)
+    s = ctx.settings.measurement
+    return score(m, s.hard_band_pct, s.confidence, s.min_samples, method=s.interval_method)
+
+
+def _out_of_reach(scores: Scores, settings: MeasurementSettings) -> bool:
+    """Too noisy to decide even at max_rounds: the samples a ±margin interval needs (a lower bound, from
+    the interval's width now) exceed what the remaining rounds can give."""
+    if scores.verdict_cause is not VerdictCause.too_noisy or scores.agent_vs_human_ci_pct is None:
+        return False
+    low, high = scores.agent_vs_human_ci_pct
+    have = scores.rounds * settings.runs_per_round
+    needed = samples_needed((high - low) / 2, max(have, 1), settings.hard_band_pct)
+    return needed is not None and needed > settings.max_rounds * settings.runs_per_round
+
+
+def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int, elapsed_s: float = 0.0) -> str:
+    """Why the rounds stop after `rounds` ("" to go on), never on an interval's width alone: an arm failed;
+    the strict verdict is decided (beats, similar or worse, from clean samples only); it cannot be decided
+    within max_rounds at the measured noise; the attempt's slot budget is spent; or max_rounds."""
+    s = ctx.settings.measurement
     failed = [arm for arm, st in states.items() if st.failure]
     if failed:
         return f"{', '.join(failed)} failed"
-    if rounds < settings.min_rounds:
+    if rounds < s.min_rounds:
         return ""
-    metric = ctx.bench.primary(r for st in states.values() for r in st.result_runs)
-    if metric is None:
+    scores = _provisional(ctx, states, rounds)
+    if scores is None:
         return "no metric"
-    samples = {arm: [float(r.metrics[metric]) for r in st.result_runs if r.is_sample and metric in r.metrics]
-               for arm, st in states.items()}
-    width = interval_half_widths(samples, ctx.bench.higher_is_better(metric), settings.confidence)
-    short = any(len(values) < settings.min_samples for values in samples.values())
-    if width <= settings.ci_target_pct and not short:
-        return f"interval half-width {width:.2f}% <= {settings.ci_target_pct}% after {rounds} rounds"
-    if rounds < settings.max_rounds:
-        return ""
-    reason = f"max rounds ({rounds}); interval half-width {'still ' if width > settings.ci_target_pct else ''}{width:.2f}%"
-    if short:
-        counts = ", ".join(f"{arm} {len(values)}" for arm, values in samples.items())
-        reason += f"; clean samples below min_samples ({settings.min_samples}): {counts}"
-    return reason
+    verdict = scores.hard_class_ci
+    if verdict in (HardClass.beats, HardClass.similar, HardClass.worse):
+        return f"decided after {rounds} rounds: {scores.verdict_reason}"
+    if _out_of_reach(scores, s):
+        return f"cannot be decided within max_rounds ({s.max_rounds}) at this noise, after {rounds} rounds: " \
+               f"{scores.verdict_reason}"
+    if s.slot_budget_min and elapsed_s >= s.slot_budget_min * 60:
+        return f"slot budget ({s.slot_budget_min:g} min) spent after {rounds} rounds: {scores.verdict_reason}"
+    if rounds >= s.max_rounds:
+        return f"max rounds ({rounds}): {scores.verdict_reason or verdict.value}"
+    return ""
