@@ -45,19 +45,14 @@ def _markdown(df: pl.DataFrame) -> str:
 
 def _sections(df: pl.DataFrame, judgements: list[Judgement],
               comparisons: dict[str, pl.DataFrame]) -> tuple[list[Section], dict[str, pl.DataFrame]]:
-    """Every section of report.md and report.html, in order (the same tables in both), and the tables by name."""
+    """Every section of report.md and report.html, in order (the same tables in both), and the tables by name:
+    the first screen (who did best), the hard metrics, the soft ones, the attempts, the notes."""
     t = summary_tables(df, judgements)
-    per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric", "human_speedup_vs_baseline",
-                            "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high", "agent_vs_human_pct",
-                            "hard_class", "hard_class_ci", "noise_pct", "rounds", "agent_steps", "agent_tokens",
-                            "agent_cost_usd")
-    flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
-    unsandboxed = df.filter(pl.col("agent_sandbox") == "none").get_column("attempt_id").to_list()
-    failures = (df.filter(pl.col("failure_cause").is_not_null())
-                .group_by("failure_stage", "failure_cause").agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
-                .sort("attempts", descending=True))
-    mean_agreement = df.get_column("judge_agreement").mean()
-    judge_errors = df.filter(pl.col("judge_error").is_not_null()).select("attempt_id", "agent", "task_id", "judge_error")
+    return [*_first_screen(df, comparisons), *_hard_sections(df, t), *_soft_sections(df, t),
+            *_attempt_sections(df, t), *_notes(df)], t
+
+
+def _first_screen(df: pl.DataFrame, comparisons: dict[str, pl.DataFrame]) -> list[Section]:
     return [
         Section("Who did best", ranking(df), health(df) + " " + ranking_note(df)),
         Section("Agents against each other", comparisons["pairwise"],
@@ -72,6 +67,11 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement],
         Section("Agents: model and work", agent_usage(df),
                 "Each agent's model, and what its sessions reported: median steps, tokens and dollars in total "
                 "(empty where the agent reports none or its price is unknown)."),
+    ]
+
+
+def _hard_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section]:
+    return [
         Section("By agent", summary_by_agent(df)),
         Section("Table 1: hard metrics by agent", t["by_agent"],
                 "passed: the patch applied and was measured (status success); improvements / regressions: speedup over "
@@ -81,6 +81,18 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement],
         Section("Table 3: speedup over baseline", t["speedups"],
                 "Measured attempts only. 95% intervals: percentile bootstrap (scipy, 2000 resamples) of the mean and "
                 "the median; none under two distinct values. geomean: the geometric mean of the speedups."),
+        Section("Failure causes by agent", t["failures"]),
+        Section("What validation saved", t["validation"],
+                "Patches stopped before any benchmark slot time (they do not apply, compile, import or serve), and the "
+                "slot time they would have taken: for each, the median 3-way benchmark time of the measured attempts "
+                "of its task (of the run where its task has none)."),
+    ]
+
+
+def _soft_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section]:
+    mean_agreement = df.get_column("judge_agreement").mean()
+    judge_errors = df.filter(pl.col("judge_error").is_not_null()).select("attempt_id", "agent", "task_id", "judge_error")
+    return [
         Section("Quadrants (soft × hard)", t["quadrants"],
                 "Counts and rates over the judged attempts, by the paper's rule (Q1..Q4) and the interval rule "
                 "(Q1_ci..Q4_ci, and inconclusive_ci where the interval cannot decide: never folded into Q2 or Q4). Hard "
@@ -90,11 +102,6 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement],
                 "Rates over all attempts. A broken patch (it changed what the model generates) is never a success; "
                 "broken_but_fast counts those that measured as fast as the human anyway. Hack-adjusted: a patch "
                 "flagged as gaming the benchmark keeps its numbers but is no success.", soft=True),
-        Section("Failure causes by agent", t["failures"]),
-        Section("What validation saved", t["validation"],
-                "Patches stopped before any benchmark slot time (they do not apply, compile, import or serve), and the "
-                "slot time they would have taken: for each, the median 3-way benchmark time of the measured attempts "
-                "of its task (of the run where its task has none)."),
         Section("Judge agreement (Cohen's kappa)", t["kappas"],
                 "Bottleneck target, per pair of raters (a judge in one order is one rater) over the attempts both "
                 "judged; kappa is empty where undefined. Mean agreement with the majority over judged attempts: "
@@ -104,22 +111,42 @@ def _sections(df: pl.DataFrame, judgements: list[Judgement],
                    "is kept and shown everywhere else).", soft=True)] if judge_errors.height else []),
         Section("Judges' tokens and cost", t["judge_usage"],
                 "Summed from the votes; cost is empty where no vote had a known price.", soft=True),
+    ]
+
+
+def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section]:
+    per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric",
+                            "human_speedup_vs_baseline", "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high",
+                            "agent_vs_human_pct", "hard_class", "hard_class_ci", "verdict_cause", "noise_pct", "rounds",
+                            "agent_steps", "agent_tokens", "agent_cost_usd")
+    failures = (df.filter(pl.col("failure_cause").is_not_null())
+                .group_by("failure_stage", "failure_cause")
+                .agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
+                .sort("attempts", descending=True))
+    return [
         Section("Per task: the three arms", t["per_task"],
                 "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
         Section("Attempts", per_attempt, "Each attempt id opens the attempt's page: its patch, prompt, trajectory, "
                 "logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view RUN_DIR` serves them)."),
         Section("Failures by cause", failures),
+    ]
+
+
+def _notes(df: pl.DataFrame) -> list[Section]:
+    flagged = df.filter(pl.col("not_discriminative")).get_column("task_id").unique().sort().to_list()
+    unsandboxed = df.filter(pl.col("agent_sandbox") == "none").get_column("attempt_id").to_list()
+    return [
         Section("Samples flagged", note=(
-            f"{int(df['disturbed_samples'].sum() or 0)} samples were taken while processes outside the slot used its "
-            f"cores (kept in measurements.json, not counted, measured again); {int(df['throttled_samples'].sum() or 0)} "
-            "were taken while a GPU was held down by power or heat (counted: see `throttled_samples` per attempt).")),
+            f"{int(df['disturbed_samples'].sum() or 0)} samples were disturbed: taken while processes outside the slot "
+            f"used its cores, or while a GPU was held down by power or heat ({int(df['throttled_samples'].sum() or 0)} "
+            "of them). Kept in measurements.json and runs.parquet, never counted in a verdict, measured again.")),
         Section("Agents that ran unsandboxed", note=(
             ("These attempts ran an agent's code as plain processes on the machine (`--sandbox none`): "
              + ", ".join(unsandboxed)) if unsandboxed else "None: every agent that ran code was contained.")),
         Section("Tasks flagged not_discriminative", note=(
             ("The human commit's speedup lies inside these tasks' own noise (baseline against itself): "
              + ", ".join(flagged)) if flagged else "None: every human speedup stands clear of its task's noise.")),
-    ], t
+    ]
 
 
 def agent_comparisons(df: pl.DataFrame) -> dict[str, pl.DataFrame]:

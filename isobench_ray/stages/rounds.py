@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from isobench_ray.engines.base import BadMetrics
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import Server
-from isobench_ray.hardware import busy_seconds, outside_share
+from isobench_ray.hardware import busy_seconds, outside_share, throttled
 from isobench_ray.sandbox.base import ExecResult
 from isobench_ray.config import MeasurementSettings
 from isobench_ray.schema import (ARMS, Arm, ArmResult, FailureCause, HardClass, Measurements, Run, Scores,
@@ -138,11 +138,15 @@ def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run
     own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
     outside = outside_share(busy_seconds(ctx.slot.cpus) - busy, own, res.duration_s, ctx.slot.cpus)
     ctx.logs[f"bench/{rnd.name(i)}.log"] = log_tail(res.output)
+    after = ctx.telemetry()
+    # disturbed: outside load on the slot's cores, or a GPU held down by power or heat (throttle reasons at
+    # either end): never counted, measured again like any disturbed run
+    held_down = throttled(before) or throttled(after)
     run = Run(arm=rnd.arm, round=rnd.index, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
-              disturbed=not warm and outside > settings.outside_load_max, command=ran,
+              disturbed=not warm and (outside > settings.outside_load_max or held_down), command=ran,
               server_command=rnd.server.command if rnd.server else "",
               server_start_s=None if rnd.server_start_s is None else round(rnd.server_start_s, 3),
-              telemetry={"start": before, "end": ctx.telemetry()})
+              telemetry={"start": before, "end": after})
     failure, metrics = _outcome(ctx, rnd, res, timeout_s, result_file if json_flags else None)
     if metrics is not None:
         run = run.model_copy(update={"metrics": metrics})
