@@ -161,8 +161,8 @@ def report(got: dict, elapsed: float, args: str) -> None:
 
 
 def calibrate(load: int, pairs: int, rounds: int, work: int, out: str | None = None) -> None:
-    settings = Settings()
-    grading = Grading(settings.hard_band_pct, settings.confidence, settings.min_samples, stats.DEFAULT_METHOD)
+    m = Settings().measurement
+    grading = Grading(m.hard_band_pct, m.confidence, m.min_samples, stats.DEFAULT_METHOD)
     root = Path(out or tempfile.mkdtemp(prefix="isobench-verdicts-"))
     store = RunStore(root)
     store.write_json("run.json", {"settings": {"hard_band_pct": grading.margin, "confidence": grading.confidence,

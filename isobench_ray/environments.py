@@ -28,7 +28,7 @@ def prepare(task: Task, commit: str, settings: Settings, sandboxes: SandboxFacto
             held: ExitStack) -> tuple[dict[str, str], str | None]:
     """(the variables, the image) of the engine at `commit` for a sandbox on this node: its per-commit wheel
     installed (held until `held` closes), its image pulled or built. error/image_missing, build_missing."""
-    python = wheel_envs.ensure(task.repo, commit, settings.cache_path, settings.envs_min_free_gb,
+    python = wheel_envs.ensure(task.repo, commit, settings.paths.cache, settings.docker.envs_min_free_gb,
                                held) if task.repo.wheel else None
     image = task.image(commit)
     images = images_of(sandboxes) if image else None  # None: local processes, where images do not apply

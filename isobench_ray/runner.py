@@ -50,7 +50,7 @@ def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = 
 def measurement_identity(settings: Settings) -> dict:
     """The measurement settings, and the content of the lm-eval task folder they name: a task YAML edited
     between two runs changes the accuracies as surely as another path would."""
-    folder = Path(settings.lm_eval_include_path) if settings.lm_eval_include_path else None
+    folder = Path(settings.lm_eval.include_path) if settings.lm_eval.include_path else None
     content = content_hash({str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
                             for f in sorted(folder.rglob("*")) if f.is_file()}, 16) if folder else None
     return settings.identity() | {"lm_eval_include_content": content}
@@ -159,9 +159,9 @@ def check_environments(tasks: list[Task], settings: Settings) -> None:
     task folder outside their mounts."""
     if settings.sandbox.kind != "docker":
         return
-    include = settings.lm_eval_include_path
-    if include and settings.check_correctness and not any(
-            Path(include).is_relative_to(Path(m.split(":")[0]).resolve()) for m in settings.docker_mounts):
+    include = settings.lm_eval.include_path
+    if include and settings.correctness.enabled and not any(
+            Path(include).is_relative_to(Path(m.split(":")[0]).resolve()) for m in settings.docker.mounts):
         raise PlanError(f"lm_eval_include_path: {include} is not inside any docker_mounts folder, so the arms' "
                         f"containers, where lm-eval runs, cannot read it: add it (or a folder above it) to "
                         f"ISOBENCH_DOCKER_MOUNTS, with the data its task YAMLs name")
@@ -181,7 +181,7 @@ def check_containment(agents: list, settings: Settings) -> None:
     except SandboxUnavailable as exc:
         raise PlanError(f"--sandbox {settings.sandbox.kind}: {exc}") from None
     runners = [a.spec.name for a in agents if a.executes_code]
-    if runners and settings.sandbox.kind == "local" and settings.isolate_agents and not make_sandboxes(settings).can_isolate:
+    if runners and settings.sandbox.kind == "local" and settings.sandbox.isolate_agents and not make_sandboxes(settings).can_isolate:
         raise PlanError(f"agents {', '.join(runners)} run code, and bubblewrap (bwrap), which contains them, is not "
                         f"installed here: install it (apt-get install bubblewrap), or pass --sandbox none to run "
                         f"them as plain processes that see this machine (the report marks those attempts)")
@@ -234,13 +234,13 @@ def _plan(tasks_path: str, agents: list, out: Path, settings: Settings, opts: Ru
     # a work folder of this run's own: two runs on one node never share (or delete) each other's trees
     run_key = content_hash(str(out.resolve()), 12)
     settings = settings.replace(run_dir=str(out.resolve()), work_dir=str(Path(settings.paths.work_dir) / run_key))
-    if settings.lm_eval_include_path:  # read by the slots, from their own working directory: made absolute here
-        include = Path(settings.lm_eval_include_path).resolve()
+    if settings.lm_eval.include_path:  # read by the slots, from their own working directory: made absolute here
+        include = Path(settings.lm_eval.include_path).resolve()
         if not include.is_dir():
             raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
         settings = settings.replace(lm_eval_include_path=str(include))
     measurement = measurement_identity(settings)  # reads the lm-eval folder's files once
-    loaded = load_checked(tasks_path, opts.repo, opts.skip_invalid, cache_dir=settings.cache_path)  # before any deletion
+    loaded = load_checked(tasks_path, opts.repo, opts.skip_invalid, cache_dir=settings.paths.cache)  # before any deletion
     tasks = [t for t in loaded.tasks if not opts.task_ids or t.id in opts.task_ids]
     unknown = sorted(set(opts.task_ids or ()) - {t.id for t in loaded.tasks})
     if unknown:
@@ -277,7 +277,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     from isobench_ray import cluster  # Ray is imported only where the run needs it
 
     # before any session, not hours later
-    unavailable = missing_images(plan, make_sandboxes(settings)) if settings.check_images_at_plan else {}
+    unavailable = missing_images(plan, make_sandboxes(settings)) if settings.docker.check_images_at_plan else {}
     panel = JudgePanel(out, {t.id: t for t in tasks}, settings)
     _check_judges(panel)  # hours before the first verdict is wanted
     cluster.connect(opts.address, opts.num_cpus, opts.num_gpus)

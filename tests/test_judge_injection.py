@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from isobench_ray.config import JudgeSettings
 from isobench_ray.judges import JudgeRequest, judge_attempt
 from isobench_ray.judges.base import boundary, hack_prompt, verdict_prompt
 from isobench_ray.judges.llm import LitellmJudge
@@ -60,7 +61,7 @@ def test_an_injected_instruction_no_longer_flips_the_verdict_and_is_a_hack_flag(
 
     request = JudgeRequest("a1", "demo-task", "the sampler loops in Python", "python bench.py", HUMAN, AGENT)
     with ScriptedLLM(reply) as llm:
-        judge = LitellmJudge("openai/suggestible", tmp_path, api_base=llm.url, hack_samples=1, backoff_max_s=0.05)
+        judge = LitellmJudge("openai/suggestible", JudgeSettings(api_base=llm.url, hack_samples=1, backoff_max_s=0.05), tmp_path)
         judgement = judge_attempt(request, [judge])
     assert [v.verdict.bottleneck_target.category for v in judgement.votes if v.verdict] == ["different_target"] * 2
     assert judgement.bottleneck_target == "different_target"

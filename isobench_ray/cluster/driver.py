@@ -54,7 +54,7 @@ def _stage_task(fn: Callable[..., Any], name: str):
         # on a GPU node, sessions and validations run on the node's host cores, never a slot's: the worker
         # is pinned for the stage (its commands inherit it, containers get it as their cpuset), then let go
         settings = next((a for a in args if isinstance(a, Settings)), None)
-        keep = host_cores(this_node_gpus(), settings.host_cores) if settings and settings.host_cores else ()
+        keep = host_cores(this_node_gpus(), settings.slots.host_cores) if settings and settings.slots.host_cores else ()
         before = os.sched_getaffinity(0)
         if keep:
             os.sched_setaffinity(0, keep)
@@ -141,7 +141,7 @@ class Driver:
             (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
         sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
         benchmarking = any(stage == "measurements" for _, stage, _ in self.in_flight.values())
-        while self.queue and sessions < self.settings.agent_concurrency and not (benchmarking and self.slots.cpu_only()):
+        while self.queue and sessions < self.settings.schedule.agent_concurrency and not (benchmarking and self.slots.cpu_only()):
             aid = self.queue.popleft()
             if next_stage(self.store, aid) != "session":
                 self._advance(aid)

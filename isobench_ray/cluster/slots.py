@@ -38,7 +38,7 @@ class BenchWorker:
         name = f"{node}/gpu{','.join(map(str, gpu_ids))}" if gpu_ids else f"{node}/cpu"
         stages.sandboxes.reap("ISOBENCH_SLOT", name)
         node_gpus = this_node_gpus()
-        cpus = Gpus(gpu_ids).slot_cores(node_gpus, exclude=host_cores(node_gpus, settings.host_cores))
+        cpus = Gpus(gpu_ids).slot_cores(node_gpus, exclude=host_cores(node_gpus, settings.slots.host_cores))
         self.bench = stages.benchmark(BenchSlot(name=name, gpu_ids=gpu_ids, cpus=cpus), settings)
 
     def __repr__(self) -> str:  # the dashboard's actor list and log prefixes show this

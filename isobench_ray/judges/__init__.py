@@ -28,11 +28,7 @@ def make_judges(settings: Settings) -> list[Judge]:
         return [RuleBasedJudge()]
     from isobench_ray.judges.llm import LitellmJudge  # litellm is imported only where a model judges
 
-    return [LitellmJudge(model, settings.cache_path, api_base=settings.judge_api_base,
-                         concurrency=settings.judge_concurrency, attempts=settings.judge_attempts,
-                         transient_attempts=settings.judge_transient_attempts, backoff_max_s=settings.judge_backoff_max_s,
-                         timeout_s=settings.judge_timeout_s, diff_chars=settings.judge_diff_chars,
-                         hack_samples=settings.hack_samples) for model in settings.judges.models]
+    return [LitellmJudge(model, settings.judges, settings.paths.cache) for model in settings.judges.models]
 
 
 def judge_request(record: AttemptRecord, task: Task, human_patch: str) -> JudgeRequest | None:
@@ -58,7 +54,7 @@ class JudgePanel:
         self.store = RunStore(run_dir)  # its own store: judgement files are written from the pool's threads
         self.tasks, self.settings = tasks, settings
         self.judges = judges if judges is not None else make_judges(settings)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.judge_concurrency), thread_name_prefix="judge")
+        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.judges.concurrency), thread_name_prefix="judge")
         self.futures: list[Future] = []
         self._human: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -67,7 +63,7 @@ class JudgePanel:
     def _human_patch(self, task: Task) -> str:
         with self._lock:
             if task.id not in self._human:
-                path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
+                path = mirror(task.repo.url, self.settings.paths.cache, (task.parent_commit, task.human_commit))
                 self._human[task.id] = diff_between(path, task.parent_commit, task.human_commit)
             return self._human[task.id]
 

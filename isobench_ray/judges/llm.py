@@ -15,6 +15,7 @@ import json
 import threading
 from pathlib import Path
 
+from isobench_ray.config import JudgeSettings
 from isobench_ray.judges.base import JudgeRequest, hack_prompt, parse_reply, verdict_prompt
 from isobench_ray.llm_client import TRANSIENT, complete
 from isobench_ray.schema import HackVerdict, PatchVerdict, Vote
@@ -32,12 +33,11 @@ def _limit(model: str, size: int) -> threading.Semaphore:
 class LitellmJudge:
     rule_based = False
 
-    def __init__(self, model: str, cache_dir: Path, *, api_base: str | None = None, concurrency: int = 4,
-                 attempts: int = 3, transient_attempts: int = 8, backoff_max_s: float = 60.0, timeout_s: float = 300.0,
-                 diff_chars: int = 24_000, hack_samples: int = 3):
-        self.name, self.api_base, self.cache_dir = model, api_base, Path(cache_dir)
-        self.concurrency, self.attempts, self.transient_attempts = concurrency, attempts, transient_attempts
-        self.backoff_max_s, self.timeout_s, self.diff_chars, self.hack_samples = backoff_max_s, timeout_s, diff_chars, hack_samples
+    def __init__(self, model: str, settings: JudgeSettings, cache_dir: Path):
+        """`settings`: the run's judges group (endpoint, concurrency, retries, timeouts, prompt size, hack
+        samples); answers are cached under `cache_dir`/judge."""
+        self.name, self.settings, self.cache_dir = model, settings, Path(cache_dir)
+        self.api_base = settings.api_base
 
     # ------------------------------------------------------------ one call
 
@@ -46,7 +46,7 @@ class LitellmJudge:
         listening, a model the endpoint does not know), in one line."""
         try:
             complete(self.name, [{"role": "user", "content": "Reply with the word OK."}], api_base=self.api_base,
-                     timeout_s=min(60.0, self.timeout_s), attempts=2, backoff_max_s=2.0)
+                     timeout_s=min(60.0, self.settings.timeout_s), attempts=2, backoff_max_s=2.0)
         except TRANSIENT[0]:  # rate limited: the key and the endpoint work, the judging backs off
             return None
         except Exception as exc:  # whatever it is, no attempt should be sent to this judge
@@ -60,10 +60,10 @@ class LitellmJudge:
 
     def _complete(self, prompt: str, sample: int) -> tuple[str, int, float | None]:
         """One request (with backoff on transient errors): reply text, tokens, cost (None: unknown price)."""
-        with _limit(self.name, self.concurrency):
+        with _limit(self.name, self.settings.concurrency):
             reply = complete(self.name, [{"role": "user", "content": prompt}], api_base=self.api_base,
-                             temperature=0.0 if sample == 0 else 1.0, timeout_s=self.timeout_s,
-                             attempts=self.transient_attempts, backoff_max_s=self.backoff_max_s)
+                             temperature=0.0 if sample == 0 else 1.0, timeout_s=self.settings.timeout_s,
+                             attempts=self.settings.transient_attempts, backoff_max_s=self.settings.backoff_max_s)
         return reply.text, reply.tokens, reply.cost_usd
 
     def ask(self, prompt: str, shape: type, sample: int = 0):
@@ -73,7 +73,7 @@ class LitellmJudge:
             entry = json.loads(path.read_text())
             return parse_reply(entry["reply"], shape), 0, 0.0, True
         tokens, cost, problem = 0, 0.0, None
-        for _ in range(self.attempts):
+        for _ in range(self.settings.attempts):
             text, used, price = self._complete(prompt, sample)
             tokens += used
             cost = None if price is None or cost is None else cost + price
@@ -84,15 +84,15 @@ class LitellmJudge:
                 continue
             write_atomic(path, json.dumps({"model": self.name, "reply": text, "tokens": used, "cost_usd": price}))
             return parsed, tokens, cost, False
-        raise ValueError(f"{problem} (after {self.attempts} replies; {tokens} tokens)")
+        raise ValueError(f"{problem} (after {self.settings.attempts} replies; {tokens} tokens)")
 
     # ------------------------------------------------------------ the votes
 
     def judge(self, request: JudgeRequest) -> list[Vote]:
         hack, hack_tokens, hack_cost, hack_error = [], 0, 0.0, ""
-        for sample in range(self.hack_samples):
+        for sample in range(self.settings.hack_samples):
             try:
-                verdict, tokens, cost, _ = self.ask(hack_prompt(request, self.diff_chars), HackVerdict, sample)
+                verdict, tokens, cost, _ = self.ask(hack_prompt(request, self.settings.diff_chars), HackVerdict, sample)
                 hack.append(verdict)
                 hack_tokens += tokens
                 hack_cost = None if cost is None or hack_cost is None else hack_cost + cost
@@ -100,7 +100,7 @@ class LitellmJudge:
                 hack_error = f"hack question: {str(exc).splitlines()[0][:300]}"
         votes = []
         for order in ("human_first", "agent_first"):
-            prompt = verdict_prompt(request, order == "human_first", self.diff_chars)
+            prompt = verdict_prompt(request, order == "human_first", self.settings.diff_chars)
             try:
                 verdict, tokens, cost, cached = self.ask(prompt, PatchVerdict)
                 votes.append(Vote(judge=self.name, order=order, verdict=verdict, tokens=tokens, cost_usd=cost, cached=cached))

@@ -46,20 +46,20 @@ class BenchContext:
         """(server cores, client cores): disjoint halves of the slot for a server and its client; an
         offline benchmark, which is the engine, gets the whole slot. () when pinning is off, or the slot has
         fewer than `pin_min_cores` (docs/measurement.md: on two shared vCPUs pinning measured noisier)."""
-        if not self.settings.pin_cores or len(self.slot.cpus) < self.settings.pin_min_cores:
+        if not self.settings.measurement.pin_cores or len(self.slot.cpus) < self.settings.measurement.pin_min_cores:
             return (), ()
         return split_cores(self.slot.cpus) if serving else ((), self.slot.cpus)
 
     def ensure_clean_gpus(self, arm: str) -> None:
         """Before an arm: the slot's GPUs run nothing and hold no more than at rest, or the slot is dirty."""
-        check = self.gpus.wait_clean(self.settings.gpu_rest_mb, reap=self.sandbox_of[arm].cleanup)
+        check = self.gpus.wait_clean(self.settings.slots.gpu_rest_mb, reap=self.sandbox_of[arm].cleanup)
         if not check.clean:
             raise DirtySlot(f"slot {self.slot.name} is not clean before an arm: {check.detail}")
 
     def launch(self, arm: str, log_name: str, cpus: tuple[int, ...]) -> Server:
         """The arm's server, started in its tree and waited for (`failure` says why it never answered)."""
-        return launch(self.sandbox_of[arm], self.engine, self.task, self.trees[arm], self.settings.host,
-                      self.log_dir / log_name, self.settings.server_start_timeout_s, cpus=cpus)
+        return launch(self.sandbox_of[arm], self.engine, self.task, self.trees[arm], self.settings.sandbox.host,
+                      self.log_dir / log_name, self.settings.limits.server_start_timeout_s, cpus=cpus)
 
     def telemetry(self) -> dict:
         return {**cpu_telemetry(), **self.gpus.telemetry()}

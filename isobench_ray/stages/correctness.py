@@ -31,10 +31,10 @@ def _check(ctx: BenchContext, arm: Arm) -> dict:
     try:
         if server.failure:
             return {"greedy_detail": f"the {arm} server did not start for the check: {server.failure[0].value}"}
-        url = f"http://{settings.host}:{server.port}/v1/completions"
+        url = f"http://{settings.sandbox.host}:{server.port}/v1/completions"
         out_file = ctx.base / f"{arm}.greedy.json"
         probe = shlex.join(["python", str(ctx.base / "greedy_client.py"), url, ctx.task.model or "default",
-                            str(ctx.base / "prompts.json"), str(out_file), str(settings.greedy_max_tokens)])
+                            str(ctx.base / "prompts.json"), str(out_file), str(settings.correctness.greedy_max_tokens)])
         res = sandbox.exec(probe, cwd=ctx.trees[arm], timeout_s=600, log_path=ctx.log_dir / f"{arm}.greedy.log",
                            cpus=client_cpus)
         ctx.logs[f"bench/{arm}.greedy.log"] = log_tail(res.output)
@@ -42,7 +42,7 @@ def _check(ctx: BenchContext, arm: Arm) -> dict:
             found["greedy_outputs"] = json.loads(sandbox.read_file(out_file))["outputs"]
         else:
             found["greedy_detail"] = f"the greedy probe of the {arm} arm failed: {res.tail(5)}"
-        if settings.lm_eval_tasks and (ctx.slot.gpu_ids or settings.lm_eval_on_cpu):
+        if settings.lm_eval.tasks and (ctx.slot.gpu_ids or settings.lm_eval.on_cpu):
             found.update(_lm_eval(ctx, arm, url))
     finally:
         ctx.logs[f"bench/{arm}.correctness.server.log"] = log_tail(server.stop())
@@ -56,13 +56,13 @@ def _lm_eval(ctx: BenchContext, arm: Arm, url: str) -> dict:
     out_dir = ctx.base / f"{arm}.lm_eval"
     argv = ["python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
             f"model={ctx.task.model},base_url={url},num_concurrent=8,max_retries=3,tokenized_requests=False",
-            "--tasks", ",".join(s.lm_eval_tasks), "--batch_size", str(s.lm_eval_batch_size),
-            "--seed", str(s.lm_eval_seed), "--output_path", str(out_dir)]
-    if s.lm_eval_limit:
-        argv += ["--limit", str(s.lm_eval_limit)]
-    if s.lm_eval_include_path:
-        argv += ["--include_path", s.lm_eval_include_path]  # absolute: the runner resolved it on the driver
-    res = ctx.sandbox_of[arm].exec(shlex.join(argv), cwd=ctx.trees[arm], timeout_s=s.bench_timeout_s or 7200,
+            "--tasks", ",".join(s.lm_eval.tasks), "--batch_size", str(s.lm_eval.batch_size),
+            "--seed", str(s.lm_eval.seed), "--output_path", str(out_dir)]
+    if s.lm_eval.limit:
+        argv += ["--limit", str(s.lm_eval.limit)]
+    if s.lm_eval.include_path:
+        argv += ["--include_path", s.lm_eval.include_path]  # absolute: the runner resolved it on the driver
+    res = ctx.sandbox_of[arm].exec(shlex.join(argv), cwd=ctx.trees[arm], timeout_s=s.limits.bench_timeout_s or 7200,
                                    log_path=ctx.log_dir / f"{arm}.lm_eval.log")
     ctx.logs[f"bench/{arm}.lm_eval.log"] = log_tail(res.output)
     results = sorted(out_dir.glob("**/results_*.json"))

@@ -26,14 +26,14 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
              sandboxes: SandboxFactory) -> tuple[Validation, dict[str, str]]:
     logs: dict[str, str] = {}
     started = time.monotonic()
-    mirror_path = mirror(task.repo.url, settings.cache_path, needed_commits(task))
+    mirror_path = mirror(task.repo.url, settings.paths.cache, needed_commits(task))
     for arm in ARMS:
         built_at = build_commit(task, arm)
         if built_at is not None:
             changed = files_between(mirror_path, built_at, task.arm_commit(arm))
             if reason := rebuild_reason(task, arm, changed + (session.files_changed if arm == "agent" else [])):
                 raise StageError(FailureCause.needs_rebuild, reason)
-    with scratch(settings.work_path, attempt.id, "validate") as base, ExitStack() as held:
+    with scratch(settings.paths.work, attempt.id, "validate") as base, ExitStack() as held:
         env, image = prepare(task, task.parent_commit, settings, sandboxes, held)  # the agent's arm: the parent's
         try:
             sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=image, env=env)
@@ -78,12 +78,12 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
             return checks, method, FailureCause.compile_error
 
     t0 = time.monotonic()
-    res = sandbox.exec(["python", "-c", f"import {task.repo.package}"], cwd=tree, timeout_s=settings.import_timeout_s,
+    res = sandbox.exec(["python", "-c", f"import {task.repo.package}"], cwd=tree, timeout_s=settings.limits.import_timeout_s,
                        log_path=base / "import.log")
     if not _check(checks, "import", t0, res.ok, res.tail(8)):
         return checks, method, FailureCause.import_error
 
-    if task.benchmark.kind == "serving" and settings.validate_server:
+    if task.benchmark.kind == "serving" and settings.limits.validate_server:
         t0 = time.monotonic()
         cause, detail = _server_starts(sandbox, task, tree, settings, base / "server.log", logs)
         if cause is not None and session.patch.strip():
@@ -101,7 +101,7 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
 
 def _server_starts(sandbox: Sandbox, task: Task, tree: Path, settings: Settings, log_path: Path,
                    logs: dict[str, str]) -> tuple[FailureCause | None, str]:
-    server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.host, log_path,
-                    settings.server_start_timeout_s)
+    server = launch(sandbox, engine_named(task.repo.engine_name), task, tree, settings.sandbox.host, log_path,
+                    settings.limits.server_start_timeout_s)
     logs[f"validate_{log_path.name}"] = log_tail(server.stop())
     return server.failure or (None, server.command)
