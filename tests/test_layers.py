@@ -42,7 +42,8 @@ def test_only_the_cluster_package_imports_ray():
 
 def test_stages_see_sandboxes_and_engines_only_through_their_protocols():
     concrete = {n for n in MODULES if n.startswith(("isobench_ray.sandbox.", "isobench_ray.engines."))
-                and not n.endswith((".base", ".parsing", ".perf_command", ".server", ".greedy_client"))}  # shared, engine-agnostic
+                and not n.endswith((".base", ".parsing", ".text_rows", ".text_results", ".json_results", ".perf_command",
+                                    ".server", ".greedy_client"))}  # shared, engine-agnostic
     for name, path in MODULES.items():
         if name.startswith("isobench_ray.stages"):
             assert not _internal(path) & concrete, f"{name} imports {_internal(path) & concrete}"
@@ -59,8 +60,9 @@ def test_no_import_circle_in_the_package():
         pytest.fail(f"import circle: {' -> '.join(exc.args[1])}")
 
 
-@pytest.mark.parametrize("name", ["isobench_ray.engines.parsing", "isobench_ray.scoring.hard", "isobench_ray.scoring.stats",
-                                  "isobench_ray.scoring.soft", "isobench_ray.scoring.hacks", "isobench_ray.scoring.correctness",
+@pytest.mark.parametrize("name", ["isobench_ray.engines.parsing", "isobench_ray.engines.text_rows",
+                                  "isobench_ray.engines.text_results", "isobench_ray.engines.json_results",
+                                  "isobench_ray.scoring.hard", "isobench_ray.scoring.stats", "isobench_ray.scoring.soft", "isobench_ray.scoring.hacks", "isobench_ray.scoring.correctness",
                                   "isobench_ray.engines.perf_command", "isobench_ray.engines.base"])
 def test_parsing_and_scoring_are_pure(name):
     tops = {i.split(".")[0] for i in _imports(MODULES[name])}
