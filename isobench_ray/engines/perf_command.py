@@ -118,11 +118,11 @@ def _flag_name(token: str) -> str:
     return token.split("=", 1)[0].replace("_", "-") if token.startswith("-") else token
 
 
-def analyze(command: str | None, *, model: str | None = None, declared_kind: str | None = None,
-            server_flags: frozenset[str] = SERVER_FLAGS) -> PerfCommand:
-    """Parse and check a perf command. Never raises: every problem becomes a Finding on `command`."""
+def _one_command(command: str | None) -> tuple[str, str | None] | Finding:
+    """The benchmark line and, where the record carries one, the server's launch line; a Finding when there
+    is no single benchmark command."""
     if command is None or not str(command).strip():
-        return PerfCommand(kind=None, findings=[Finding("perf_command", "perf command is missing (null or empty)")])
+        return Finding("perf_command", "perf command is missing (null or empty)")
     lines = [ln.strip() for ln in str(command).strip().splitlines() if ln.strip()]
     server_command = None
     # SGLang records sometimes carry "launch_server ...\n\nbench_serving ...": the first is the server.
@@ -131,33 +131,40 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
         server_command = launch[0]
         lines = [ln for ln in lines if ln is not launch[0]]
     if len(lines) > 1:
-        return PerfCommand(kind=None, findings=[Finding("perf_command", f"perf command holds {len(lines)} commands; expected one benchmark command")])
-    try:
-        tokens = shlex.split(lines[0])
-    except ValueError as exc:
-        return PerfCommand(kind=None, findings=[Finding("perf_command", f"perf command does not parse as a shell command: {exc}")])
-    env, argv = split_env(tokens)
-    result = PerfCommand(kind=None, env=env, server_command=server_command)
-    found = result.findings
+        return Finding("perf_command", f"perf command holds {len(lines)} commands; expected one benchmark command")
+    return lines[0], server_command
 
+
+def _path_findings(line: str, argv: list[str]) -> list[Finding]:
+    """Placeholders and paths that cannot be found in the repository's root, where the benchmark runs."""
+    found = []
     placeholders = sorted({t for t in argv if t in PLACEHOLDERS})
     if placeholders:
         found.append(Finding("perf_command", f"placeholder(s) {', '.join(placeholders)} instead of real values"))
-    home = _HOME_PATH.search(lines[0])
+    home = _HOME_PATH.search(line)
     if home:
         found.append(Finding("perf_command", f"path from someone's machine ({home.group(2)}...): use a path relative to the repository"))
     if any(t.startswith("../") or "=../" in t or "/../" in t for t in argv):
         found.append(Finding("perf_command", "path outside the repository (../): the benchmark runs in the repository root"))
     if any(t.startswith("/") and t.endswith(".py") for t in argv):
         found.append(Finding("perf_command", "absolute script path: the benchmark script must be a path inside the repository"))
+    return found
 
+
+def _kind(argv: list[str], declared_kind: str | None, found: list[Finding]) -> tuple[str | None, str]:
+    """The kind the command runs (the command wins over a declared kind) and its script."""
     kind, script = script_kind(argv)
     if kind is None:
         found.append(Finding("benchmark.kind", f"unknown benchmark script {script!r}: expected vLLM benchmarks/benchmark_{{serving,latency,throughput,prefix_caching}}.py, `vllm bench serve|latency|throughput`, or sglang.bench_serving|bench_one_batch|bench_offline_throughput"))
     elif declared_kind and declared_kind != kind:
         found.append(Finding("benchmark.kind", f"declared kind {declared_kind!r} contradicts the command, which runs {script} ({kind}); using {kind}", "warning"))
-    result.kind = kind
+    return kind, script
 
+
+def _client_args(argv: list[str], result: PerfCommand, server_flags: frozenset[str]) -> list[str]:
+    """The client's arguments: server flags go to `result.server_args`, tensor parallelism to `result.gpus`,
+    fixed ports and hosts are dropped, with a finding for each."""
+    kind, found = result.kind, result.findings
     client: list[str] = []
     i = 0
     while i < len(argv):
@@ -180,6 +187,12 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
             found.append(Finding("perf_command", f"fixed {name} {group[-1]} is replaced by the benchmark slot's own", "warning"))
             continue
         client += group
+    return client
+
+
+def _finish_client(result: PerfCommand, client: list[str], script: str, argv: list[str], model: str | None) -> list[str]:
+    """The last checks on the whole command: a dataset file it needs, the server flags moved, the model."""
+    kind, found = result.kind, result.findings
     if script_needs_dataset_path(kind, script, argv):
         found.append(Finding("perf_command", "the ShareGPT dataset (benchmark_serving.py's default) needs --dataset-path, a file the "
                                              "task does not provide; name a dataset that needs no file (e.g. --dataset-name random)"))
@@ -191,5 +204,22 @@ def analyze(command: str | None, *, model: str | None = None, declared_kind: str
             found.append(Finding("perf_command", f"no --model in the command; added --model {model}", "warning"))
         else:
             found.append(Finding("model", "no --model in the command and no model field"))
-    result.argv = client
+    return client
+
+
+def analyze(command: str | None, *, model: str | None = None, declared_kind: str | None = None,
+            server_flags: frozenset[str] = SERVER_FLAGS) -> PerfCommand:
+    """Parse and check a perf command. Never raises: every problem becomes a Finding on `command`."""
+    one = _one_command(command)
+    if isinstance(one, Finding):
+        return PerfCommand(kind=None, findings=[one])
+    line, server_command = one
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        return PerfCommand(kind=None, findings=[Finding("perf_command", f"perf command does not parse as a shell command: {exc}")])
+    env, argv = split_env(tokens)
+    result = PerfCommand(kind=None, env=env, server_command=server_command, findings=_path_findings(line, argv))
+    result.kind, script = _kind(argv, declared_kind, result.findings)
+    result.argv = _finish_client(result, _client_args(argv, result, server_flags), script, argv, model)
     return result
