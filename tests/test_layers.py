@@ -67,3 +67,53 @@ def test_no_import_circle_in_the_package():
 def test_parsing_and_scoring_are_pure(name):
     tops = {i.split(".")[0] for i in _imports(MODULES[name])}
     assert not tops & {"subprocess", "ray", "git", "docker", "urllib", "socket", "psutil", "requests"}, name
+
+
+# ---------------------------------------------------------------- sizes
+
+MAX_FUNCTION_LINES, MAX_PARAMETERS, MAX_MODULE_LINES = 60, 8, 450
+# Over the limits now, in files other engineers are changing at the moment; each xfails (not strictly) until
+# it is brought under them. Everything else is held to the rule.
+_BEING_SPLIT = {
+    "isobench_ray/cli.py": "cli.py is over 450 lines",
+    "isobench_ray/stages/session.py": "run_session is over 60 lines",
+}
+
+
+def _is_cli_command(path: Path, node: ast.AST) -> bool:
+    """A typer command of the CLI (`@app.command(...)`): its parameters are the command line's options."""
+    return path == PACKAGE / "cli.py" and any(
+        isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
+        for d in node.decorator_list)
+
+
+def _size_violations(path: Path) -> list[str]:
+    text = path.read_text()
+    found = []
+    if text.count("\n") > MAX_MODULE_LINES:
+        found.append(f"module: {text.count(chr(10))} lines (at most {MAX_MODULE_LINES})")
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+            found.append(f"{node.name} (line {node.lineno}): {lines} lines (at most {MAX_FUNCTION_LINES})")
+        a = node.args
+        params = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs if p.arg not in ("self", "cls")]
+        if len(params) > MAX_PARAMETERS and not _is_cli_command(path, node):
+            found.append(f"{node.name} (line {node.lineno}): {len(params)} parameters (at most {MAX_PARAMETERS})")
+    return found
+
+
+def _size_case(rel: str):
+    if rel in _BEING_SPLIT:
+        return pytest.param(rel, marks=pytest.mark.xfail(reason=f"{_BEING_SPLIT[rel]}: being changed by another "
+                                                                "engineer", strict=False))
+    return rel
+
+
+@pytest.mark.parametrize("rel", [_size_case(str(p.relative_to(PACKAGE.parent))) for p in sorted(PACKAGE.rglob("*.py"))])
+def test_functions_and_modules_keep_their_size(rel):
+    """No function over 60 lines, none with more than 8 parameters (self/cls not counted; the CLI's commands,
+    whose parameters are its options, excepted), no module over 450 lines."""
+    assert not _size_violations(PACKAGE.parent / rel), _size_violations(PACKAGE.parent / rel)
