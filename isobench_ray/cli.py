@@ -450,22 +450,15 @@ def clean(
     a run does the same on a node before its first container, and a container whose driver died ends by itself
     within docker_ttl_margin_s (docs/security.md)."""
     from isobench_ray.config import DEFAULT_CACHE_DIR
-    from isobench_ray.sandbox import SandboxUnavailable, limits
+    from isobench_ray.sandbox import SandboxUnavailable
+    from isobench_ray.sandbox.docker.lifecycle import clean_node
 
-    limits.sweep()
     try:
-        from isobench_ray.sandbox.docker import client_for
-        from isobench_ray.sandbox.docker.lifecycle import reap_orphans, sweep_deadlines
-
-        client = client_for(host)
-    except SandboxUnavailable as exc:
+        removed = clean_node(host, cache_dir or DEFAULT_CACHE_DIR, everything)
+    except SandboxUnavailable as exc:  # bubblewrap's leftovers are gone; no engine to ask about containers
         typer.echo(f"no Docker engine to clean: {exc}")
         return
-    removed = reap_orphans(client, everything=everything)
-    for line in removed:
-        typer.echo(f"removed {line}")
-    folders = sweep_deadlines(client, cache_dir or DEFAULT_CACHE_DIR)
-    typer.echo(f"{len(removed)} containers removed, {folders} deadline folders of gone containers removed")
+    typer.echo("\n".join(f"removed {line}" for line in removed) or "nothing to remove")
 
 
 def main() -> None:

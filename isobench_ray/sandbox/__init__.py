@@ -11,18 +11,22 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
         from isobench_ray.sandbox.local import LocalSandboxes
 
         hidden = tuple(p for p in (settings.cache_dir, settings.work_dir, settings.run_dir) if p)
-        return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden)
+        box = settings.sandbox
+        return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden, readable=tuple(box.readable),
+                              tmp_bytes=box.tmp_mb << 20, pids_limit=box.pids_limit)
     if settings.sandbox.kind == "docker":
         from pathlib import Path
 
         from isobench_ray.sandbox.docker import DockerSandboxes
 
-        return DockerSandboxes(host=settings.docker_host, image=settings.docker_image, shm_size=settings.docker_shm_size,
-                               time_limit_s=settings.docker_time_limit_s, network_mode=settings.docker_network,
-                               mounts=tuple(settings.docker_mounts), user=settings.docker_user,
+        docker = settings.docker
+        return DockerSandboxes(host=docker.host, image=docker.image, shm_size=docker.shm_size,
+                               time_limit_s=docker.time_limit_s, network_mode=docker.network,
+                               mounts=tuple(docker.mounts), user=docker.user,
                                run=Path(settings.run_dir).name if settings.run_dir else "",
-                               passthrough=tuple(settings.env_passthrough), min_free_gb=settings.docker_min_free_gb,
-                               cache_dir=settings.cache_dir)
+                               passthrough=tuple(settings.env_passthrough), min_free_gb=docker.min_free_gb,
+                               cache_dir=settings.cache_dir, pids_limit=docker.pids_limit, memory=docker.memory,
+                               tmp_size=docker.tmp_size, cap_add=tuple(docker.cap_add), ttl_margin_s=docker.ttl_margin_s)
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox.kind!r}")
 
 

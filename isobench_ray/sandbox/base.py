@@ -9,6 +9,12 @@ implementation keeps are checked by one conformance suite (`tests/test_sandbox_c
 - only the environment the caller gave (plus a minimal base) is visible to the command;
 - with `network=False` nothing outside the sandbox can be reached, where `enforces_network` says so;
 - `cleanup()` removes everything this sandbox ever started, found by its own tag or label.
+
+An isolated sandbox (`isolated`: bubblewrap, Docker) also holds as root (docs/security.md): its commands
+hold no capability (no mount, umount or remount), write nothing outside the writable paths, read none of
+the harness's files (caches, mirrors, checkout, /etc/shadow, unix sockets), fork no more than its pids
+limit, and with `network=True` reach the outside but never the host (its loopback, where Ray's job API
+and dashboard listen, or its other addresses). The conformance suite replays each as an attack.
 """
 
 from __future__ import annotations
@@ -133,6 +139,18 @@ class ImageStore(Protocol):
     def report(self) -> dict:
         """The images on this node, their size and last use, and the free space."""
         ...
+
+
+def with_readable(sandboxes: SandboxFactory, programs: Sequence[str | Path]) -> SandboxFactory:
+    """The factory whose isolated sandboxes may also read what `programs` need (what an agent's configuration
+    names: its CLI, a path or a name on PATH), where they run on this machine's files (a factory with a
+    `readable` field: bubblewrap's allow-list); any other factory as it is (a container has its image's)."""
+    import dataclasses
+
+    if not programs or not dataclasses.is_dataclass(sandboxes) or \
+            "readable" not in {f.name for f in dataclasses.fields(sandboxes)}:
+        return sandboxes
+    return dataclasses.replace(sandboxes, readable=(*sandboxes.readable, *map(str, programs)))
 
 
 def images_of(sandboxes: SandboxFactory) -> ImageStore | None:

@@ -1,10 +1,13 @@
 """The local sandbox: process groups on this machine, inside bubblewrap when isolation is asked for.
 
-With `isolate`, bubblewrap makes the root file system read-only, only the writable paths writable, `/tmp`
-private, no network unless asked for, and gives the command its own PID namespace that dies with its
-parent. Every process carries `ISOBENCH_TAG` (this sandbox) and `ISOBENCH_PROC` (one launch) in its
-environment, so whatever outlives its parent's process group (engine workers survive a SIGKILL of the
-server; a `setsid` child leaves the group) is found and reaped by tag with psutil.
+With `isolate`, every command runs in a bubblewrap jail (bwrap.py): no privilege in its own user namespace,
+an allow-listed file system (the toolchain and interpreters read-only, the writable paths read-write,
+nothing else of the host), a pids limit, a sized /tmp, and a network namespace of its own (netns.py:
+egress without the host when network is asked for). Without `isolate` a command is a plain process group
+of the harness's user: no promise beyond the process tree (docs/security.md). Every process carries
+`ISOBENCH_TAG` (this sandbox) and `ISOBENCH_PROC` (one launch) in its environment, so whatever outlives its
+parent's process group (engine workers survive a SIGKILL of the server; a `setsid` child leaves the group)
+is found and reaped by tag with psutil.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Sequence
 import psutil
 
 from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
+from isobench_ray.sandbox.bwrap import Jail
 
 # What every command sees of the host's environment; everything else must be given by name.
 # OPENBLAS_*: set on processors where older OpenBLAS builds compute wrong results; machine facts, no secrets.
@@ -145,40 +149,26 @@ class LocalSandbox:
     """Commands as local process groups; with `isolate`, inside bubblewrap (required, never silently dropped)."""
 
     def __init__(self, tag: str, *, isolate: bool = False, network: bool = True, writable: Sequence[Path] = (),
-                 extra_env: dict[str, str] | None = None, hidden: Sequence[Path] = ()):
+                 extra_env: dict[str, str] | None = None, hidden: Sequence[Path] = (), jail: dict | None = None):
+        """`jail`: the bubblewrap settings of an isolated sandbox (Jail's readable, tmp_bytes, pids_limit)."""
         self.tag = tag
         self.network = network
         self.writable = [Path(p) for p in writable]
         self.hidden = [Path(p) for p in hidden]
         self.extra_env = extra_env or {}
-        self.bwrap = shutil.which("bwrap") if isolate else None
-        if isolate and not self.bwrap:
-            raise SandboxUnavailable("isolation asked for, but bubblewrap (bwrap) is not installed")
-        self.kind = "bwrap" if self.bwrap else "local"
-        self.enforces_network = self.bwrap is not None
+        self.jail: Jail | None = None
+        if isolate:
+            bwrap = shutil.which("bwrap")
+            if not bwrap:
+                raise SandboxUnavailable("isolation asked for, but bubblewrap (bwrap) is not installed")
+            self.jail = Jail(bwrap, tag, writable=self.writable, hidden=self.hidden, network=network, **(jail or {}))
+            self.jail.check()
+        self.kind = "bwrap" if self.jail else "local"
+        self.enforces_network = self.jail is not None
 
     @property
     def isolated(self) -> bool:
-        return self.bwrap is not None
-
-    def _argv(self, command: Command, cwd: Path) -> list[str]:
-        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
-        if not self.bwrap:
-            return argv
-        wrap = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--unshare-pid", "--die-with-parent", "--new-session"]
-        if not self.network:
-            wrap.append("--unshare-net")
-        # the harness's interpreter stays visible when it lives under /tmp (a CI checkout), read-only
-        for prefix in dict.fromkeys(map(Path, (sys.prefix, sys.base_prefix, sys.exec_prefix))):
-            if prefix.is_relative_to("/tmp") and prefix.is_dir():
-                wrap += ["--ro-bind", str(prefix), str(prefix)]
-        for path in self.hidden:  # the harness's cache, run dir and other trees: empty where mounted
-            if path.is_dir() and not path.is_relative_to("/tmp"):  # /tmp is private already
-                wrap += ["--tmpfs", str(path)]
-        for path in dict.fromkeys([cwd, *self.writable]):
-            wrap += ["--bind", str(path), str(path)]
-        return wrap + ["--chdir", str(cwd), *argv]
+        return self.jail is not None
 
     def _env(self, env: dict[str, str] | None, proc_tag: str) -> dict[str, str]:
         merged = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
@@ -194,9 +184,12 @@ class LocalSandbox:
                cpus: Sequence[int] | None = None) -> tuple[subprocess.Popen, str]:
         proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
         merged = self._env({**(env or {}), **pinned_env(cpus)}, proc_tag)
-        argv = _pinned(self._argv(command, cwd), cpus, cwd, merged.get("PATH", os.defpath))
-        popen = subprocess.Popen(argv, cwd=cwd, env=merged, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        path = merged.get("PATH", os.defpath)
+        if self.jail is not None:
+            return self.jail.launch(argv, cwd, merged, log, pinned=lambda a: _pinned(a, cpus, cwd, path)).popen, proc_tag
+        popen = subprocess.Popen(_pinned(argv, cpus, cwd, path), cwd=cwd, env=merged, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
         return popen, proc_tag
 
     def exec(self, command: Command, *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
@@ -231,7 +224,10 @@ class LocalSandbox:
         return LocalProcess(popen, log_path, proc_tag)
 
     def http_status(self, url: str, timeout_s: float = 2.0) -> int | None:
-        # Local commands share this machine's loopback (an isolated one would not serve).
+        # Plain local commands share this machine's loopback; an isolated one's servers are in its own
+        # network namespace: probe from there
+        if self.jail is not None:
+            return self._probe_inside(url, timeout_s)
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 return resp.status
@@ -248,8 +244,23 @@ class LocalSandbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data.encode() if isinstance(data, str) else data)
 
+    def _probe_inside(self, url: str, timeout_s: float) -> int | None:
+        probe = ("import sys, urllib.request, urllib.error\ntry:\n    print(urllib.request.urlopen(sys.argv[1], "
+                 "timeout=float(sys.argv[2])).status)\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n"
+                 "except Exception:\n    print('none')")
+        cwd = self.writable[0] if self.writable else Path.cwd()
+        res = self.exec([sys.executable, "-I", "-c", probe, url, str(timeout_s)], cwd=cwd, timeout_s=timeout_s + 30,
+                        log_path=cwd.parent / f".{self.tag.replace('/', '_')}.probe.log")
+        try:
+            return int(res.output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
     def cleanup(self) -> list[str]:
-        return reap_tagged(self.tag)
+        killed = reap_tagged(self.tag)
+        if self.jail is not None:
+            self.jail.close()
+        return killed
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,9 @@ class LocalSandboxes:
 
     passthrough: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()  # folders an isolated command must not see (cache, run dir, work root)
+    readable: tuple[str, ...] = ()  # what an isolated command may read: sandbox_readable, the agent's CLI (with_readable)
+    tmp_bytes: int = 2 << 30  # /tmp and /dev/shm of an isolated command (sandbox_tmp_size)
+    pids_limit: int = 4096  # processes and threads of an isolated sandbox (sandbox_pids_limit)
     kind: str = "local"
 
     def __call__(self, tag: str, *, writable: Sequence[Path], network: bool, isolate: bool = False,
@@ -267,12 +281,16 @@ class LocalSandboxes:
         # `image` names a container image: local processes run on this machine's files, so it does not apply
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
         hidden = [Path(h) for h in (*self.hidden, *hide)]
+        jail = dict(readable=list(self.readable), tmp_bytes=self.tmp_bytes,
+                    pids_limit=self.pids_limit)
         return LocalSandbox(tag, isolate=isolate, network=network, writable=writable, hidden=hidden,
-                            extra_env={**host, **(slot_env or {}), **(env or {})})
+                            extra_env={**host, **(slot_env or {}), **(env or {})}, jail=jail)
 
     @property
     def can_isolate(self) -> bool:
-        return shutil.which("bwrap") is not None
+        from isobench_ray.sandbox import limits
+
+        return shutil.which("bwrap") is not None and limits.can_limit()
 
     def check(self) -> None:
         """Plain processes always run; missing bubblewrap is decided per agent (runner.check_containment)."""

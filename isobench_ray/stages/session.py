@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isobench_ray.agents import SessionContext, make_agent
 from isobench_ray.config import Settings
-from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable, images_of
+from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable, images_of, with_readable
 from isobench_ray.schema import AgentSpec, Attempt, FailureCause, Session, StageError, Task, per_commit
 from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror, scratch
 
@@ -76,8 +76,11 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
             image = per_commit(spec.image, task.parent_commit) if spec.image else None
             if image and (store := images_of(sandboxes)):
                 store.ensure(image)
-            sandbox = sandboxes(attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
-                                env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
+            # the agent's CLI (its configured executable, else the adapter's usual name): readable where it runs
+            program = getattr(spec, "executable", None) or getattr(agent, "executable", "")
+            sandbox = with_readable(sandboxes, [program] if program else [])(
+                attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
+                env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, f"agent {spec.name}: {exc}") from None
         except SandboxUnavailable as exc:

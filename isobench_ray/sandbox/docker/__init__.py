@@ -1,6 +1,8 @@
 """The Docker sandbox (docs/docker.md): the factory here, and three rooms.
 
-- `sandbox.py`: the container and its processes (lifecycle, exec, start/stop, files, removal);
+- `sandbox.py`: the container and its processes (exec, start/stop, files);
+- `lifecycle.py`: what keeps containers from outliving their purpose (owner labels, the deadline and its
+  heartbeat, orphans, removal) and the network that cannot reach the harness;
 - `images.py`: the node's images (locate, pull, build by content key, LRU eviction, the base image);
 - `scripts/`: the shell helpers copied into every container and the base image's build script (package data);
 - `client.py`: one engine client per URL and process.
@@ -23,7 +25,8 @@ from isobench_ray.sandbox.base import SandboxUnavailable
 from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
 from isobench_ray.sandbox.docker.images import (DiskFull, ImageStore, base_tarball, build_script_key, ensure_base_image,
                                                 import_base_image, recipe_key, split_image_name)
-from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox, build_hint, remove_containers
+from isobench_ray.sandbox.docker.lifecycle import build_hint, process_id, reap_orphans, reap_orphans_once, remove_containers
+from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox
 
 # slot and tag variables (reap keys) and the labels that carry them
 KEY_LABELS = {"ISOBENCH_TAG": "isobench.tag", "ISOBENCH_SLOT": "isobench.slot"}
@@ -38,14 +41,20 @@ class DockerSandboxes:
     host: str | None = None  # None: DOCKER_HOST, else the local socket (of the machine that runs the stage)
     image: str = BASE_IMAGE
     shm_size: str = "8g"
-    time_limit_s: float = 86400.0
-    network_mode: str = "host"  # what network=True gets
+    time_limit_s: float = 86400.0  # the hard cap of a container's life, whoever keeps it alive
+    network_mode: str = "isobench"  # what network=True gets: a bridge of the harness's own, the host cut off
     mounts: tuple[str, ...] = ()  # host folders every container sees at the same path, read-only ("path:rw": writable)
     user: str | None = None  # None: the harness's own uid:gid, so files in the bind mounts stay its own
     run: str = ""  # the run's name, a label
     passthrough: tuple[str, ...] = ()
     min_free_gb: float = 50.0  # under this, images are evicted least recently used first (images.py)
     cache_dir: str = DEFAULT_CACHE_DIR  # where each engine's image-use record lives
+    pids_limit: int = 4096  # processes and threads per container
+    memory: str | None = None  # per container, Docker's units ("32g"); None: three quarters of the node's memory
+    tmp_size: str = "2g"  # the container's /tmp, a tmpfs (counted in its memory)
+    cap_add: tuple[str, ...] = ()  # capabilities given back (none is needed by the sandbox itself)
+    ttl_margin_s: float = 600.0  # a container outlives the process that made it by at most this
+    driver: str = field(default_factory=process_id)  # host/pid/start of the process that made the factory: the driver
     kind: str = "docker"
     can_isolate: bool = True
     extra_labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -72,6 +81,15 @@ class DockerSandboxes:
                 labels[KEY_LABELS.get(key, key)] = value
         return labels
 
+    def memory_bytes(self) -> int:
+        if self.memory:
+            from docker.utils import parse_bytes
+
+            return int(parse_bytes(self.memory))
+        import psutil
+
+        return int(psutil.virtual_memory().total * 3 // 4)
+
     def images(self, client=None) -> ImageStore:
         """The images of the engine this factory talks to (locate, ensure, free space, LRU eviction, use record)."""
         engine = self.host or default_host()
@@ -84,6 +102,7 @@ class DockerSandboxes:
         import docker
 
         client = client_for(self.host)
+        reap_orphans_once(client, self.host or default_host())  # a run on this node clears dead runs' containers
         try:
             client.images.get(self.image)
         except docker.errors.ImageNotFound:
@@ -97,5 +116,5 @@ class DockerSandboxes:
 
 
 __all__ = ["DiskFull", "DockerProcess", "DockerSandbox", "DockerSandboxes", "ImageStore", "base_tarball", "build_script_key",
-           "client_for", "default_host", "ensure_base_image", "import_base_image", "recipe_key", "remove_containers",
+           "client_for", "default_host", "ensure_base_image", "import_base_image", "reap_orphans", "recipe_key", "remove_containers",
            "split_image_name"]

@@ -1,12 +1,15 @@
 """The Docker sandbox and its processes: one long-lived container per sandbox, driven through the engine's API.
 
-Each sandbox is a container whose PID 1 is `docker-init` running `sleep <docker_time_limit_s>`: when the
-limit passes the engine itself stops the container and removes it (`auto_remove`), whoever is left to
-watch. The writable paths are bind-mounted read-write at the same paths as on the host, so the paths in
-commands and files work unchanged; the rest of the file system is the image's (`docker_image`), and
-nothing else of the host is visible (`hide` is implicit). `network=False` is `network_mode="none"`: the
-container has its own loopback only, so a server and its client in one container still talk, and the
-HTTP probe runs inside the container for the same reason.
+Each sandbox is a container whose PID 1 is `docker-init` running the deadline loop (lifecycle.py): while
+the process that made it lives, its deadline moves on; once that process is gone the container ends within
+`docker_ttl_margin_s`, and the engine removes it (`auto_remove`), whoever is left to watch. It holds no
+capability (`cap_drop ALL` but `docker_cap_add`), gains none (`no-new-privileges`), and has a pids limit,
+a memory limit and a sized /tmp. The writable paths are bind-mounted read-write at the same paths as on
+the host, so the paths in commands and files work unchanged; the rest of the file system is the image's
+(`docker_image`), and nothing else of the host is visible (`hide` is implicit). `network=False` is
+`network_mode="none"`: the container has its own loopback only, so a server and its client in one container
+still talk, and the HTTP probe runs inside the container for the same reason; `network=True` is a bridge
+network with the host cut off (lifecycle.py).
 
 Every command runs under `run.sh` (scripts/) with `ISOBENCH_PROC` (one launch) in its environment: stdout
 and stderr go to one pipe (interleaved as a person would see them), and when the command ends (or the
@@ -30,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, ImageMissing, SandboxUnavailable, pinned_env
 from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
 from isobench_ray.sandbox.docker.images import DEFAULT_PATH
+from isobench_ray.sandbox.docker.lifecycle import (HEARTBEAT, TTL_DIR, TTL_LOOP, Deadline, build_hint, cut_host_off,
+                                                   ensure_network, process_id, reap_orphans_once, remove_containers)
 from isobench_ray.sandbox.docker.scripts import HELPERS, helpers_archive
 
 if TYPE_CHECKING:
@@ -128,7 +133,7 @@ class DockerSandbox:
         self._settle_environment(factory, writable, extra_env, gpu_ids)
         self._check_image(factory, own_image=image is not None)
         self._start_container(factory, labels, gpu_ids)
-        self._install_helpers()
+        self._install_helpers(self.network_name)
 
     # -------------------------------------------------------------- the container
 
@@ -180,15 +185,23 @@ class DockerSandbox:
 
     def _options(self, factory: DockerSandboxes, labels: dict[str, str], gpu_ids: Sequence[str]) -> dict[str, Any]:
         """The engine's arguments for this container: name, labels, limits, network, mounts, cores and GPUs."""
-        from docker.types import DeviceRequest
+        from docker.types import DeviceRequest, Mount
 
         self.name = f"isobench-{_safe_name(self.tag)[:80]}-{uuid.uuid4().hex[:6]}"
+        self.deadline = Deadline(Path(factory.cache_dir) / "sandbox-ttl" / self.name)
+        self.deadline.folder.mkdir(parents=True, exist_ok=True)
+        mounts = [*self._mounts(factory), Mount(target=TTL_DIR, source=str(self.deadline.folder.resolve()), type="bind",
+                                                read_only=True)]
+        network = ensure_network(self.client, factory.host or default_host(), factory.network_mode) if self.network else "none"
+        self.network_name = network
         options: dict[str, Any] = dict(
-            name=self.name, labels={LABEL: "1", **labels}, detach=True, init=True, auto_remove=True,
-            network_mode=factory.network_mode if self.network else "none", mounts=self._mounts(factory),
-            environment=self.base_env, shm_size=factory.shm_size, user=self.user, working_dir="/",
-            security_opt=["no-new-privileges"],
-            hostname="sandbox" if not self.network or factory.network_mode != "host" else None)
+            name=self.name, labels={LABEL: "1", **labels, "isobench.driver": factory.driver, "isobench.owner": process_id()},
+            detach=True, init=True, auto_remove=True, network_mode=network, mounts=mounts, environment=self.base_env,
+            shm_size=factory.shm_size, user=self.user, working_dir="/", security_opt=["no-new-privileges"],
+            cap_drop=["ALL"], cap_add=list(factory.cap_add) or None, pids_limit=factory.pids_limit,
+            mem_limit=factory.memory_bytes(), memswap_limit=factory.memory_bytes(),  # no swap beyond the limit
+            tmpfs={"/tmp": f"size={factory.tmp_size},mode=1777"},
+            hostname="sandbox" if network != "host" else None)
         allowed = sorted(os.sched_getaffinity(0))
         if len(allowed) < (os.cpu_count() or 0):  # the stage's cores (host_cores on a GPU node): a container inherits nothing
             options["cpuset_cpus"] = ",".join(map(str, allowed))
@@ -199,26 +212,36 @@ class DockerSandbox:
     def _start_container(self, factory: DockerSandboxes, labels: dict[str, str], gpu_ids: Sequence[str]) -> None:
         import docker
 
+        reap_orphans_once(self.client, factory.host or default_host())
         options = self._options(factory, labels, gpu_ids)
+        HEARTBEAT.add(self, self.deadline, factory.ttl_margin_s)  # the deadline is there before the loop reads it
+        cap = int(time.time() + factory.time_limit_s)
         try:
-            # PID 1 (docker-init) runs the time limit: when it passes, the engine stops and removes the container
-            self.container = self.client.containers.run(self.image, ["sleep", str(int(factory.time_limit_s))], **options)
+            # PID 1 (docker-init) runs the deadline loop: when it ends, the engine stops and removes the container
+            self.container = self.client.containers.run(self.image, ["sh", "-c", TTL_LOOP, "ttl", str(cap)], **options)
         except docker.errors.DockerException as exc:
+            HEARTBEAT.drop(self)
             raise SandboxUnavailable(f"cannot start a container of {self.image!r}: {exc}") from None
         self.id = self.container.id
         image_id = (getattr(self.container, "attrs", None) or {}).get("Image")
         if image_id:  # when this node last used the image: what eviction goes by
             factory.images(self.client).record_use(image_id)
 
-    def _install_helpers(self) -> None:
-        """The helper scripts (scripts/) at HELPERS in the container."""
+    def _install_helpers(self, network: str) -> None:
+        """The helper scripts (scripts/) at HELPERS in the container; on a bridge, the host cut off."""
         import docker
 
         try:
             self.container.put_archive("/", helpers_archive())
         except docker.errors.DockerException as exc:
-            remove_containers(self.client, [self.id])
+            self.cleanup()
             raise SandboxUnavailable(f"cannot set up container {self.name}: {exc}") from None
+        if network in ("host", "none"):
+            return
+        error = cut_host_off(self.client, self.container, self.image, network)
+        if error:
+            self.cleanup()
+            raise SandboxUnavailable(f"cannot cut the host off container {self.name}'s network: {error}")
 
     # -------------------------------------------------------------- commands
 
@@ -363,48 +386,5 @@ class DockerSandbox:
     # -------------------------------------------------------------- the end
 
     def cleanup(self) -> list[str]:
+        HEARTBEAT.drop(self)
         return remove_containers(self.client, [self.id])
-
-
-
-def remove_containers(client, ids: Sequence[str]) -> list[str]:
-    """Kill and remove containers; returns what was running in them."""
-    import docker
-
-    killed = []
-    for cid in ids:
-        try:
-            container = client.containers.get(cid)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError:
-            container = None
-        if container is not None and container.status == "running":
-            try:
-                top = container.top(ps_args="-eo pid,args")
-                procs = [" ".join(p) for p in top.get("Processes") or []]
-                # PID 1 (docker-init), the time limit's sleep and the wrappers are the container's own
-                procs = [p for p in procs if "docker-init" not in p and HELPERS not in p and not re.search(r"^\d+ sleep \d+$", p)]
-            except Exception:
-                procs = []
-            killed.append(f"container {container.name}" + (f" ({'; '.join(procs)})" if procs else ""))
-        try:
-            client.api.remove_container(cid, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if getattr(exc, "status_code", None) != 409:  # 409: auto_remove is removing it already
-                raise
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                client.api.inspect_container(cid)
-            except docker.errors.NotFound:
-                break
-            time.sleep(0.1)
-    return killed
-
-
-
-def build_hint(image: str) -> str:
-    return f"build it with `isobench images build --image {image}` (docs/docker.md)"
