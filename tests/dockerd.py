@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -206,3 +207,48 @@ def docker_sandboxes(docker_host, docker_image):
     from isobench_ray.sandbox.docker import DockerSandboxes
 
     return DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", time_limit_s=600)
+
+
+# A driver that makes one session container and is then killed (tests/test_hostile.py, case 9): argv engine,
+# image, cache folder, ttl margin; prints the container's name and its own process id, then waits.
+_DRIVER = """
+import os, sys, time
+from pathlib import Path
+from isobench_ray.sandbox.docker import DockerSandboxes
+factory = DockerSandboxes(host=sys.argv[1], image=sys.argv[2], cache_dir=sys.argv[3], ttl_margin_s=float(sys.argv[4]),
+                          run="case9-run", shm_size="64m")
+box = factory("case9.0.abc", writable=[sys.argv[3]], network=False)
+box.start("sleep 900", cwd=Path(sys.argv[3]), log_path=Path(sys.argv[3], "server.log"))
+print(box.name, factory.driver, flush=True)
+time.sleep(900)
+"""
+
+
+def killed_driver(host: str, image: str, folder: Path, margin_s: float) -> tuple[str, str, int]:
+    """A driver process that made a session container, killed with SIGKILL: (container name, the driver's
+    `host/pid/start` as its factory recorded it, its pid)."""
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, host, image, str(folder), str(margin_s)], stdout=subprocess.PIPE,
+                              text=True)
+    name, ident = driver.stdout.readline().split()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    return name, ident, driver.pid
+
+# Forks up to argv[1] sleeping children for 5 s at most (a fork bomb with a count), prints how many it got.
+FORK_BOMB = """
+import os, sys, time
+kids, start = [], time.monotonic()
+while len(kids) < int(sys.argv[1]) and time.monotonic() - start < 5:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print(len(kids), flush=True)
+for pid in kids:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""

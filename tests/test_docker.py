@@ -6,6 +6,7 @@ neither can be had the tests skip with the reason. The GPU device request is che
 engine would get (no GPU here).
 """
 
+import dataclasses
 import gc
 import pickle
 import socket
@@ -103,7 +104,8 @@ def test_a_container_without_network_reaches_nothing_on_the_host(docker_sandboxe
                                                                  all_interfaces_server):
     port = all_interfaces_server
     addresses = _host_addresses(docker_host)
-    opened = docker_sandboxes("net-open", writable=[tmp_path], network=True)  # host network: the control
+    # the control: the host's own network, asked for by name (network=True alone never reaches the host)
+    opened = dataclasses.replace(docker_sandboxes, network_mode="host")("net-open", writable=[tmp_path], network=True)
     closed = docker_sandboxes("net-closed", writable=[tmp_path], network=False)
     try:
         for where, address in addresses.items():
@@ -127,16 +129,18 @@ def _bridge_expected(url) -> bool:
         client.close()
 
 
-def test_a_bridged_container_reaches_the_bridge_but_not_the_hosts_loopback(docker_host, docker_image, tmp_path,
-                                                                           all_interfaces_server):
+def test_a_bridged_container_reaches_neither_the_bridge_nor_the_hosts_loopback(docker_host, docker_image, tmp_path,
+                                                                                all_interfaces_server):
+    """The engine's own bridge, named: the host is cut off there too (its gateway is the host)."""
     addresses = _host_addresses(docker_host)
     if "docker bridge" not in addresses:
         pytest.skip("this dockerd runs without the bridge (--bridge=none)")
-    factory = DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", time_limit_s=600, network_mode="bridge")
+    factory = DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", time_limit_s=600, network_mode="bridge",
+                              cache_dir=str(tmp_path / "cache"))
     sandbox = factory("net-bridge", writable=[tmp_path], network=True)
     try:
         port = all_interfaces_server
-        assert sandbox.exec(_fetch(f"http://{addresses['docker bridge']}:{port}/"), cwd=tmp_path, timeout_s=20).ok
+        assert not sandbox.exec(_fetch(f"http://{addresses['docker bridge']}:{port}/"), cwd=tmp_path, timeout_s=20).ok
         assert not sandbox.exec(_fetch(f"http://127.0.0.1:{port}/"), cwd=tmp_path, timeout_s=20).ok
     finally:
         sandbox.cleanup()
@@ -234,14 +238,18 @@ def test_gpus_become_a_device_request_renumbered_inside(monkeypatch, tmp_path):
 
     fake = type("Client", (), {"images": Images(), "containers": Containers(), "api": None})()
     monkeypatch.setattr(docker_sandbox, "client_for", lambda host: fake)
-    factory = DockerSandboxes(host="unix:///fake.sock", image="engine:gpu", shm_size="16g", time_limit_s=7200)
-    sandbox = factory("att1.bench", writable=[tmp_path], network=True, slot_env={"CUDA_VISIBLE_DEVICES": "2,3", "ISOBENCH_SLOT": "n/gpu2,3"})
+    factory = DockerSandboxes(host="unix:///fake.sock", image="engine:gpu", shm_size="16g", time_limit_s=7200,
+                              network_mode="host", cache_dir=str(tmp_path / "cache"))
+    sandbox = factory("att1.bench", writable=[tmp_path / "tree"], network=True,
+                      slot_env={"CUDA_VISIBLE_DEVICES": "2,3", "ISOBENCH_SLOT": "n/gpu2,3"})
     (request,) = calls["device_requests"]
     assert request["DeviceIDs"] == ["2", "3"] and request["Capabilities"] == [["gpu"]]
-    assert calls["shm_size"] == "16g" and calls["command"] == ["sleep", "7200"] and calls["init"] and calls["auto_remove"]
+    assert calls["shm_size"] == "16g" and calls["command"][:2] == ["sh", "-c"] and calls["init"] and calls["auto_remove"]
     assert calls["network_mode"] == "host"
     assert sandbox._env(None, "p", None)["CUDA_VISIBLE_DEVICES"] == "0,1"  # the container's own numbering
-    assert [(m["Target"], m["Source"]) for m in calls["mounts"]] == [(str(tmp_path), str(tmp_path.resolve()))]
+    mounts = [(m["Target"], m["Source"]) for m in calls["mounts"]]
+    assert mounts[0] == (str(tmp_path / "tree"), str((tmp_path / "tree").resolve()))
+    assert mounts[1][0] == "/.isobench-ttl" and mounts[1][1].startswith(str(tmp_path / "cache")) and len(mounts) == 2
 
 
 def test_settings_choose_the_docker_factory():

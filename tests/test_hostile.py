@@ -29,6 +29,7 @@ from isobench_ray.stages.validation import validate
 from isobench_ray.store import RunDirBusy, RunLock, RunStore
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+pytest_plugins = ["dockerd", "outside"]  # a private dockerd; the outside world and a Ray head (tests/outside.py)
 
 
 def _task(repo: dict, **repo_fields) -> Task:
@@ -97,6 +98,93 @@ def test_a_child_that_drops_its_tag_and_leaves_its_session_is_gone(tiny_repo, tm
     assert "child-alive.txt" in session.patch, session.patch  # the child really ran, alive as the agent finished
     time.sleep(0.3)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "313"]]
+
+
+# ---------------------------------------------------------------- real boundaries (the issue's cases 1, 2 and 9)
+
+
+def _seen(patch: str, name: str) -> str:
+    return patch.split(f"+++ b/{name}")[1].split("diff --git")[0] if f"+++ b/{name}" in patch else ""
+
+
+@needs_bwrap
+def test_case_1_root_in_bubblewrap_cannot_unmount_remount_or_read_the_harness(tiny_repo, outside_tmp, make_settings):
+    """Bubblewrap run by root kept every capability: the agent unmounted the private /tmp and the cache's mask to
+    list the mirrors (the human fix), remounted / read-write and wrote on the host; other caches, the checkout
+    and /etc/shadow were readable. Now: no capability in its own user namespace, an allow-listed file system."""
+    repo = outside_tmp / "tiny"
+    shutil.copytree(tiny_repo["path"], repo)
+    settings = make_settings(outside_tmp)  # the cache (mirrors) and work folder outside /tmp, as on a real node
+    mirrors, outside, other = Path(settings.cache_dir) / "mirrors", outside_tmp / "outside", outside_tmp / "other-cache"
+    for folder in (outside, other):
+        folder.mkdir()
+    (other / "token").write_text("another tool's secret")
+    checkout = Path(__file__).resolve().parents[1]
+    script = (f"umount -l /tmp; umount -l {settings.cache_dir}; umount /etc/shadow; mount -o remount,rw,bind /; mount -o remount,rw /; "
+              f"ls -a {mirrors} > seen_mirrors.txt 2>&1; echo pwned > {outside}/pwned.txt; "
+              f"cat /etc/shadow {other}/token > seen_secrets.txt 2>&1; ls -a {checkout} > seen_checkout.txt 2>&1; "
+              "echo edit >> tiny/__init__.py")
+    session, logs = _session(_task({**tiny_repo, "path": repo}), settings, script)
+    assert "+edit" in session.patch, session  # the agent ran, and its edit is its patch
+    assert mirrors.is_dir() and any(m.name.endswith(".git") for m in mirrors.iterdir())
+    assert "seen_mirrors.txt" in session.patch and ".git" not in _seen(session.patch, "seen_mirrors.txt")
+    secrets = _seen(session.patch, "seen_secrets.txt")
+    assert "seen_secrets.txt" in session.patch and "root:" not in secrets and "another tool" not in secrets, secrets
+    assert "pyproject.toml" not in _seen(session.patch, "seen_checkout.txt")
+    assert not (outside / "pwned.txt").exists()
+
+
+@pytest.mark.slow  # a Ray head with its dashboard
+@pytest.mark.parametrize("kind", [pytest.param("bwrap", marks=needs_bwrap), "docker"])
+def test_case_2_an_agent_with_network_cannot_reach_rays_job_api(kind, request, tiny_repo, outside_tmp, ray_head, make_settings):
+    """With `network: true` the agent shared the host's network, posted a job to the dashboard agent's job API on
+    127.0.0.1 and had a root command run on the host. Now the sandbox's network never reaches the host."""
+    extra = {} if kind == "bwrap" else dict(sandbox="docker", docker_host=request.getfixturevalue("docker_host"),
+                                            docker_image=request.getfixturevalue("docker_image"))
+    marker, ports, ip = outside_tmp / "job-ran", ray_head, ray_head["node_ip"]
+    urls = [f"http://127.0.0.1:{ports['dashboard']}/api/jobs/", f"http://127.0.0.1:{ports['agent']}/api/job_agent/jobs/",
+            f"http://{ip}:{ports['agent']}/api/job_agent/jobs/", f"tcp://127.0.0.1:{ports['gcs']}", f"tcp://{ip}:{ports['gcs']}"]
+    assert ray_head["answers"](f"http://127.0.0.1:{ports['dashboard']}/api/version")  # live, open to the host's processes
+    session, _ = _session(_task(tiny_repo), make_settings(**extra), "python3 -c \"$ATTACK\" > attack.txt 2>&1; echo x >> tiny/__init__.py",
+                          network=True, env={"ATTACK": ray_head["attack"], "MARKER": str(marker), "URLS": " ".join(urls)})
+    seen = json.loads(_seen(session.patch, "attack.txt").splitlines()[-1][1:])
+    assert set(seen) == set(urls), seen  # every door was tried
+    assert [url for url, how in seen.items() if isinstance(how, int) or how == "connected"] == [], seen
+    time.sleep(3)  # a job that got through would have written its marker by now
+    assert not marker.exists()
+
+
+def test_case_9_containers_end_with_their_driver_and_hold_no_bomb(docker_host, docker_image, tmp_path):
+    """Containers outlived a killed driver by 24 h, no later run removed them, a fork bomb filled the process
+    table, /tmp was unbounded. Now: limits, the driver's labels, a deadline only it pushes, `isobench clean`."""
+    import docker
+
+    from dockerd import FORK_BOMB, killed_driver
+    from isobench_ray.sandbox.docker import DockerSandboxes
+
+    limited = DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", cache_dir=str(tmp_path), pids_limit=128,
+                              memory="256m", tmp_size="16m")("case9-limits", writable=[tmp_path], network=False)
+    try:
+        bomb = limited.exec(["python3", "-c", FORK_BOMB, "2000"], cwd=tmp_path, timeout_s=60)
+        assert bomb.ok and 0 < int(bomb.output.split()[-1]) < 128, bomb.output
+        assert "No space left" in limited.exec("head -c 64000000 /dev/zero > /tmp/fill", cwd=tmp_path, timeout_s=60).output
+        assert limited.exec(["python3", "-c", "b = bytearray(600 << 20)"], cwd=tmp_path, timeout_s=60).returncode == 137
+    finally:
+        limited.cleanup()
+    client = docker.DockerClient(base_url=docker_host)
+    alone, ident, pid = killed_driver(docker_host, docker_image, tmp_path, 5)
+    labels = client.containers.get(alone).labels
+    assert labels["isobench.run"] == "case9-run" and labels["isobench.driver"] == ident and f"/{pid}/" in ident
+    deadline = time.monotonic() + 60  # its deadline no longer pushed: gone by itself, no later run or clean needed
+    while client.containers.list(all=True, filters={"name": alone}) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not client.containers.list(all=True, filters={"name": alone}), "outlived its dead driver's margin"
+    first = killed_driver(docker_host, docker_image, tmp_path, 900)[0]
+    second = killed_driver(docker_host, docker_image, tmp_path, 900)[0]  # the next run: its first container clears
+    assert not client.containers.list(all=True, filters={"name": first}) and client.containers.list(filters={"name": second})
+    cleaned = CliRunner().invoke(app, ["clean", "--host", docker_host, "--cache-dir", str(tmp_path)])
+    assert cleaned.exit_code == 0 and second in cleaned.output, cleaned.output
+    assert not client.containers.list(all=True, filters={"name": second})
 
 
 def test_hooks_and_config_the_agent_writes_in_its_git_never_run(tiny_repo, tmp_path, make_settings):

@@ -6,15 +6,27 @@ IMPLEMENTATIONS (`lacks`) and its test is a strict xfail: it must fail there, so
 starts keeping the promise fails the suite until the declaration is brought up to date. The session
 stage never gives such a sandbox to an agent that runs code.
 
+The boundaries (docs/security.md) are promises like the others, each replayed as a hostile command would
+try it: no privilege (no mount, umount or remount, no capability), no write outside the writable paths even
+as root, none of the harness's files (its caches and mirrors, its checkout, /etc/shadow, its unix
+sockets), no fork past the pids limit, and a network that reaches the outside (tests/outside.py: a server
+in a namespace of its own) but never the host, on any of its addresses. Run against the plain local
+sandbox, the hostile commands are only the harmless ones (a capability read, forks under a count).
+
 Commands say `python`, never the harness's interpreter: the local sandbox puts the harness's first on
 PATH, and a container has the image's own (the host's virtualenv is not there). The Docker implementation
 runs against a private dockerd started for the session (tests/dockerd.py) and skips with the reason where
 none can run.
 """
 
+import dataclasses
+import json
 import os
 import shutil
+import socket
+import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -22,12 +34,19 @@ import pytest
 from isobench_ray.sandbox import SandboxUnavailable
 from isobench_ray.sandbox.local import LocalSandbox, LocalSandboxes
 
-pytest_plugins = ["dockerd"]  # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session
+# docker_host, docker_image, docker_sandboxes: one dockerd for the whole session; outside_server: the Internet
+pytest_plugins = ["dockerd", "outside"]
+
+PIDS = 64  # the pids limit of every sandbox in this suite
+HARNESS = Path.home() / ".cache" / f"isobench-conformance-{os.getpid()}"  # the harness's cache, as a run hides it
+CHECKOUT = Path(__file__).resolve().parents[1]  # the harness's own checkout
+LOCAL_LACKS = {"network", "writable_paths", "no_privilege", "harness_files", "pids", "no_host"}
 
 IMPLEMENTATIONS = [
     # lacks: the promises this implementation does not make (their tests must fail on it: strict xfail)
-    pytest.param(dict(factory=LocalSandboxes(), isolate=False, lacks={"network", "writable_paths"}), id="local"),
-    pytest.param(dict(factory=LocalSandboxes(), isolate=True), id="bwrap",
+    pytest.param(dict(factory=LocalSandboxes(pids_limit=PIDS, hidden=(str(HARNESS),)), isolate=False, lacks=LOCAL_LACKS),
+                 id="local"),
+    pytest.param(dict(factory=LocalSandboxes(pids_limit=PIDS, hidden=(str(HARNESS),)), isolate=True), id="bwrap",
                  marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")),
     pytest.param(dict(fixture="docker_sandboxes", isolate=True), id="docker",  # skips where no dockerd can run
                  marks=[pytest.mark.docker, pytest.mark.slow]),  # a private dockerd to start: not in make test-fast
@@ -38,6 +57,8 @@ IMPLEMENTATIONS = [
 def make(request, tmp_path):
     impl = request.param
     factory = impl["factory"] if "factory" in impl else request.getfixturevalue(impl["fixture"])
+    if dataclasses.is_dataclass(factory) and "fixture" in impl:
+        factory = dataclasses.replace(factory, pids_limit=PIDS)
     made = []
 
     def _make(tag="conf", network=False, env=None):
@@ -172,15 +193,35 @@ def test_only_the_given_environment_is_visible(make, tmp_path, monkeypatch):
     assert "hunter2" not in res.output and "ISOBENCH_TEST_SECRET" not in res.output
 
 
-def test_no_network_when_none_was_asked_for(make, tmp_path, http_server, request):
+def _fetch(url: str) -> list[str]:
+    return ["python", "-c", f"import urllib.request; print(urllib.request.urlopen('{url}', timeout=3).read())"]
+
+
+def test_no_network_when_none_was_asked_for(make, tmp_path, http_server, outside_server, request):
     closed = make(network=False)
     assert closed.enforces_network == ("network" not in make.lacks)  # what it says of itself is what it does
     _not_promised_fails(request, make, "network", f"the {closed.kind} sandbox does not cut the network; "
                         "agents that run code never get it")
-    fetch = ["python", "-c", f"import urllib.request; print(urllib.request.urlopen('{http_server}', timeout=3).read())"]
-    assert not closed.exec(fetch, cwd=tmp_path, timeout_s=20).ok
-    opened = make(tag="open", network=True).exec(fetch, cwd=tmp_path, timeout_s=20)
-    assert opened.ok and "hello from the host" in opened.output
+    assert not closed.exec(_fetch(http_server), cwd=tmp_path, timeout_s=20).ok
+    assert not closed.exec(_fetch(outside_server), cwd=tmp_path, timeout_s=20).ok
+    opened = make(tag="open", network=True).exec(_fetch(outside_server), cwd=tmp_path, timeout_s=20)
+    assert opened.ok and "hello from the outside" in opened.output  # network: the outside world
+
+
+def test_network_never_reaches_the_host_on_any_address(make, tmp_path, http_server, request):
+    """`network=True` is egress to the outside: never the host's loopback (Ray's job API, its dashboard), nor
+    its other addresses (the LAN's, the Docker bridges'), where the cluster's ports also listen."""
+    from conftest import HelloHandler, serve
+    from outside import host_addresses
+
+    sandbox = make(network=True)
+    _not_promised_fails(request, make, "no_host", "plain local processes share the host's network")
+    with serve(HelloHandler, host="0.0.0.0") as everywhere:
+        port = everywhere.server_address[1]
+        for where, address in {"loopback server": http_server, **{k: f"http://{a}:{port}/" for k, a in host_addresses().items()}}.items():
+            res = sandbox.exec(_fetch(address), cwd=tmp_path, timeout_s=20)
+            assert not res.ok and "hello from the host" not in res.output, f"reached the host's {where}"
+            assert "Traceback" in res.output  # the fetch ran, and the network refused it
 
 
 def test_only_the_writable_paths_can_be_written(make, tmp_path, request):
@@ -192,6 +233,116 @@ def test_only_the_writable_paths_can_be_written(make, tmp_path, request):
     res = sandbox.exec(f"echo ok > inside.txt && echo no > {outside}/x.txt", cwd=tmp_path, timeout_s=20)
     assert (tmp_path / "inside.txt").read_text().strip() == "ok"
     assert not res.ok and not (outside / "x.txt").exists()
+
+
+# what a hostile agent holding root tried (the "Real boundaries" issue, case 1): unmount the private /tmp to
+# see the host's, remount the root read-write to write on the host, mount over a writable path
+_ESCAPE = "umount -l /tmp; mount -o remount,rw,bind /; mount -o remount,rw /; mount -t tmpfs none {mnt}; echo pwned > {outside}/x"
+
+
+def test_no_privilege_no_mount_no_remount(make, tmp_path, request):
+    sandbox = make()
+    _not_promised_fails(request, make, "no_privilege", "plain local processes keep the harness's privileges")
+    caps = sandbox.exec("grep CapEff /proc/self/status", cwd=tmp_path, timeout_s=20)
+    assert caps.ok and caps.output.split()[-1].strip("0") == "", caps.output  # not one capability
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (tmp_path / "mnt").mkdir()
+    res = sandbox.exec(_ESCAPE.format(mnt=tmp_path / "mnt", outside=outside), cwd=tmp_path, timeout_s=30)
+    assert res.output.count("mount") >= 4, res.output  # every command ran, and said why it failed
+    assert not (outside / "x").exists()
+    after = sandbox.exec("echo ok > mnt/probe; grep -c ' /tmp ' /proc/self/mounts", cwd=tmp_path, timeout_s=20)
+    assert (tmp_path / "mnt" / "probe").exists(), after.output  # the writable path is still the host's, not a tmpfs
+
+
+@pytest.fixture(scope="module")
+def harness_files():
+    """The harness's own files a sandbox must not read: a mirror in its cache, its checkout, /etc/shadow, a
+    unix socket it listens on (in its cache and in the abstract namespace)."""
+    mirror = HARNESS / "mirrors" / "repo.git"
+    mirror.mkdir(parents=True, exist_ok=True)
+    (mirror / "HEAD").write_text("the human commit: a secret of the harness\n")
+    listeners = []
+    for address in (str(HARNESS / "harness.sock"), f"\0isobench-conformance-{os.getpid()}"):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        listener.listen(8)
+        threading.Thread(target=lambda s=listener: [s.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+        listeners.append(listener)
+    yield {"mirror": str(mirror / "HEAD"), "checkout": str(CHECKOUT / "pyproject.toml"), "shadow": "/etc/shadow",
+           "socket": str(HARNESS / "harness.sock"), "abstract socket": f"@isobench-conformance-{os.getpid()}"}
+    for listener in listeners:
+        listener.close()
+    shutil.rmtree(HARNESS, ignore_errors=True)
+
+
+# each file's digest as the sandbox reads it (a container's own /etc/shadow is its image's, not the host's), or
+# "connected" for a socket, or why not
+_READ = """
+import hashlib, json, socket, sys
+seen = {}
+for name, path in json.loads(sys.argv[1]).items():
+    try:
+        if "socket" in name:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path.replace("@", "\\0", 1))
+            seen[name] = "connected"
+        else:
+            seen[name] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    except OSError as exc:
+        seen[name] = type(exc).__name__
+print(json.dumps(seen))
+"""
+
+
+def _digest(path: str) -> str:
+    """What the sandbox would print had it read the harness's own file (or reached its socket)."""
+    import hashlib
+
+    if path.startswith("@") or path.endswith(".sock"):
+        return "connected"
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:  # not even the harness reads it
+        return "not readable here"
+
+
+def test_the_harness_files_are_out_of_reach(make, tmp_path, harness_files, request):
+    sandbox = make(network=True)
+    _not_promised_fails(request, make, "harness_files", "plain local processes read what the harness's user can")
+    res = sandbox.exec(["python", "-c", _READ, json.dumps(harness_files)], cwd=tmp_path, timeout_s=30)
+    assert res.ok, res.output
+    seen = json.loads(res.output.strip().splitlines()[-1])
+    assert set(seen) == set(harness_files)  # every one was tried
+    assert [name for name, path in harness_files.items() if seen[name] == _digest(path)] == [], seen
+
+
+_FORK = """
+import os, sys, time
+kids = []
+for _ in range(int(sys.argv[1])):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+print(len(kids), flush=True)
+for pid in kids:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)  # reaped: the wrapper that runs the command needs its own forks after this
+"""
+
+
+def test_no_fork_past_the_pids_limit(make, tmp_path, request):
+    sandbox = make()
+    _not_promised_fails(request, make, "pids", "plain local processes fork as many as the harness's user may")
+    res = sandbox.exec(["python", "-c", _FORK, str(4 * PIDS)], cwd=tmp_path, timeout_s=60)
+    assert res.ok, res.output
+    forked = int(res.output.split()[-1])
+    assert 0 < forked < PIDS, res.output  # stopped at the limit, the sandbox's own processes counted
 
 
 def test_files_and_http_go_where_the_commands_run(make, tmp_path):
@@ -209,6 +360,16 @@ def test_files_and_http_go_where_the_commands_run(make, tmp_path):
     finally:
         proc.stop(grace_s=1)
     assert sandbox.http_status(f"http://127.0.0.1:{port}/", timeout_s=1) is None
+
+
+def test_a_network_without_slirp4netns_is_refused_with_what_to_install(tmp_path, monkeypatch):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "bwrap").symlink_to(shutil.which("bwrap"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # bubblewrap, but no slirp4netns
+    with pytest.raises(SandboxUnavailable, match="apt-get install slirp4netns"):
+        LocalSandboxes()("t", writable=[tmp_path], network=True, isolate=True)
 
 
 def test_isolation_is_refused_not_dropped_where_it_cannot_run(tmp_path, monkeypatch):
