@@ -6,14 +6,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
-from isobench_ray.hardware import node_cores
+from isobench_ray.hardware import Gpus, node_cores
 from isobench_ray.sandbox.local import LocalSandboxes
 from isobench_ray.schema import ARMS, Attempt, BenchSlot, BenchmarkSpec, NoopSpec, RepoSpec, Run, Task
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
+from isobench_ray.stages.bench_context import BenchContext
 from isobench_ray.stages.rounds import ArmState, stop_reason
 
 from conftest import QUICK_BENCH, commit
@@ -65,8 +65,7 @@ def test_every_run_under_outside_load_is_flagged_never_counted_and_measured_agai
                 assert r.outside_load > settings.outside_load_max, r  # the burner was seen ...
                 assert r.disturbed and not r.is_sample, r  # ... and no disturbed run counts, the re-measure's neither
         assert arm.samples(m.primary_metric) == []
-    assert m.stop_reason == ("max rounds (2); interval half-width still inf%; "
-                             "clean samples below min_samples (2): baseline 0, human 0, agent 0"), m.stop_reason
+    assert m.stop_reason.startswith("max rounds (2): disturbed: arm baseline has 0 clean samples of 2"), m.stop_reason
     assert m.slot_s >= m.duration_s > 0
 
 
@@ -78,15 +77,19 @@ def _states(clean: dict[str, int], disturbed: int = 0) -> dict[str, ArmState]:
             for arm, n in clean.items()}
 
 
-def test_a_narrow_interval_does_not_stop_the_rounds_before_every_arm_has_its_clean_samples():
-    settings = Settings(rounds=2, max_rounds=6, min_samples=4, runs_per_round=2)
-    bench = engine_named("vllm").bench_command(BenchmarkSpec(kind="latency", command="python benchmarks/"
-                                                             "benchmark_latency.py --model m"), None)
-    ctx = SimpleNamespace(settings=settings, bench=bench)
+def test_a_decided_verdict_does_not_stop_the_rounds_before_every_arm_has_its_clean_samples(tmp_path):
+    settings = Settings(rounds=2, max_rounds=6, min_samples=4, runs_per_round=2, noise_arm=False,
+                        cache_dir=str(tmp_path / "c"), work_dir=str(tmp_path / "w"))
+    task = Task(id="fake", repo=RepoSpec(name="fake", url=str(tmp_path), engine="vllm"), human_commit="a" * 40,
+                parent_commit="b" * 40, description="d", model="m",
+                benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model m"))
+    engine = engine_named("vllm")
+    ctx = BenchContext(slot=BenchSlot(name="s"), settings=settings, gpus=Gpus(()), engine=engine, task=task,
+                       bench=engine.bench_command(task.benchmark, None), sandbox_of={}, trees={}, base=tmp_path, logs={})
     full = {"baseline": 4, "human": 4, "agent": 4}
-    assert stop_reason(ctx, _states(full), 2).startswith("interval half-width 0.00% <= 2.0% after 2 rounds")
+    assert stop_reason(ctx, _states(full), 2).startswith("decided after 2 rounds: beats")
     short = {"baseline": 4, "human": 3, "agent": 4}  # the human's fourth run was disturbed: not a sample
     assert stop_reason(ctx, _states(short, disturbed=1), 2) == ""
     assert stop_reason(ctx, _states(short, disturbed=1), 5) == ""
-    assert stop_reason(ctx, _states(short, disturbed=1), 6) == (
-        "max rounds (6); interval half-width 0.00%; clean samples below min_samples (4): baseline 4, human 3, agent 4")
+    assert stop_reason(ctx, _states(short, disturbed=1), 6).startswith(
+        "max rounds (6): disturbed: arm human has 3 clean samples of 4")

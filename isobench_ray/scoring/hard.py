@@ -12,7 +12,7 @@ import math
 import statistics
 
 from isobench_ray.scoring import correctness, stats, verdicts
-from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status
+from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status, VerdictCause
 
 def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
     if value is None or baseline is None or value <= 0 or baseline <= 0:
@@ -35,14 +35,27 @@ def median_of(measurements: Measurements, arm: str) -> float | None:
     return statistics.median(samples) if samples else None
 
 
+def _only_disturbed(measurements: Measurements, arm: str) -> bool:
+    """The arm ran without failing and has no clean sample because every measured run was disturbed: the
+    machine's doing, not the task's or the agent's (the strict class says `inconclusive`, cause disturbed)."""
+    result = measurements.arm(arm)
+    measured = [r for r in (result.runs if result else []) if not r.warmup]
+    return bool(result and not result.failure_cause and measured and all(r.disturbed for r in measured))
+
+
 def outcome(measurements: Measurements) -> tuple[Status, FailureCause | None, str]:
-    """Who is at fault when an arm failed: the task (baseline/human) or the agent."""
+    """Who is at fault when an arm failed: the task (baseline/human) or the agent. Arms left without a clean
+    sample by outside load are nobody's fault: measured (success), with no class but `inconclusive`."""
     for arm in ("baseline", "human"):
         result = measurements.arm(arm)
+        if _only_disturbed(measurements, arm):
+            continue
         if result is None or result.failure_cause or median_of(measurements, arm) is None:
             detail = f"{arm} arm: {result.failure_cause if result else 'missing'} {result.detail if result else ''}".strip()
             return Status.error, FailureCause.baseline_failed, detail
     agent = measurements.arm("agent")
+    if _only_disturbed(measurements, "agent"):
+        return Status.success, None, ""
     if agent is None or agent.failure_cause or median_of(measurements, "agent") is None:
         cause = (agent.failure_cause if agent else None) or FailureCause.no_metrics
         return Status.failed, cause, agent.detail if agent else ""
@@ -97,7 +110,9 @@ def score(measurements: Measurements, band_pct: float = 5.0, confidence: float =
         attempt_id=measurements.attempt_id, primary_metric=measurements.primary_metric, higher_is_better=hib,
         baseline_value=b, human_value=h, agent_value=a, speedup_vs_baseline=agent_speedup,
         human_speedup_vs_baseline=human_speedup, agent_vs_human_pct=vs_human,
-        hard_class=hard_class(vs_human, band_pct),
+        # the paper's class too says nothing where disturbed runs left no clean samples to compare
+        hard_class=HardClass.inconclusive if vs_human is None and verdict.cause is VerdictCause.disturbed
+        else hard_class(vs_human, band_pct),
         speedup_ci=_pair(ivs["agent"]), human_speedup_ci=_pair(ivs["human"]),
         agent_vs_human_ci_pct=_pair(vs_human_iv, 100.0, -1.0), noise_pct=noise, band_pct=stats.band_pct(noise, band_pct),
         hard_class_ci=verdict.hard_class, margin_pct=band_pct, verdict_cause=verdict.cause,

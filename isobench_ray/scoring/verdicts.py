@@ -110,10 +110,14 @@ def interval_verdict(iv: Interval | None, margin: float, noise: float | None, n:
 
 def strict(measurements: Measurements, vs_human: Interval | None, noise: float | None, margin: float,
            min_samples: int) -> Verdict:
-    """The strict class of one attempt: failed without an interval, then too few clean samples, then the rule."""
+    """The strict class of one attempt: too few clean samples because runs were disturbed (inconclusive, even
+    when no clean sample is left for an interval), then failed without an interval, then too few clean
+    samples, then the rule."""
+    short = shortfall(measurements, min_samples)
+    if short is not None and short.cause is VerdictCause.disturbed:
+        return short
     if vs_human is None:
         return interval_verdict(None, margin, noise, 0)
-    short = shortfall(measurements, min_samples)
     if short is not None:
         return short
     n = min(len(a.samples(measurements.primary_metric)) for a in measurements.arms

@@ -62,7 +62,7 @@ class ThreeWayBenchmark:
     def _trees(self, sandbox_of: dict[Arm, Sandbox], script: str | None, task: Task, patch: str,
                base: Path) -> dict[Arm, Path]:
         """The arms' trees: the parent, the human commit, the parent with the patch; set up where the task says."""
-        mirror_path = mirror(task.repo.url, self.settings.cache_path, (task.parent_commit, task.human_commit))
+        mirror_path = mirror(task.repo.url, self.settings.paths.cache, (task.parent_commit, task.human_commit))
         trees: dict[Arm, Path] = {
             "baseline": detached_tree(mirror_path, task.parent_commit, base / "baseline"),
             "human": detached_tree(mirror_path, task.human_commit, base / "human"),
@@ -80,7 +80,7 @@ class ThreeWayBenchmark:
                 shutil.copyfile(trees["baseline"] / script, trees[arm] / script)
         if task.repo.setup_command:
             for arm, tree in trees.items():
-                res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.setup_timeout_s,
+                res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.limits.setup_timeout_s,
                                            log_path=base / "logs" / f"{arm}.setup.log")
                 if not res.ok:
                     raise StageError(FailureCause.setup_failed, f"setup of the {arm} tree failed: {res.tail()}")
@@ -111,15 +111,15 @@ class ThreeWayBenchmark:
 
     def _run(self, attempt: Attempt, task: Task, patch: str, started: float) -> tuple[Measurements, dict[str, str]]:
         logs: dict[str, str] = {}
-        with scratch(self.settings.work_path, attempt.id, "bench") as base, ExitStack() as held:
+        with scratch(self.settings.paths.work, attempt.id, "bench") as base, ExitStack() as held:
             (base / "logs").mkdir()
             sandbox_of = self._arm_sandboxes(task, f"{attempt.id}.bench", base, held)
             try:
                 ctx = self._context(engine_named(task.repo.engine_name), task, patch, base, sandbox_of, logs)
                 prepare_s = time.monotonic() - started
-                states, order, stop_reason = run_rounds(ctx, ARMS + ((NOISE_ARM,) if self.settings.noise_arm else ()))
+                states, order, stop_reason = run_rounds(ctx, ARMS + ((NOISE_ARM,) if self.settings.measurement.noise_arm else ()))
                 checks: dict[Arm, dict] = {}
-                if self.settings.check_correctness and not any(states[arm].failure for arm in ARMS):
+                if self.settings.correctness.enabled and not any(states[arm].failure for arm in ARMS):
                     checks = check_arms(ctx)
                 arms = arm_results(ctx, states, checks)
                 metric = ctx.bench.primary(r for a in arms for r in a.runs) or "unknown"

@@ -90,7 +90,7 @@ def run_round(ctx: BenchContext, arm: Arm, index: int, state: ArmState) -> None:
             if server.failure:
                 state.failure = server.failure
                 return
-            rnd = _Round(arm, index, ctx.bench.client_command(ctx.settings.host, server.port), client_cpus, server,
+            rnd = _Round(arm, index, ctx.bench.client_command(ctx.settings.sandbox.host, server.port), client_cpus, server,
                          started_s)
         _runs(ctx, rnd, state)
     finally:
@@ -103,13 +103,13 @@ def run_round(ctx: BenchContext, arm: Arm, index: int, state: ArmState) -> None:
 def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
     """The round's warm-ups and measured runs, until one fails."""
     settings = ctx.settings
-    warmups = ctx.bench.warmup_runs if settings.warmup_runs is None else settings.warmup_runs
+    warmups = ctx.bench.warmup_runs if settings.measurement.warmup_runs is None else settings.measurement.warmup_runs
     # A disturbed run (something outside the slot used its cores meanwhile) is kept for the record, never
     # counted, and measured again in this round, its server still warm: every time, up to runs_per_round
     # extra tries per round. The bound keeps a slot under lasting outside load from holding an arm's round
     # (and the slot) without end, or piling one arm's runs into one stretch of time, which interleaving is
     # there to avoid; the next rounds try again, and the stop rule waits for min_samples clean samples.
-    planned, extra_tries, i = warmups + settings.runs_per_round, settings.runs_per_round, 0
+    planned, extra_tries, i = warmups + settings.measurement.runs_per_round, settings.measurement.runs_per_round, 0
     while i < planned:
         run, failure = _measure(ctx, rnd, i, warm=i < warmups)
         if run.disturbed and extra_tries > 0:
@@ -124,7 +124,7 @@ def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
 def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run, Failure | None]:
     """One benchmark run, with the share of the slot's cores that something outside it used meanwhile."""
     settings, sandbox = ctx.settings, ctx.sandbox_of[rnd.arm]
-    timeout_s = settings.bench_timeout_s or ctx.task.benchmark.timeout_s
+    timeout_s = settings.limits.bench_timeout_s or ctx.task.benchmark.timeout_s
     proc = rnd.server.process if rnd.server else None
     before = ctx.telemetry()
     busy, server_cpu = busy_seconds(ctx.slot.cpus), proc.cpu_seconds() if proc else 0.0
@@ -143,7 +143,7 @@ def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run
     # either end): never counted, measured again like any disturbed run
     held_down = throttled(before) or throttled(after)
     run = Run(arm=rnd.arm, round=rnd.index, warmup=warm, duration_s=res.duration_s, outside_load=round(outside, 4),
-              disturbed=not warm and (outside > settings.outside_load_max or held_down), command=ran,
+              disturbed=not warm and (outside > settings.slots.outside_load_max or held_down), command=ran,
               server_command=rnd.server.command if rnd.server else "",
               server_start_s=None if rnd.server_start_s is None else round(rnd.server_start_s, 3),
               telemetry={"start": before, "end": after})
