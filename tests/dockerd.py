@@ -58,7 +58,9 @@ def _ping(url: str, timeout_s: float) -> str:
 
 
 def _remove_all(url: str) -> list[str]:
-    """Force-remove every container (a stop would wait for each); returns the names of those left."""
+    """Force-remove every container (a stop would wait for each), then the networks made (the sandbox's own
+    bridge: the engine deletes its interface and firewall rules, which a stopped engine would leave on the
+    host); returns the names of the containers left."""
     import docker
 
     client = docker.DockerClient(base_url=url, timeout=60)
@@ -70,6 +72,10 @@ def _remove_all(url: str) -> list[str]:
                 container.remove(force=True)
             except docker.errors.APIError:
                 pass
+        try:
+            client.networks.prune()
+        except docker.errors.APIError:
+            pass
         return names
     except Exception:
         return []
