@@ -40,15 +40,17 @@ def test_run_options_reach_the_settings(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from isobench_ray import cli
+    from isobench_ray.cli import run as run_commands
 
     seen = {}
-    monkeypatch.setattr(cli, "_execute", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(run_commands, "_execute", lambda *a, **kw: seen.update(kw))
     res = CliRunner().invoke(cli.app, ["run", "t.yaml", "--agents", "noop", "--out", str(tmp_path / "r"),
                                        "--server-timeout", "180", "--runs-per-round", "2", "--no-validate-server",
                                        "--host-cores", "4"])
     assert res.exit_code == 0, res.output
     s = seen["settings"]
-    assert (s.server_start_timeout_s, s.runs_per_round, s.validate_server, s.host_cores) == (180, 2, False, 4)
+    assert (s.limits.server_start_timeout_s, s.measurement.runs_per_round, s.limits.validate_server,
+            s.slots.host_cores) == (180, 2, False, 4)
 
 
 def test_every_setting_option_names_a_setting_and_takes_its_help():

@@ -53,38 +53,16 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
     """Returns the Session and its logs {file name: text}; the caller stores both."""
     started = time.monotonic()
     agent = make_agent(spec)
-    with scratch(settings.work_path, attempt.id, "session") as base:
-        workdir, log_dir = base / "tree", base / "logs"
+    with scratch(settings.paths.work, attempt.id, "session") as base:
+        workdir, log_dir, home = base / "tree", base / "logs", base / "home"
         log_dir.mkdir()
-        mirror_path = mirror(task.repo.url, settings.cache_path, (task.parent_commit, task.human_commit))
+        home.mkdir()  # the agent's own HOME: its tools' config and caches, never the user's
+        mirror_path = mirror(task.repo.url, settings.paths.cache, (task.parent_commit, task.human_commit))
         detached_tree(mirror_path, task.parent_commit, workdir)
         prompt = render_prompt(task, workdir, spec.time_limit_s)
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(prompt)
-        home = base / "home"  # the agent's own HOME: its tools' config and caches, never the user's
-        home.mkdir()
-        # an agent that runs code is contained or not run at all (unless --sandbox none); a replay is
-        # contained where it can be
-        isolate = settings.sandbox.kind != "none" and settings.isolate_agents and (agent.executes_code or sandboxes.can_isolate)
-        try:
-            # a local repository holds the human commit: the answer, hidden like the mirror
-            repo_path = [Path(task.repo.url)] if Path(task.repo.url).is_dir() else []
-            missing = [name for name in spec.host_env if name not in os.environ]
-            if missing:
-                raise SandboxUnavailable(f"{', '.join(missing)} (named in host_env) not set on this node")
-            given = {name: os.environ[name] for name in spec.host_env}
-            image = per_commit(spec.image, task.parent_commit) if spec.image else None
-            if image and (store := images_of(sandboxes)):
-                store.ensure(image)
-            # the agent's CLI (its configured executable, else the adapter's usual name): readable where it runs
-            program = getattr(spec, "executable", None) or getattr(agent, "executable", "")
-            sandbox = with_readable(sandboxes, [program] if program else [])(
-                attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
-                env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
-        except ImageMissing as exc:
-            raise StageError(FailureCause.image_missing, f"agent {spec.name}: {exc}") from None
-        except SandboxUnavailable as exc:
-            raise StageError(FailureCause.sandbox_unavailable, f"agent {spec.name}: {exc}") from None
+        sandbox = _agent_sandbox(attempt, task, spec, agent, settings, sandboxes, (workdir, log_dir, home))
         ctx = SessionContext(task, workdir, prompt_file, sandbox, spec.time_limit_s, mirror_path, log_dir)
         agent_started = time.monotonic()
         try:
@@ -92,23 +70,61 @@ def run_session(attempt: Attempt, task: Task, spec: AgentSpec, settings: Setting
         finally:
             sandbox.cleanup()
         agent_s = time.monotonic() - agent_started
-        extracted = extract_patch(workdir, settings.max_patch_bytes)
-        patch, files = extracted.patch, extracted.files
-        cause, detail = outcome.failure_cause, outcome.detail
-        logs: dict[str, str | bytes] = {"prompt.md": prompt}
-        if extracted.compressed is not None:
-            cause = FailureCause.patch_too_large
-            detail = (f"the changes hold {extracted.size / 1e6:.1f} MB, over the limit of {settings.max_patch_bytes / 1e6:.1f} MB "
-                      f"(max_patch_bytes); the diff is kept in patch.diff.gz. Files: {', '.join(files[:10])}")
-            logs["patch.diff.gz"] = extracted.compressed
-        else:
-            logs["patch.diff"] = patch
-        if cause is None and not patch.strip() and spec.kind != "noop":  # noop's empty patch is the A/A control
-            cause = FailureCause.no_patch
-        for path in sorted(log_dir.iterdir()):  # what the agent did, as it wrote it: its log, trajectory, command
-            if path.is_file() and path.suffix in (".log", ".json", ".sh") and path.name != "step.log":
-                logs[path.name] = path.read_text(errors="replace")[-20_000_000:]
-        return Session(attempt_id=attempt.id, patch=patch, files_changed=files, exit_status=outcome.exit_status,
-                       duration_s=time.monotonic() - started, agent_s=agent_s, steps=outcome.steps,
-                       tokens=outcome.tokens, cost_usd=outcome.cost_usd,
-                       sandbox="none" if agent.executes_code and not sandbox.isolated else sandbox.kind, failure_cause=cause, detail=detail), logs
+        if not workdir.is_dir():  # removed from outside the session (a run sharing the work folder): never the agent's fault
+            raise RuntimeError(f"the session's tree {workdir} is gone: removed outside the session")
+        extracted = extract_patch(workdir, settings.limits.max_patch_bytes)
+        cause, detail, logs = _outcome_and_logs(spec, outcome, extracted, settings.limits.max_patch_bytes, log_dir)
+        logs["prompt.md"] = prompt
+        return Session(attempt_id=attempt.id, patch=extracted.patch, files_changed=extracted.files,
+                       exit_status=outcome.exit_status, duration_s=time.monotonic() - started, agent_s=agent_s,
+                       steps=outcome.steps, tokens=outcome.tokens, cost_usd=outcome.cost_usd,
+                       sandbox="none" if agent.executes_code and not sandbox.isolated else sandbox.kind,
+                       failure_cause=cause, detail=detail), logs
+
+
+def _agent_sandbox(attempt: Attempt, task: Task, spec: AgentSpec, agent, settings: Settings,
+                   sandboxes: SandboxFactory, folders: tuple[Path, Path, Path]):
+    """The session's sandbox: the tree, logs and HOME writable, the mirror and a local repository (the human
+    commit: the answer) hidden. An agent that runs code is contained or not run at all (unless --sandbox
+    none); a replay is contained where it can be."""
+    workdir, log_dir, home = folders
+    isolate = (settings.sandbox.kind != "none" and settings.sandbox.isolate_agents
+               and (agent.executes_code or sandboxes.can_isolate))
+    try:
+        repo_path = [Path(task.repo.url)] if Path(task.repo.url).is_dir() else []
+        missing = [name for name in spec.host_env if name not in os.environ]
+        if missing:
+            raise SandboxUnavailable(f"{', '.join(missing)} (named in host_env) not set on this node")
+        given = {name: os.environ[name] for name in spec.host_env}
+        image = per_commit(spec.image, task.parent_commit) if spec.image else None
+        if image and (store := images_of(sandboxes)):
+            store.ensure(image)
+        # the agent's CLI (its configured executable, else the adapter's usual name): readable where it runs
+        program = getattr(spec, "executable", None) or getattr(agent, "executable", "")
+        return with_readable(sandboxes, [program] if program else [])(
+            attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
+            env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
+    except ImageMissing as exc:
+        raise StageError(FailureCause.image_missing, f"agent {spec.name}: {exc}") from None
+    except SandboxUnavailable as exc:
+        raise StageError(FailureCause.sandbox_unavailable, f"agent {spec.name}: {exc}") from None
+
+
+def _outcome_and_logs(spec: AgentSpec, outcome, extracted, max_patch_bytes: int, log_dir: Path):
+    """(failure cause, detail, logs): a patch over the limit is kept compressed; an empty one is no_patch
+    (but noop's, the A/A control); the agent's own log, trajectory and command as it wrote them."""
+    cause, detail = outcome.failure_cause, outcome.detail
+    logs: dict[str, str | bytes] = {}
+    if extracted.compressed is not None:
+        cause = FailureCause.patch_too_large
+        detail = (f"the changes hold {extracted.size / 1e6:.1f} MB, over the limit of {max_patch_bytes / 1e6:.1f} MB "
+                  f"(max_patch_bytes); the diff is kept in patch.diff.gz. Files: {', '.join(extracted.files[:10])}")
+        logs["patch.diff.gz"] = extracted.compressed
+    else:
+        logs["patch.diff"] = extracted.patch
+    if cause is None and not extracted.patch.strip() and spec.kind != "noop":
+        cause = FailureCause.no_patch
+    for path in sorted(log_dir.iterdir()):
+        if path.is_file() and path.suffix in (".log", ".json", ".sh") and path.name != "step.log":
+            logs[path.name] = path.read_text(errors="replace")[-20_000_000:]
+    return cause, detail, logs

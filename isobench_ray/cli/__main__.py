@@ -1,0 +1,3 @@
+from isobench_ray.cli import main
+
+main()
