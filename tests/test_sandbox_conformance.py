@@ -32,6 +32,7 @@ import psutil
 import pytest
 
 from isobench_ray.sandbox import SandboxUnavailable
+from isobench_ray.sandbox.base import with_agent
 from isobench_ray.sandbox.local import LocalSandbox, LocalSandboxes
 
 # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session; outside_server: the Internet
@@ -61,9 +62,9 @@ def make(request, tmp_path):
         factory = dataclasses.replace(factory, pids_limit=PIDS)
     made = []
 
-    def _make(tag="conf", network=False, env=None):
-        sandbox = factory(f"{tag}-{request.node.name}", writable=[tmp_path], network=network,
-                                  isolate=impl["isolate"], env=env)
+    def _make(tag="conf", network=False, env=None, endpoints=()):
+        sandbox = with_agent(factory, endpoints=endpoints)(f"{tag}-{request.node.name}", writable=[tmp_path],
+                                                           network=network, isolate=impl["isolate"], env=env)
         made.append(sandbox)
         return sandbox
 
@@ -233,6 +234,19 @@ def test_only_the_writable_paths_can_be_written(make, tmp_path, request):
     res = sandbox.exec(f"echo ok > inside.txt && echo no > {outside}/x.txt", cwd=tmp_path, timeout_s=20)
     assert (tmp_path / "inside.txt").read_text().strip() == "ok"
     assert not res.ok and not (outside / "x.txt").exists()
+
+
+def test_the_agents_own_endpoint_on_the_host_is_its_one_door(make, tmp_path, http_server, request):
+    """An agent's configuration may name a model endpoint on this host's loopback (its api_base): that port
+    is forwarded into the sandbox, and no other port of the host is reached."""
+    from conftest import HelloHandler, serve
+
+    sandbox = make(network=True, endpoints=[http_server])
+    _not_promised_fails(request, make, "no_host", "plain local processes share the host's network")
+    assert sandbox.exec(_fetch(http_server), cwd=tmp_path, timeout_s=20).output.count("hello from the host") == 1
+    with serve(HelloHandler) as other:  # another port of the same loopback: a Ray port, a database
+        res = sandbox.exec(_fetch(f"http://127.0.0.1:{other.server_address[1]}/"), cwd=tmp_path, timeout_s=20)
+    assert not res.ok and "hello from the host" not in res.output
 
 
 # what a hostile agent holding root tried (the "Real boundaries" issue, case 1): unmount the private /tmp to

@@ -10,9 +10,9 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
     if settings.sandbox.kind in ("local", "none"):  # "none": the same processes, agents not contained
         from isobench_ray.sandbox.local import LocalSandboxes
 
-        hidden = tuple(p for p in (settings.cache_dir, settings.work_dir, settings.run_dir) if p)
+        hidden = tuple(p for p in (settings.paths.cache_dir, settings.paths.work_dir, settings.paths.run_dir) if p)
         box = settings.sandbox
-        return LocalSandboxes(passthrough=tuple(settings.env_passthrough), hidden=hidden, readable=tuple(box.readable),
+        return LocalSandboxes(passthrough=tuple(settings.sandbox.env_passthrough), hidden=hidden, readable=tuple(box.readable),
                               tmp_bytes=box.tmp_mb << 20, pids_limit=box.pids_limit)
     if settings.sandbox.kind == "docker":
         from pathlib import Path
@@ -23,9 +23,9 @@ def make_sandboxes(settings: Settings) -> SandboxFactory:
         return DockerSandboxes(host=docker.host, image=docker.image, shm_size=docker.shm_size,
                                time_limit_s=docker.time_limit_s, network_mode=docker.network,
                                mounts=tuple(docker.mounts), user=docker.user,
-                               run=Path(settings.run_dir).name if settings.run_dir else "",
-                               passthrough=tuple(settings.env_passthrough), min_free_gb=docker.min_free_gb,
-                               cache_dir=settings.cache_dir, pids_limit=docker.pids_limit, memory=docker.memory,
+                               run=Path(settings.paths.run_dir).name if settings.paths.run_dir else "",
+                               passthrough=tuple(settings.sandbox.env_passthrough), min_free_gb=docker.min_free_gb,
+                               cache_dir=settings.paths.cache_dir, pids_limit=docker.pids_limit, memory=docker.memory,
                                tmp_size=docker.tmp_size, cap_add=tuple(docker.cap_add), ttl_margin_s=docker.ttl_margin_s)
     raise SandboxUnavailable(f"unknown sandbox {settings.sandbox.kind!r}")
 

@@ -141,16 +141,23 @@ class ImageStore(Protocol):
         ...
 
 
-def with_readable(sandboxes: SandboxFactory, programs: Sequence[str | Path]) -> SandboxFactory:
-    """The factory whose isolated sandboxes may also read what `programs` need (what an agent's configuration
-    names: its CLI, a path or a name on PATH), where they run on this machine's files (a factory with a
-    `readable` field: bubblewrap's allow-list); any other factory as it is (a container has its image's)."""
+def with_agent(sandboxes: SandboxFactory, programs: Sequence[str | Path] = (), endpoints: Sequence[str] = ()) -> SandboxFactory:
+    """The factory for one agent's sessions: what its configuration names and its commands need, where the
+    factory takes it. `programs` (its CLI: a path or a name on PATH) become readable where sandboxes run on
+    this machine's files (a `readable` field: bubblewrap's allow-list; a container has its image's);
+    `endpoints` (its model's URLs) that name this host's loopback get that port forwarded into a sandbox
+    with network (an `endpoints` field), the one door to the host it has."""
     import dataclasses
 
-    if not programs or not dataclasses.is_dataclass(sandboxes) or \
-            "readable" not in {f.name for f in dataclasses.fields(sandboxes)}:
+    if not dataclasses.is_dataclass(sandboxes):
         return sandboxes
-    return dataclasses.replace(sandboxes, readable=(*sandboxes.readable, *map(str, programs)))
+    fields = {f.name for f in dataclasses.fields(sandboxes)}
+    changes = {}
+    if programs and "readable" in fields:
+        changes["readable"] = (*sandboxes.readable, *map(str, programs))
+    if endpoints and "endpoints" in fields:
+        changes["endpoints"] = (*sandboxes.endpoints, *endpoints)
+    return dataclasses.replace(sandboxes, **changes) if changes else sandboxes
 
 
 def images_of(sandboxes: SandboxFactory) -> ImageStore | None:

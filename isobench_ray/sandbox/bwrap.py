@@ -129,6 +129,7 @@ class Jail:
     readable: Sequence[str | Path] = ()  # what the run's or the agent's configuration names: read-only
     hidden: Sequence[Path] = ()  # masked wherever they fall inside an allowed path
     network: bool = False
+    host_ports: Sequence[int] = ()  # the host's loopback ports the agent's configuration names (its endpoint)
     tmp_bytes: int = 2 << 30
     pids_limit: int = 4096
     _home: Path = field(default_factory=Path.home)
@@ -179,7 +180,7 @@ class Jail:
     def _setup(self, env: dict[str, str]) -> None:
         """The sandbox's network namespace and pids cgroup, at its first launch."""
         if self._ns is None:
-            self._ns = Namespace(self.bwrap, self.network, {"PATH": os.environ.get("PATH", os.defpath)})
+            self._ns = Namespace(self.bwrap, self.network, {"PATH": os.environ.get("PATH", os.defpath)}, list(self.host_ports))
         if self._cgroup is None:
             self._cgroup = limits.PidsCgroup.make(self.tag, self.pids_limit)
 

@@ -270,7 +270,8 @@ class LocalSandboxes:
 
     passthrough: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()  # folders an isolated command must not see (cache, run dir, work root)
-    readable: tuple[str, ...] = ()  # what an isolated command may read: sandbox_readable, the agent's CLI (with_readable)
+    readable: tuple[str, ...] = ()  # what an isolated command may read: sandbox_readable, the agent's CLI (with_agent)
+    endpoints: tuple[str, ...] = ()  # the agent's model endpoints (with_agent): a port on this host's loopback is forwarded
     tmp_bytes: int = 2 << 30  # /tmp and /dev/shm of an isolated command (sandbox_tmp_size)
     pids_limit: int = 4096  # processes and threads of an isolated sandbox (sandbox_pids_limit)
     kind: str = "local"
@@ -281,7 +282,9 @@ class LocalSandboxes:
         # `image` names a container image: local processes run on this machine's files, so it does not apply
         host = {} if isolate else {k: os.environ[k] for k in self.passthrough if k in os.environ}
         hidden = [Path(h) for h in (*self.hidden, *hide)]
-        jail = dict(readable=list(self.readable), tmp_bytes=self.tmp_bytes,
+        from isobench_ray.sandbox.netns import loopback_ports
+
+        jail = dict(readable=list(self.readable), host_ports=loopback_ports(self.endpoints), tmp_bytes=self.tmp_bytes,
                     pids_limit=self.pids_limit)
         return LocalSandbox(tag, isolate=isolate, network=network, writable=writable, hidden=hidden,
                             extra_env={**host, **(slot_env or {}), **(env or {})}, jail=jail)

@@ -7,7 +7,10 @@ gateway, never leads to the host's 127.0.0.1). The host's own addresses (every i
 bridges' included) and link-local 169.254.0.0/16 (cloud metadata) get `prohibit` routes inside the
 namespace before the command starts (routes.py); the command holds no capability to remove them. What is
 left: the Internet and the other machines of the local network, where a Ray cluster's ports ask for the
-cluster's token (docs/security.md).
+cluster's token (docs/security.md). One exception, named by the user: the port of an agent's own model
+endpoint on this host's loopback (its `api_base`), forwarded to the sandbox's 127.0.0.1 (forward.py).
+
+The namespace is the sandbox's, shared by its launches, held by a trivial process (`Namespace`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ INSTALL_HINT = ("bubblewrap sandboxes with network need slirp4netns (apt-get ins
                 "(util-linux)")
 RESOLV = b"nameserver 10.0.2.3\n"  # slirp4netns's DNS forwarder, inside the namespace
 ROUTES = Path(__file__).with_name("routes.py")
+FORWARD = Path(__file__).with_name("forward.py")
 
 
 def missing() -> str:
@@ -55,14 +59,56 @@ def blocked_destinations() -> list[str]:
     return sorted(found)
 
 
+def loopback_ports(endpoints) -> list[int]:
+    """The ports of the host's loopback that endpoint URLs name (`http://127.0.0.1:8000/v1`: 8000); an endpoint
+    elsewhere needs nothing (it is the outside)."""
+    from urllib.parse import urlsplit
+
+    ports = set()
+    for url in endpoints:
+        parts = urlsplit(url if "//" in url else f"//{url}")
+        try:
+            loop = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
+        except ValueError:
+            loop = False
+        if loop:
+            ports.add(parts.port or (443 if parts.scheme == "https" else 80))
+    return sorted(ports)
+
+
+class Forwarder:
+    """forward.py for one namespace: the host's loopback `ports` at the namespace's 127.0.0.1, nothing else."""
+
+    def __init__(self, pid: int, ports: list[int], enter_user: bool):
+        self.proc = subprocess.Popen([sys.executable, "-I", str(FORWARD), str(pid), "user" if enter_user else "net",
+                                      *map(str, ports)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        ready = select.select([self.proc.stdout], [], [], 30)[0]
+        line = self.proc.stdout.readline().strip() if ready else "no answer in 30 s"
+        if line != "ready":
+            self.close()
+            raise SandboxUnavailable(f"cannot give the sandbox the endpoint port(s) {ports} of this host: {line}")
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()  # it ends when its stdin does
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
 class Namespace:
     """The network namespace of one sandbox, shared by all its launches (a server and its client talk over
     its loopback, the HTTP probe runs there): held by a trivial process (`cat` on a pipe the harness holds,
     so it ends with the harness), with slirp4netns attached when the sandbox has network. `enter()` is the
     argv prefix that puts a launch in it; `close()` ends it."""
 
-    def __init__(self, bwrap: str, network: bool, env: dict[str, str]):
+    def __init__(self, bwrap: str, network: bool, env: dict[str, str], host_ports: list[int] = ()):
         self.slirp: subprocess.Popen | None = None
+        self.forwarder: Forwarder | None = None
         self._exit_w = -1
         hold_r, self._hold_w = os.pipe()
         self.holder = subprocess.Popen([bwrap, "--unshare-user", "--unshare-net", "--ro-bind", "/", "/", "--", "cat"],
@@ -74,6 +120,8 @@ class Namespace:
             if network:
                 self._attach(env)
                 self._block()
+                if host_ports:  # the agent's own endpoint on this host, named in its configuration
+                    self.forwarder = Forwarder(self.pid, list(host_ports), os.geteuid() != 0)
         except BaseException:
             self.close()
             raise
@@ -145,6 +193,9 @@ class Namespace:
             raise SandboxUnavailable(f"cannot cut the host off the sandbox's network: {done.stderr.strip()[-500:]}")
 
     def close(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.close()
+            self.forwarder = None
         if self._exit_w >= 0:
             os.close(self._exit_w)  # slirp4netns exits when its exit pipe closes
             self._exit_w = -1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from isobench_ray.agents import SessionContext, make_agent
 from isobench_ray.config import Settings
-from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable, images_of, with_readable
-from isobench_ray.schema import AgentSpec, Attempt, FailureCause, Session, StageError, Task, per_commit
+from isobench_ray.sandbox.base import ImageMissing, SandboxFactory, SandboxUnavailable, images_of, with_agent
+from isobench_ray.schema import AgentSpec, Attempt, CliAgentSpec, FailureCause, Session, StageError, Task, per_commit
 from isobench_ray.workspace import SCRATCH_DIRS, detached_tree, extract_patch, mirror, scratch
 
 PROMPT = """\
@@ -99,9 +99,11 @@ def _agent_sandbox(attempt: Attempt, task: Task, spec: AgentSpec, agent, setting
         image = per_commit(spec.image, task.parent_commit) if spec.image else None
         if image and (store := images_of(sandboxes)):
             store.ensure(image)
-        # the agent's CLI (its configured executable, else the adapter's usual name): readable where it runs
+        # the agent's CLI (its configured executable, else the adapter's usual name) readable where it runs, and
+        # the port of its model endpoint when that is on this host (a CLI agent calls it from the sandbox)
         program = getattr(spec, "executable", None) or getattr(agent, "executable", "")
-        return with_readable(sandboxes, [program] if program else [])(
+        endpoint = spec.api_base if isinstance(spec, CliAgentSpec) else None
+        return with_agent(sandboxes, [program] if program else [], [endpoint] if endpoint else [])(
             attempt.id, writable=[workdir, log_dir, home], network=spec.network, isolate=isolate,
             env={"HOME": str(home), **spec.env, **given}, hide=repo_path, image=image)
     except ImageMissing as exc:

@@ -54,6 +54,7 @@ class DockerSandboxes:
     tmp_size: str = "2g"  # the container's /tmp, a tmpfs (counted in its memory)
     cap_add: tuple[str, ...] = ()  # capabilities given back (none is needed by the sandbox itself)
     ttl_margin_s: float = 600.0  # a container outlives the process that made it by at most this
+    endpoints: tuple[str, ...] = ()  # the agent's model endpoints (sandbox.base.with_agent): a port on this host's loopback is forwarded
     driver: str = field(default_factory=process_id)  # host/pid/start of the process that made the factory: the driver
     kind: str = "docker"
     can_isolate: bool = True

@@ -132,8 +132,10 @@ class DockerSandbox:
         self.image = image or factory.image
         self._settle_environment(factory, writable, extra_env, gpu_ids)
         self._check_image(factory, own_image=image is not None)
+        self._forwarder = None
         self._start_container(factory, labels, gpu_ids)
         self._install_helpers(self.network_name)
+        self._forward(factory)
 
     # -------------------------------------------------------------- the container
 
@@ -238,10 +240,30 @@ class DockerSandbox:
             raise SandboxUnavailable(f"cannot set up container {self.name}: {exc}") from None
         if network in ("host", "none"):
             return
+        self.container.reload()  # as it runs: its gateway and its init's pid
         error = cut_host_off(self.client, self.container, self.image, network)
         if error:
             self.cleanup()
             raise SandboxUnavailable(f"cannot cut the host off container {self.name}'s network: {error}")
+
+    def _forward(self, factory: DockerSandboxes) -> None:
+        """The agent's own endpoint on this host's loopback, at the container's 127.0.0.1 (netns.Forwarder):
+        from the engine's host only, where the container's init is one of this machine's processes."""
+        from isobench_ray.sandbox.netns import Forwarder, loopback_ports
+
+        ports = loopback_ports(factory.endpoints) if self.network and self.network_name != "host" else []
+        if not ports:
+            return
+        pid = ((getattr(self.container, "attrs", None) or {}).get("State") or {}).get("Pid") or 0
+        if not pid or not os.path.exists(f"/proc/{pid}/ns/net"):
+            self.cleanup()
+            raise SandboxUnavailable(f"the agent's endpoint on this host (port {ports}) can be given to a container only "
+                                     "by a harness on the engine's own host: serve it off this host, or run here")
+        try:
+            self._forwarder = Forwarder(pid, ports, enter_user=False)
+        except SandboxUnavailable:
+            self.cleanup()
+            raise
 
     # -------------------------------------------------------------- commands
 
@@ -387,4 +409,7 @@ class DockerSandbox:
 
     def cleanup(self) -> list[str]:
         HEARTBEAT.drop(self)
+        if getattr(self, "_forwarder", None) is not None:
+            self._forwarder.close()
+            self._forwarder = None
         return remove_containers(self.client, [self.id])
