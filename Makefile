@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-fast test-agents test-docker-demo test-vllm test-gpu lock clean
+.PHONY: demo test test-fast test-agents lint test-docker-demo test-vllm test-gpu lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ $(VLLM_STAMP): $(STAMP) tasks/vllm-cpu/setup_env.py tasks/vllm-cpu/make_model.py
 test-vllm: $(VLLM_STAMP)
 	HF_HOME=$(CURDIR)/$(VLLM_BUILD)/hf \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider -m vllm -s tests/test_vllm_cpu.py
+
+# ruff, with the rules in pyproject.toml; .ci/run keeps it clean
+lint: $(STAMP)
+	$(BIN)/ruff check isobench_ray tests benchmarks tasks
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra test -o requirements.lock -p $(BIN)/python -q
