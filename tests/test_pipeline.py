@@ -70,9 +70,10 @@ def test_noop_is_the_a_a_control(finished_run):
         row = rows[(task, "noop")]
         assert row["status"] == "success", row
         # doing nothing measures as nothing, within the task's own noise as measured in the same rounds
-        # (baseline against baseline2); fixed bounds fail on a noisy shared machine, the band does not
-        assert abs(row["speedup_vs_baseline"] - 1) * 100 <= row["band_pct"], row
-        assert row["hard_class_ci"] != "beats", row
+        # (baseline against baseline2; twice it, as a test's tolerance on a noisy shared machine)
+        assert abs(row["speedup_vs_baseline"] - 1) * 100 <= max(row["band_pct"], 2 * (row["noise_pct"] or 0)), row
+        # the strict rule never calls doing nothing as fast as the human commit (1.3x and more)
+        assert row["hard_class_ci"] in ("worse", "inconclusive"), row
         assert row["hard_class"] == "worse"  # the human commit is faster than doing nothing
 
 
@@ -114,7 +115,9 @@ def test_every_stage_is_on_disk_with_the_exact_commands(finished_run):
         if record.status.value == "success":
             m = record.measurements
             assert {a.arm for a in m.arms} == {"baseline", "human", "agent", "baseline2"}
-            assert all(len(a.samples(m.primary_metric)) == 3 for a in m.arms)  # every sample kept
+            for a in m.arms:  # every run kept; the samples are the measured runs no outside load disturbed
+                measured = [r for r in a.runs if not r.warmup]
+                assert len(measured) >= 3 and len(a.samples(m.primary_metric)) == sum(not r.disturbed for r in measured)
             assert [r[0] for r in m.order] == ["baseline", "human", "agent"]  # rotated: each arm goes first once
             assert all(sorted(r) == sorted(m.order[0]) for r in m.order) and m.stop_reason
             s = record.scores
