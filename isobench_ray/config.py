@@ -267,16 +267,6 @@ class Settings(BaseModel):
         """A copy with some settings changed, by flat name (validated again)."""
         return Settings(**{**self.flat(), **flat})
 
-    def __getattr__(self, name: str) -> Any:
-        # TRANSITION ONLY (removed once every module reads the groups): flat names still read
-        if name in FLAT:
-            group, field = FLAT[name]
-            return getattr(getattr(self, group), field)
-        legacy = {"cache_path": ("paths", "cache"), "work_path": ("paths", "work"), "min_rounds": ("measurement", "min_rounds")}
-        if name in legacy:
-            return getattr(getattr(self, legacy[name][0]), legacy[name][1])
-        return super().__getattr__(name)
-
     def identity(self) -> dict[str, Any]:
         """The settings that change what a number means, by flat name (run.json's `measurement`)."""
         return {k: v for k, v in self.flat().items() if FLAT[k][0] in IDENTITY_GROUPS}

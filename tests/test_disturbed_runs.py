@@ -60,9 +60,9 @@ def test_every_run_under_outside_load_is_flagged_never_counted_and_measured_agai
         for rnd in range(2):
             runs = [r for r in arm.runs if r.round == rnd]
             # measured once as planned, then again (runs_per_round extra tries), and no further
-            assert len(runs) == 2 * settings.runs_per_round, (arm.arm, rnd, runs)
+            assert len(runs) == 2 * settings.measurement.runs_per_round, (arm.arm, rnd, runs)
             for r in runs:
-                assert r.outside_load > settings.outside_load_max, r  # the burner was seen ...
+                assert r.outside_load > settings.slots.outside_load_max, r  # the burner was seen ...
                 assert r.disturbed and not r.is_sample, r  # ... and no disturbed run counts, the re-measure's neither
         assert arm.samples(m.primary_metric) == []
     assert m.stop_reason.startswith("max rounds (2): disturbed: arm baseline has 0 clean samples of 2"), m.stop_reason

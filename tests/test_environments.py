@@ -160,7 +160,7 @@ def test_each_arm_gets_its_commits_published_wheel_and_an_unpublished_one_is_bui
     assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
     for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
         assert f"engine build: {commit[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
-    envs = sorted(p.name for p in (settings.cache_path / "envs").iterdir() if p.is_dir())
+    envs = sorted(p.name for p in (settings.paths.cache / "envs").iterdir() if p.is_dir())
     assert envs == sorted([f"fake-{parent[:12]}", f"fake-{human[:12]}"])  # one per commit, made once, reused
 
 

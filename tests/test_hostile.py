@@ -67,7 +67,7 @@ def test_an_agent_sees_no_secret_no_mirror_no_history_and_cannot_write_outside(t
     settings = make_settings(outside_tmp)
     outside = outside_tmp / "outside"
     outside.mkdir()
-    mirrors = Path(settings.cache_dir) / "mirrors"
+    mirrors = Path(settings.paths.cache_dir) / "mirrors"
     script = (f"env > seen_env.txt; ls -a {mirrors} > seen_mirrors.txt 2>&1; "
               f"git -C {repo} log --format=%H > seen_history.txt 2>&1; "
               f"echo pwned > {outside}/pwned.txt; echo edit >> tiny/__init__.py")
@@ -115,12 +115,12 @@ def test_case_1_root_in_bubblewrap_cannot_unmount_remount_or_read_the_harness(ti
     repo = outside_tmp / "tiny"
     shutil.copytree(tiny_repo["path"], repo)
     settings = make_settings(outside_tmp)  # the cache (mirrors) and work folder outside /tmp, as on a real node
-    mirrors, outside, other = Path(settings.cache_dir) / "mirrors", outside_tmp / "outside", outside_tmp / "other-cache"
+    mirrors, outside, other = Path(settings.paths.cache_dir) / "mirrors", outside_tmp / "outside", outside_tmp / "other-cache"
     for folder in (outside, other):
         folder.mkdir()
     (other / "token").write_text("another tool's secret")
     checkout = Path(__file__).resolve().parents[1]
-    script = (f"umount -l /tmp; umount -l {settings.cache_dir}; umount /etc/shadow; mount -o remount,rw,bind /; mount -o remount,rw /; "
+    script = (f"umount -l /tmp; umount -l {settings.paths.cache_dir}; umount /etc/shadow; mount -o remount,rw,bind /; mount -o remount,rw /; "
               f"ls -a {mirrors} > seen_mirrors.txt 2>&1; echo pwned > {outside}/pwned.txt; "
               f"cat /etc/shadow {other}/token > seen_secrets.txt 2>&1; ls -a {checkout} > seen_checkout.txt 2>&1; "
               "echo edit >> tiny/__init__.py")

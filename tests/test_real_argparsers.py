@@ -367,7 +367,7 @@ def test_derived_client_commands_pass_the_real_parser(case: Case, tasks, tmp_pat
             pytest.fail(f"{case.task_id} {arm}: the real {case.script} ({case.release}) rejects {shlex.join(argv)}: {exc}")
         parsed[arm] = (argv, args)
 
-    work = Path(settings.work_path)
+    work = Path(settings.paths.work)
     for arm, (argv, args) in parsed.items():
         model = args.model_path if case.release.startswith("sglang") else args.model
         assert model == task.model
@@ -392,11 +392,11 @@ def test_derived_client_commands_pass_the_real_parser(case: Case, tasks, tmp_pat
 def _serving(args, *, arm, settings, sandbox):
     assert args.save_result is True and args.num_prompts == 100 and args.dataset_name == "random"
     assert args.backend == "vllm"  # the script's default
-    assert args.host == settings.host
+    assert args.host == settings.sandbox.host
     [server] = [cmd for a, cmd in sandbox.starts if a == arm]
     assert args.port == int(shlex.split(server)[shlex.split(server).index("--port") + 1])
     assert server == (f"python -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct "
-                      f"--host {settings.host} --port {args.port}")
+                      f"--host {settings.sandbox.host} --port {args.port}")
     assert not hasattr(args, "num_warmups")  # 0.7.1 has no --num-warmups, so the harness adds none
 
 
@@ -484,7 +484,7 @@ def test_derived_server_commands_pass_the_real_server_parser(task_id, tasks, tmp
         servers[arm] = (argv[3:], args)
     assert set(servers) == set(ARMS)
     for arm, (_, args) in servers.items():
-        assert (args.model, args.host) == (task.model, settings.host)
+        assert (args.model, args.host) == (task.model, settings.sandbox.host)
         assert {name: getattr(args, name) for name in expected} == expected, arm
     normalized = {arm: [("PORT" if i and argv[i - 1] == "--port" else t) for i, t in enumerate(argv)]
                   for arm, (argv, _) in servers.items()}
