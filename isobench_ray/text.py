@@ -37,3 +37,11 @@ def error_line(detail: str, limit: int = 160) -> str:
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
         return lines[-1][:limit]
     return lines[0][:limit]
+
+
+def read_log(path) -> str:
+    """A process's log as far as it was written; "" before its first line."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""

@@ -31,6 +31,7 @@ import psutil
 
 from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
 from isobench_ray.sandbox.bwrap import Jail
+from isobench_ray.text import read_log
 
 # What every command sees of the host's environment; everything else must be given by name.
 # OPENBLAS_*: set on processors where older OpenBLAS builds compute wrong results; machine facts, no secrets.
@@ -124,10 +125,7 @@ class LocalProcess:
         reap_tagged(self.proc_tag, "ISOBENCH_PROC")
 
     def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def cpu_seconds(self) -> float:
         try:

@@ -36,6 +36,7 @@ from isobench_ray.sandbox.docker.images import DEFAULT_PATH
 from isobench_ray.sandbox.docker.lifecycle import (HEARTBEAT, TTL_DIR, TTL_LOOP, Deadline, build_hint, cut_host_off,
                                                    ensure_network, process_id, reap_orphans_once, remove_containers)
 from isobench_ray.sandbox.docker.scripts import HELPERS, helpers_archive
+from isobench_ray.text import read_log
 
 if TYPE_CHECKING:
     from isobench_ray.sandbox.docker import DockerSandboxes
@@ -103,10 +104,7 @@ class DockerProcess:
         self.reader.join(timeout=2)
 
     def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def cpu_seconds(self) -> float:
         res = self.sandbox._run(["sh", f"{HELPERS}/cpu.sh", self.proc_tag], timeout_s=30)
