@@ -41,7 +41,7 @@ TTL_DIR = "/.isobench-ttl"  # in every container: the deadline file's folder, re
 # $1: the hard cap (epoch seconds). The deadline file holds epoch seconds; missing or unreadable: the cap alone.
 TTL_LOOP = ('cap=$1; while :; do now=$(date +%s); [ "$now" -ge "$cap" ] && exit 0; '
             f'd=$(cat {TTL_DIR}/deadline 2>/dev/null); '
-            '[ -n "$d" ] && [ "$d" -gt 0 ] 2>/dev/null && [ "$now" -ge "$d" ] && exit 0; sleep 2; done')
+            '[ -n "$d" ] && [ "$d" -gt 0 ] 2>/dev/null && [ "$now" -ge "$d" ] && exit 0; sleep 5; done')
 OWN_NETWORKS = ("host", "bridge", "none", "default")  # the engine's own: used as they are, never created
 
 

@@ -1,9 +1,9 @@
 """The Docker sandbox's shell helpers and the base image's build script, shipped as package data.
 
 In every container, under HELPERS: `run.sh` (the wrapper of every command), `kill.sh` (signal a launch's
-processes), `cpu.sh` (CPU ticks of a launch), `probe_http.py` (the HTTP probe from inside), `lib.sh`,
-which the shell helpers source, and `routes.py` (isobench_ray/sandbox/routes.py, shared with bubblewrap:
-the routes that cut the host off a bridged container). On the host: `build_base.sh` (the base image's file system, debootstrap).
+processes), `cpu.sh` (CPU ticks of a launch), `probe_http.py` (the HTTP probe from inside) and `lib.sh`,
+which the shell helpers source. `ROUTES` (isobench_ray/sandbox/routes.py, shared with bubblewrap) is what
+the helper container that cuts the host off a bridged container runs. On the host: `build_base.sh` (the base image's file system, debootstrap).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def helpers_archive() -> bytes:
     """A tar of the container helpers at HELPERS, to unpack at the container's "/"."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name in (*IN_CONTAINER, "routes.py"):
-            data = (script(name) if name != "routes.py" else ROUTES).read_bytes()
+        for name in IN_CONTAINER:
+            data = script(name).read_bytes()
             info = tarfile.TarInfo(f"{HELPERS.strip('/')}/{name}")
             info.size, info.mode, info.mtime = len(data), 0o755, int(time.time())
             tar.addfile(info, io.BytesIO(data))
