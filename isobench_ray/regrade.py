@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from isobench_ray.report.frames import attempts_frame
 from isobench_ray.schema import AttemptRecord, HardClass, Judgement, Measurements
+from isobench_ray.scoring import plausibility
 from isobench_ray.scoring.hard import score
 from isobench_ray.scoring.policies import POLICIES, Grading
 from isobench_ray.scoring.stats import DEFAULT_METHOD
@@ -90,6 +91,9 @@ def regrade_record(record: AttemptRecord, measurements: Measurements | None, pol
                    method=grading.method)
     scores = scores.model_copy(update={"hard_class": verdict.hard_class, "hard_class_ci": verdict.hard_class,
                                        "verdict_cause": verdict.cause, "verdict_reason": verdict.reason})
+    if scores.implausible:  # no policy counts implausible numbers (scoring/plausibility.py)
+        scores = plausibility.flag(scores, scores.implausible)
+        verdict = Verdict(scores.hard_class_ci, scores.verdict_cause, scores.verdict_reason)
     return record.model_copy(update={"measurements": measurements, "scores": scores}), verdict
 
 

@@ -4,6 +4,7 @@ engine, every problem recorded with file, task id and field. The loaders of each
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.perf_command import PerfCommand
-from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task
+from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task, is_safe_name
 
 KNOWN_REPOS: dict[str, dict[str, str]] = {
     "vllm": {"url": "https://github.com/vllm-project/vllm.git"},
@@ -31,6 +32,20 @@ def repo_spec(name: str, fields: dict[str, Any]) -> RepoSpec:
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
+# A model as the harness hands it to servers, clients and lm-eval: a Hugging Face id, a local path, an Ollama tag.
+# Nothing a shell or an argument parser reads as more than one plain word: no flag, space, quote, `;` or `$`.
+_MODEL = re.compile(r"[A-Za-z0-9._/:@+][A-Za-z0-9._/:@+-]{0,499}")
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~%/?=&+-]*")
+
+
+def model_problem(model: Any) -> str | None:
+    """Why `model` (a task's model field, or the command's --model) is not a model name; None when it is one."""
+    if model is None or (isinstance(model, str) and _MODEL.fullmatch(model)):
+        return None
+    return (f"{str(model)[:80]!r} is not a model name: letters, digits and . _ - / : @ + only (500 at most, "
+            "not starting with -)")
+
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # A repository path here is a user's mistake or an attack, never a repository.
 _SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys", "/var/lib", "/root/.ssh")
@@ -38,6 +53,10 @@ _SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/de
 
 def _repo_problems(repo: RepoSpec) -> list[tuple[str, str]]:
     out = []
+    if not is_safe_name(repo.name):  # it names folders (the per-commit environments)
+        out.append(("repo.name", f"{repo.name!r} is not a safe name: letters, digits, '.', '_', '-' (no '..')"))
+    if not _URL_PATH.fullmatch(repo.health_path):
+        out.append(("repo.health_path", f"{repo.health_path!r} is not a URL path: '/' then letters, digits and . _ ~ % / ? = & + -"))
     if repo.import_name and not _IDENTIFIER.fullmatch(repo.import_name):
         out.append(("repo.import_name", f"{repo.import_name!r} is not a Python module name"))
     if "://" not in repo.url and not repo.url.startswith("git@"):
@@ -176,7 +195,7 @@ def _with_server_command(repo: RepoSpec, cmd: PerfCommand) -> RepoSpec:
     """The repo with the command's own server line, and the server flags the command carried, where it has them."""
     server_command = cmd.server_command or repo.server_command
     if cmd.kind == "serving" and cmd.server_args and server_command:
-        server_command = f"{server_command} {' '.join(cmd.server_args)}"
+        server_command = f"{server_command} {shlex.join(cmd.server_args)}"  # one shell word each, as they were
     if server_command != repo.server_command:
         repo = repo.model_copy(update={"server_command": server_command})
     return repo
@@ -204,6 +223,9 @@ def build_task(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, p
     human, parent, usable = _commits(raw, resolver, problem)
     bench = dict(raw.get("benchmark") or {})
     model = raw.get("model")
+    if why := model_problem(model):  # it reaches command lines: refused before anything is made of it
+        problem("model", why)
+        return None
     engine = engine_named(repo.engine_name)
     usable = _repo_and_metric_ok(repo, engine, bench.get("primary_metric"), problem) and usable
     cmd = engine.analyze(bench.get("command"), model=model, declared_kind=declared_kind or bench.get("kind"))
@@ -213,6 +235,9 @@ def build_task(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, p
         return None
     if model is None and "--model" in cmd.argv:
         model = cmd.argv[cmd.argv.index("--model") + 1]
+        if why := model_problem(model):
+            problem("benchmark.command", f"--model {why}")
+            return None
     repo = _with_server_command(repo, cmd)
     if cmd.kind == "serving" and not repo.server_command:
         problem("repo.server_command", "a serving benchmark needs a server command (in the repo entry)")

@@ -138,8 +138,12 @@ def _git(tree: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def detached_tree(mirror_path: Path, commit: str, dest: Path) -> Path:
     """Write the files of `commit` to dest as a new one-commit repository with no link to the mirror.
-    The harness keeps its own git directory for the tree (see _git); the agent gets a copy as dest/.git."""
+    The harness keeps its own git directory for the tree (see _git); the agent gets a copy as dest/.git.
+    A symbolic link at either place (left by code that ran in a writable scratch folder) is removed, never
+    followed."""
     for path in (dest, harness_git_dir(dest)):
+        if path.is_symlink():
+            path.unlink()
         shutil.rmtree(path, ignore_errors=True)
     dest.mkdir(parents=True)
     buf = io.BytesIO()
@@ -153,6 +157,47 @@ def detached_tree(mirror_path: Path, commit: str, dest: Path) -> Path:
     shutil.copytree(harness_git_dir(dest), dest / ".git")
     subprocess.run(["git", "config", "--file", str(dest / ".git" / "config"), "--unset", "core.worktree"], capture_output=True)
     return dest
+
+
+class TreeEscape(RuntimeError):
+    """A write into a tree would leave it: through a folder that is a symbolic link out of the tree, or a path
+    with `..`."""
+
+
+def links_on_path(tree: Path, rel: str) -> list[str]:
+    """The prefixes of `rel` (a, a/b, ..., rel itself) that are symbolic links in `tree`."""
+    parts = Path(rel).parts
+    return [str(Path(*parts[:i])) for i in range(1, len(parts) + 1) if (tree / Path(*parts[:i])).is_symlink()]
+
+
+def write_in_tree(tree: Path, rel: str, data: bytes, mode: int = 0o644) -> Path:
+    """Write tree/rel as a regular file without following a symbolic link, into a tree whose contents someone
+    else controls (an agent's patch, code that ran there): a link at rel is removed first and the file is
+    opened O_NOFOLLOW | O_EXCL; a folder on the way that is a link out of the tree raises TreeEscape, as do an
+    absolute rel and `..`. Missing folders are made."""
+    if not Path(rel).parts or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise TreeEscape(f"{rel!r} is not a path inside the tree")
+    root, folder = tree.resolve(), tree
+    for part in Path(rel).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() and not folder.resolve().is_relative_to(root):
+            raise TreeEscape(f"{folder.relative_to(tree)} is a symbolic link out of the tree (to {os.readlink(folder)})")
+        try:
+            folder.mkdir(exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise TreeEscape(f"{folder.relative_to(tree)} is not a folder: {exc}") from None
+    target = folder / Path(rel).name
+    if target.is_dir() and not target.is_symlink():
+        raise TreeEscape(f"{rel} is a folder, not a file")
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:  # made again between the removal and the open: whatever it is, not written through
+        raise TreeEscape(f"{rel} appeared again while it was being written") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return target
 
 
 def apply_patch(sandbox: Sandbox, tree: Path, patch: str, patch_file: Path) -> str:

@@ -120,8 +120,9 @@ class Engine:
                 template = newer + template[len(self.server_template):]
         if not template:
             raise ValueError(f"engine {self.name}: no server command for a serving benchmark")
-        # only these three are placeholders: a shell's ${VAR} or a JSON flag's braces stay as written
-        values = {"model": model or "", "host": host, "port": str(port)}
+        # only these three are placeholders: a shell's ${VAR} or a JSON flag's braces stay as written; each value
+        # is one shell word, whatever it holds (the loader refuses model names outside a plain alphabet too)
+        values = {"model": shlex.quote(model) if model else "", "host": shlex.quote(host), "port": str(int(port))}
         return re.sub(r"\{(model|host|port)\}", lambda m: values[m.group(1)], template)
 
     def analyze(self, command: str | None, *, model: str | None = None, declared_kind: str | None = None) -> PerfCommand:

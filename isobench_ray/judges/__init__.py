@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 from isobench_ray.config import Settings
 from isobench_ray.judges.base import Judge, JudgeRequest
 from isobench_ray.judges.rule_based import RuleBasedJudge
 from isobench_ray.schema import AttemptRecord, Judgement, Task
 from isobench_ray.scoring.hacks import scan
+from isobench_ray.scoring.plausibility import hack_flags
 from isobench_ray.scoring.soft import summarize
 from isobench_ray.store import RunStore
 from isobench_ray.workspace import diff_between, mirror
@@ -40,9 +42,10 @@ def judge_request(record: AttemptRecord, task: Task, human_patch: str) -> JudgeR
                         benchmark_command=task.benchmark.command, human_patch=human_patch, agent_patch=patch)
 
 
-def judge_attempt(request: JudgeRequest, judges: list[Judge]) -> Judgement:
+def judge_attempt(request: JudgeRequest, judges: list[Judge], flags: Sequence[str] = ()) -> Judgement:
+    """The judges' votes, with the diff scan's hack flags and `flags` (those the numbers raise: implausible)."""
     votes = [vote for judge in judges for vote in judge.judge(request)]
-    flags = scan(request.agent_patch, request.benchmark_command)
+    flags = [*scan(request.agent_patch, request.benchmark_command), *flags]
     return summarize(request.attempt_id, votes, all(j.rule_based for j in judges), flags)
 
 
@@ -75,7 +78,7 @@ class JudgePanel:
             request = judge_request(record, task, self._human_patch(task))
             if request is None:
                 return None
-            judgement = judge_attempt(request, self.judges)
+            judgement = judge_attempt(request, self.judges, hack_flags(record.scores))
         except Exception as exc:  # a judge's failure is that attempt's judge_error; it never stops the run
             judgement = Judgement(attempt_id=record.attempt.id, judge_error=f"{type(exc).__name__}: {exc}"[:1000])
         previous = self.store.load_stage(record.attempt.id, "judgement")

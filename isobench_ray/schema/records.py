@@ -20,6 +20,9 @@ class FailureCause(StrEnum):
     agent_timeout = "agent_timeout"  # the session hit its time limit
     agent_error = "agent_error"  # the agent process exited non-zero without a patch
     patch_does_not_apply = "patch_does_not_apply"
+    # the patch reaches for what measures it or for the host: it makes the benchmark script (or a folder on its
+    # path) a symbolic link, which the harness would write through when it copies the baseline's script
+    tampering = "tampering"
     compile_error = "compile_error"  # a changed Python file does not compile
     import_error = "import_error"  # the package no longer imports
     server_crash = "server_crash"  # the server exited before it answered, or during the benchmark
@@ -76,6 +79,9 @@ class VerdictCause(StrEnum):
     straddles = "straddles"  # the interval crosses an edge (±margin or ±noise): more samples may decide it
     disturbed = "disturbed"  # an arm has fewer than min_samples clean samples because runs were disturbed
     few_samples = "few_samples"  # an arm has fewer than min_samples clean samples, none of them disturbed
+    # a speedup beyond `implausible_speedup`, or a sample outside physical limits (scoring/plausibility.py):
+    # not counted as a success until someone confirms it by hand
+    implausible = "implausible"
 
 
 # ---------------------------------------------------------------- stage outputs
@@ -99,7 +105,7 @@ class Session(Frozen):
 
 
 class Check(Frozen):
-    name: str  # apply | compile | import | server_start
+    name: str  # apply | benchmark_script | compile | import | server_start
     ok: bool
     detail: str = ""
     duration_s: float = 0.0
@@ -227,6 +233,9 @@ class Scores(Frozen):
     # faster by changing what the model generates is broken (scoring/correctness.py)
     correctness: Literal["preserved", "broken", "unchecked"] = "unchecked"
     correctness_detail: str = ""
+    # why the numbers are not believed ("" when they are; scoring/plausibility.py): the strict class is then
+    # `inconclusive` (cause `implausible`) and no success count takes the attempt; hard_class stays the paper's
+    implausible: str = ""
 
 
 class AttemptRecord(Frozen):

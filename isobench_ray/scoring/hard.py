@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from isobench_ray.scoring import correctness, stats, verdicts
 from isobench_ray.schema import FailureCause, HardClass, Measurements, Scores, Status, VerdictCause
+from isobench_ray.scoring import correctness, plausibility, stats, verdicts
+
 
 def speedup(value: float, baseline: float, higher_better: bool) -> float | None:
     if value is None or baseline is None or value <= 0 or baseline <= 0:
@@ -91,10 +92,12 @@ def intervals(measurements: Measurements, confidence: float = 0.95,
 
 
 def score(measurements: Measurements, band_pct: float = 5.0, confidence: float = 0.95, min_samples: int = 2,
-          accuracy_drop_max: float = 0.05, method: stats.Method = stats.DEFAULT_METHOD) -> Scores:
+          accuracy_drop_max: float = 0.05, method: stats.Method = stats.DEFAULT_METHOD,
+          implausible_speedup: float = plausibility.IMPLAUSIBLE_SPEEDUP) -> Scores:
     """Speedups, classes and intervals. `band_pct` is the margin (`hard_band_pct`): the paper's class applies it
     to the point estimate, the strict class to the whole interval (scoring/verdicts.py), below `min_samples`
-    clean samples in any arm the strict class is `inconclusive` (docs/measurement.md)."""
+    clean samples in any arm the strict class is `inconclusive` (docs/measurement.md). Numbers beyond
+    `implausible_speedup` or physical limits make it `inconclusive` too (scoring/plausibility.py)."""
     hib = measurements.higher_is_better
     b, h, a = (median_of(measurements, arm) for arm in ("baseline", "human", "agent"))
     ivs = intervals(measurements, confidence, method)
@@ -106,7 +109,7 @@ def score(measurements: Measurements, band_pct: float = 5.0, confidence: float =
     if status is Status.success and agent_speedup and human_speedup:
         vs_human, vs_human_iv = (agent_speedup / human_speedup - 1.0) * 100.0, ivs["vs_human"]
     verdict = verdicts.strict(measurements, vs_human_iv, noise, band_pct, min_samples)
-    return Scores(
+    scores = Scores(
         attempt_id=measurements.attempt_id, primary_metric=measurements.primary_metric, higher_is_better=hib,
         baseline_value=b, human_value=h, agent_value=a, speedup_vs_baseline=agent_speedup,
         human_speedup_vs_baseline=human_speedup, agent_vs_human_pct=vs_human,
@@ -121,3 +124,7 @@ def score(measurements: Measurements, band_pct: float = 5.0, confidence: float =
         rounds=len(measurements.order),
         **dict(zip(("correctness", "correctness_detail"), correctness.check(measurements, accuracy_drop_max))),
     )
+    if status is not Status.success:
+        return scores
+    return plausibility.flag(scores, plausibility.implausible(measurements, agent_speedup, human_speedup,
+                                                              implausible_speedup))

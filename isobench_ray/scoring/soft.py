@@ -5,7 +5,7 @@ as fast as the human or faster (beats or similar) and did not change what the mo
 twins (`hard_pass_ci`, `quadrant_ci`, `success_ci`) keep `inconclusive` as its own value and count. Together:
 Q1 true success (both), Q2 good intent / bad execution (soft only), Q3 lucky win (hard only), Q4 failure
 (neither). Hard success is Q1 + Q3; true success is Q1. A patch flagged as gaming the benchmark keeps its
-numbers but is no success (`hack_adjusted`).
+numbers but is no success (`hack_adjusted`); implausible numbers (scoring/plausibility.py) are no hard pass.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def soft_pass(judgement: Judgement | None) -> bool | None:
 
 
 def hard_pass(scores: Scores | None, strict: bool = False) -> bool:
-    """Beats or similar (the paper's rule, or with `strict` the interval class), and not broken."""
-    if scores is None or scores.correctness == "broken":
+    """Beats or similar (the paper's rule, or with `strict` the interval class), not broken, and not implausible
+    (scoring/plausibility.py: never a success until confirmed by hand, whatever the paper's class says)."""
+    if scores is None or scores.correctness == "broken" or scores.implausible:
         return False
     return (scores.hard_class_ci if strict else scores.hard_class) in HARD_PASSES
 
@@ -75,7 +76,7 @@ def hard_pass_ci(scores: Scores | None) -> bool | None:
     strict class is `inconclusive` (its own count: never a pass, never a failure)."""
     if scores is None or scores.correctness == "broken":
         return False
-    if scores.hard_class_ci is HardClass.inconclusive:
+    if scores.hard_class_ci is HardClass.inconclusive or scores.implausible:
         return None
     return scores.hard_class_ci in HARD_PASSES
 

@@ -11,7 +11,7 @@ prompts greedily (and lm-eval where configured), on the same slot.
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,12 +21,11 @@ from isobench_ray.engines import Engine, engine_named
 from isobench_ray.environments import prepare
 from isobench_ray.hardware import Gpus
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
-from isobench_ray.schema import (ARMS, NOISE_ARM, Arm, Attempt, BenchSlot, FailureCause, Measurements,
-                                 StageError, Task)
+from isobench_ray.schema import ARMS, NOISE_ARM, Arm, Attempt, BenchSlot, FailureCause, Measurements, StageError, Task
 from isobench_ray.stages.bench_context import BenchContext, DirtySlot
 from isobench_ray.stages.correctness import check_arms
 from isobench_ray.stages.rounds import arm_results, run_rounds
-from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, mirror, scratch
+from isobench_ray.workspace import PatchApplyError, TreeEscape, apply_patch, detached_tree, links_on_path, mirror, scratch, write_in_tree
 
 __all__ = ["DirtySlot", "ThreeWayBenchmark"]  # DirtySlot: where the cluster layer and the simulated stages find it
 
@@ -75,9 +74,7 @@ class ThreeWayBenchmark:
         # the same benchmark code for every arm: the baseline's script, or the module a `python -m` or
         # `vllm bench` form runs, copied over the human's and the agent's (a patch cannot change what measures it)
         if script and (trees["baseline"] / script).is_file():
-            for arm in ("human", "agent"):
-                (trees[arm] / script).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(trees["baseline"] / script, trees[arm] / script)
+            _copy_script(trees, script)
         if task.repo.setup_command:
             for arm, tree in trees.items():
                 res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.limits.setup_timeout_s,
@@ -130,3 +127,23 @@ class ThreeWayBenchmark:
             finally:
                 for sandbox in {id(s): s for s in sandbox_of.values()}.values():
                     sandbox.cleanup()  # whatever outlived its server's process group
+
+
+def _copy_script(trees: dict[Arm, Path], script: str) -> None:
+    """The baseline's benchmark script written over the human's and the agent's, never through a symbolic link:
+    a link on the script's path that the agent's tree has and the baseline's has not is tampering (validation
+    refuses it first); a link at the script itself is replaced, a folder linked out of a tree refused."""
+    source = trees["baseline"] / script
+    planted = [p for p in links_on_path(trees["agent"], script)
+               if not ((trees["baseline"] / p).is_symlink()
+                       and os.readlink(trees["baseline"] / p) == os.readlink(trees["agent"] / p))]
+    if planted:
+        raise StageError(FailureCause.tampering, "the agent's tree makes the benchmark script's path a symbolic link: "
+                         + ", ".join(f"{p} -> {os.readlink(trees['agent'] / p)}" for p in planted))
+    data, mode = source.read_bytes(), source.stat().st_mode & 0o777
+    for arm in ("human", "agent"):
+        try:
+            write_in_tree(trees[arm], script, data, mode)
+        except TreeEscape as exc:
+            cause = FailureCause.tampering if arm == "agent" else FailureCause.baseline_failed
+            raise StageError(cause, f"the benchmark script cannot be copied into the {arm} tree: {exc}") from None

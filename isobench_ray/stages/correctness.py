@@ -11,13 +11,15 @@ from isobench_ray.engines import greedy_client
 from isobench_ray.schema import ARMS, Arm
 from isobench_ray.stages.bench_context import BenchContext
 from isobench_ray.text import log_tail
+from isobench_ray.workspace import write_in_tree
 
 
 def check_arms(ctx: BenchContext) -> dict[Arm, dict]:
     """Every verdict arm's ArmResult fields greedy_outputs, greedy_detail and accuracy."""
-    # the probe and its prompts under `base`, which every arm's sandbox mounts
-    ctx.sandbox_of["baseline"].write_file(ctx.base / "greedy_client.py", Path(greedy_client.__file__).read_bytes())
-    ctx.sandbox_of["baseline"].write_file(ctx.base / "prompts.json", json.dumps(greedy_client.PROMPTS))
+    # the probe and its prompts under `base`, which every arm's sandbox mounts (the same path on both sides) and
+    # the agent's arm could write in during the rounds: written without following a link it left there
+    write_in_tree(ctx.base, "greedy_client.py", Path(greedy_client.__file__).read_bytes())
+    write_in_tree(ctx.base, "prompts.json", json.dumps(greedy_client.PROMPTS).encode())
     return {arm: _check(ctx, arm) for arm in ARMS}
 
 

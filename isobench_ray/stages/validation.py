@@ -8,6 +8,7 @@ compiled code its build lacks is an error `needs_rebuild`, never a benchmark of 
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +20,7 @@ from isobench_ray.environments import build_commit, prepare, rebuild_reason
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import ARMS, Attempt, Check, FailureCause, Session, StageError, Task, Validation
 from isobench_ray.text import log_tail
-from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, mirror, scratch
+from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, links_on_path, mirror, scratch
 
 
 def validate(attempt: Attempt, task: Task, session: Session, settings: Settings, *,
@@ -67,6 +68,9 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
         _check(checks, "apply", t0, False, str(exc))
         return checks, None, FailureCause.patch_does_not_apply
     _check(checks, "apply", t0, True, method)
+    if planted := _planted_links(task, session, tree):
+        _check(checks, "benchmark_script", t0, False, planted)
+        return checks, method, FailureCause.tampering
 
     py_files = [f for f in session.files_changed if f.endswith(".py") and (tree / f).exists()]
     if py_files:
@@ -78,8 +82,9 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
             return checks, method, FailureCause.compile_error
 
     t0 = time.monotonic()
-    res = sandbox.exec(["python", "-c", f"import {task.repo.package}"], cwd=tree, timeout_s=settings.limits.import_timeout_s,
-                       log_path=base / "import.log")
+    # the package as an argument, never as code (the loader checks import_name too)
+    res = sandbox.exec(["python", "-c", "import importlib, sys; importlib.import_module(sys.argv[1])", task.repo.package],
+                       cwd=tree, timeout_s=settings.limits.import_timeout_s, log_path=base / "import.log")
     if not _check(checks, "import", t0, res.ok, res.tail(8)):
         return checks, method, FailureCause.import_error
 
@@ -97,6 +102,17 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
                 raise StageError(FailureCause.baseline_failed, f"the server does not start at the parent commit:\n{detail}")
             return checks, method, cause
     return checks, method, None
+
+
+def _planted_links(task: Task, session: Session, tree: Path) -> str:
+    """The symbolic links the patch made of the benchmark script or a folder on its path ("" when none): the
+    harness copies the baseline's script there, and an agent's link would have it write where the link points."""
+    script = engine_named(task.repo.engine_name).script_file(task.benchmark.command)
+    planted = [p for p in links_on_path(tree, script) if p in session.files_changed] if script else []
+    if not planted:
+        return ""
+    return ("the patch makes the benchmark script's path a symbolic link: "
+            + ", ".join(f"{p} -> {os.readlink(tree / p)}" for p in planted))
 
 
 def _server_starts(sandbox: Sandbox, task: Task, tree: Path, settings: Settings, log_path: Path,
