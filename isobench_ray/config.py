@@ -129,6 +129,8 @@ class MeasurementSettings(Group):
     min_samples: int = Field(5, ge=2, description="Clean samples per arm before the strict class says anything.")
     runs_per_round: int = Field(1, ge=1, description="Measured runs per server start and round.")
     hard_band_pct: float = Field(5.0, ge=0, description="The equivalence margin of the hard classes (percent).")
+    implausible_speedup: float = Field(50.0, gt=1, description="A speedup beyond this (over the baseline or the "
+                                       "human) is implausible: flagged, inconclusive, no success until confirmed by hand.")
     interval_method: Literal["paired", "independent"] = Field(
         "paired", description="paired: per-round ratios of arms measured in the same round (narrower at the same "
         "false-verdict rate, docs/measurement.md); independent: each arm's samples resampled alone.")

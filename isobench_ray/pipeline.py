@@ -58,7 +58,7 @@ def make_record(attempt: Attempt, store: RunStore, settings: Settings) -> Attemp
     assert measurements is not None, f"{attempt.id}: record asked for before the benchmark"
     m = settings.measurement
     scores = score(measurements, m.hard_band_pct, m.confidence, m.min_samples, settings.correctness.accuracy_drop_max,
-                   method=m.interval_method)
+                   method=m.interval_method, implausible_speedup=m.implausible_speedup)
     store.save_stage(attempt.id, "scores", scores)
     status, cause, detail = outcome(measurements)
     return AttemptRecord(**fields, scores=scores, status=status, failure_cause=cause,

@@ -19,6 +19,7 @@ and dashboard listen, or its other addresses). The conformance suite replays eac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -166,3 +167,13 @@ def images_of(sandboxes: SandboxFactory) -> ImageStore | None:
     when there is an image to ask about."""
     images = getattr(sandboxes, "images", None)
     return images() if callable(images) else None
+
+
+def open_fresh(path: Path):
+    """`path` opened for writing as a new regular file, never through a symbolic link: code that ran in a
+    sandbox may have planted one where the harness writes next (a log, a probe's file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644), "wb")

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import psutil
 
-from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, pinned_env
+from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, open_fresh, pinned_env
 from isobench_ray.sandbox.bwrap import Jail
 from isobench_ray.text import read_log
 
@@ -196,7 +196,7 @@ class LocalSandbox:
         log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        with open(log_path, "wb") as log:
+        with open_fresh(log_path) as log:
             popen, proc_tag = self._popen(command, cwd, env, log, cpus)
             timed_out = False
             try:
@@ -217,7 +217,7 @@ class LocalSandbox:
     def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
               cpus: Sequence[int] | None = None) -> LocalProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        with open_fresh(log_path) as log:  # the child keeps its own descriptor
             popen, proc_tag = self._popen(command, cwd, env, log, cpus)
         return LocalProcess(popen, log_path, proc_tag)
 
@@ -238,9 +238,8 @@ class LocalSandbox:
         return Path(path).read_bytes()
 
     def write_file(self, path: Path, data: bytes | str) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        with open_fresh(Path(path)) as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
 
     def _probe_inside(self, url: str, timeout_s: float) -> int | None:
         probe = ("import sys, urllib.request, urllib.error\ntry:\n    print(urllib.request.urlopen(sys.argv[1], "

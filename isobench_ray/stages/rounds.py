@@ -194,7 +194,8 @@ def _provisional(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int) ->
     m = Measurements(attempt_id="provisional", slot=ctx.slot.name, primary_metric=metric,
                      higher_is_better=ctx.bench.higher_is_better(metric), arms=arms, order=[[]] * rounds)
     s = ctx.settings.measurement
-    return score(m, s.hard_band_pct, s.confidence, s.min_samples, method=s.interval_method)
+    return score(m, s.hard_band_pct, s.confidence, s.min_samples, method=s.interval_method,
+                 implausible_speedup=s.implausible_speedup)
 
 
 def _out_of_reach(scores: Scores, settings: MeasurementSettings) -> bool:
@@ -222,6 +223,8 @@ def stop_reason(ctx: BenchContext, states: dict[Arm, ArmState], rounds: int, ela
     if scores is None:
         return "no metric"
     verdict = scores.hard_class_ci
+    if scores.verdict_cause is VerdictCause.implausible:  # more rounds cannot make it plausible: a person looks
+        return f"implausible after {rounds} rounds: {scores.verdict_reason}"
     if verdict in (HardClass.beats, HardClass.similar, HardClass.worse):
         return f"decided after {rounds} rounds: {scores.verdict_reason}"
     if _out_of_reach(scores, s):

@@ -127,6 +127,7 @@ def _outcome_and_logs(spec: AgentSpec, outcome, extracted, max_patch_bytes: int,
     if cause is None and not extracted.patch.strip() and spec.kind != "noop":
         cause = FailureCause.no_patch
     for path in sorted(log_dir.iterdir()):
-        if path.is_file() and path.suffix in (".log", ".json", ".sh") and path.name != "step.log":
+        # not through a link the agent planted (a host file copied into the record)
+        if path.is_file() and not path.is_symlink() and path.suffix in (".log", ".json", ".sh") and path.name != "step.log":
             logs[path.name] = path.read_text(errors="replace")[-20_000_000:]
     return cause, detail, logs
