@@ -29,11 +29,10 @@ from pathlib import Path
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
-from isobench_ray.scoring.hard import hard_class
 from isobench_ray.config import Settings
+from isobench_ray.scoring.hard import hard_class
 from isobench_ray.scoring.stats import hard_class_ci, speedup_interval
 from isobench_ray.store import RunStore
-
 
 # A fixed piece of pure-Python work: what identical CPU work costs from one fresh process to the next, alone
 # on one pinned core. Its spread is the machine's floor, which no pinning inside the machine can remove.

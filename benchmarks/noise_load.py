@@ -141,7 +141,7 @@ def _share(results: list, policy: str, classes: tuple[str, ...]) -> str:
 def report(got: dict, elapsed: float, args: str) -> None:
     print(f"\nVerdict calibration on fixed work ({args}; {elapsed:.0f} s)\n")
     names = [n for n in POLICIES if n != "strict"] + ["strict/independent", "strict/paired"]
-    print(f"| condition | policy | A/A called beats or worse | A/A similar | A/A inconclusive | 2x called similar | 2x worse | 2x inconclusive |")
+    print("| condition | policy | A/A called beats or worse | A/A similar | A/A inconclusive | 2x called similar | 2x worse | 2x inconclusive |")
     print("|---|---|---|---|---|---|---|---|")
     for cond, g in got.items():
         for name in names:

@@ -21,8 +21,8 @@ from ray.cluster_utils import Cluster
 
 from isobench_ray.cluster import simulate
 from isobench_ray.cluster.driver import Driver
-from isobench_ray.pipeline import plan_attempts
 from isobench_ray.config import Settings
+from isobench_ray.pipeline import plan_attempts
 from isobench_ray.store import RunStore
 
 

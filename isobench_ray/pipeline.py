@@ -13,6 +13,7 @@ from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Measuremen
 from isobench_ray.scoring.hard import outcome, score
 from isobench_ray.store import RunStore
 
+
 def plan_attempts(tasks: list[Task], agents: list[Agent], rollouts: int = 1) -> list[tuple[Attempt, Task, Agent]]:
     """tasks x agents x rollouts, skipping pairs an agent does not cover (a replay without that prediction)."""
     plan = []

@@ -15,16 +15,15 @@ from pydantic import BaseModel, ConfigDict
 
 from isobench_ray import __version__
 from isobench_ray.agents import make_agent
+from isobench_ray.config import Settings
+from isobench_ray.environments import missing_images
 from isobench_ray.judges import JudgePanel
-from isobench_ray.schema import AgentSpec, Task, content_hash
 from isobench_ray.pipeline import plan_attempts
 from isobench_ray.plan_needs import describe, plan_needs
 from isobench_ray.report.write import write_report
-from isobench_ray.config import Settings
-from isobench_ray.environments import missing_images
-from isobench_ray.store import RunStore
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
-from isobench_ray.store import RunDirBusy, RunLock
+from isobench_ray.schema import AgentSpec, Task, content_hash
+from isobench_ray.store import RunDirBusy, RunLock, RunStore
 from isobench_ray.tasks import LoadResult, check_sources, load_tasks
 
 

@@ -24,7 +24,14 @@ from pydantic import ValidationError
 
 from isobench_ray.schema import RepoSpec, Task, is_safe_name
 from isobench_ray.task_build import (
-    KNOWN_REPOS, LoadResult, Problem, Resolver, TaskFileError, build_task, default_description, repo_spec,
+    KNOWN_REPOS,
+    LoadResult,
+    Problem,
+    Resolver,
+    TaskFileError,
+    build_task,
+    default_description,
+    repo_spec,
 )
 
 __all__ = ["KNOWN_REPOS", "LoadResult", "Problem", "TaskFileError", "check_sources", "default_description", "load_hf",
@@ -231,7 +238,7 @@ def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
     import git
 
     from isobench_ray.schema import StageError
-    from isobench_ray.workspace import missing_commits, mirror
+    from isobench_ray.workspace import mirror, missing_commits
 
     by_url: dict[str, list[Task]] = {}
     for task in result.tasks:

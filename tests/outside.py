@@ -56,7 +56,7 @@ def outside_server():
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("the outside stand-in needs root and iproute2 (ip): the network promises cannot be checked here")
     n = os.getpid() % 16000
-    net = ipaddress.ip_network(f"198.18.0.0/15").network_address + 4 * n
+    net = ipaddress.ip_network("198.18.0.0/15").network_address + 4 * n
     host_ip, far_ip = net + 1, net + 2
     ns, veth, peer = f"isobench-out-{os.getpid()}", f"ibo{n}a", f"ibo{n}b"
     steps = [("netns", "add", ns), ("link", "add", veth, "type", "veth", "peer", "name", peer),

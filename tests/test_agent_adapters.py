@@ -9,21 +9,20 @@ runs them (CI does), `make test` leaves them out; the TRAE stand-in stays in `ma
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import settings_under
+from scripted_llm import ScriptedAnthropic, ScriptedLLM, ScriptedResponses
 
 from isobench_ray import demo
 from isobench_ray.sandbox import make_sandboxes
 from isobench_ray.schema import AGENT_SPEC, Attempt
 from isobench_ray.stages.session import run_session
 from isobench_ray.tasks import load_tasks
-from conftest import settings_under
-from scripted_llm import ScriptedAnthropic, ScriptedLLM, ScriptedResponses
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="agents run code: bubblewrap contains them")
 installs = pytest.mark.agent_install  # a real agent from npm or PyPI: make test-agents, not make test

@@ -1,11 +1,23 @@
 """Every attempt gets a page of its own: what the agent did and how it was measured, escaped and bounded."""
 
+from isobench_ray import demo
 from isobench_ray.report.write import write_report
-from isobench_ray.schema import (ArmResult, Attempt, AttemptRecord, HardClass, Judgement, Measurements, NoopSpec,
-                                 Run, Scores, Session, Status, Vote)
+from isobench_ray.schema import (
+    ArmResult,
+    Attempt,
+    AttemptRecord,
+    HardClass,
+    Judgement,
+    Measurements,
+    NoopSpec,
+    Run,
+    Scores,
+    Session,
+    Status,
+    Vote,
+)
 from isobench_ray.store import RunStore
 from isobench_ray.tasks import load_tasks
-from isobench_ray import demo
 
 HOSTILE = "+print('<script>alert(1)</script>')\n"
 

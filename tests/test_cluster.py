@@ -18,7 +18,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
-
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -26,8 +25,8 @@ from ray.cluster_utils import Cluster
 from isobench_ray import demo
 from isobench_ray.cluster import simulate
 from isobench_ray.cluster.driver import Driver
-from isobench_ray.pipeline import plan_attempts
 from isobench_ray.engines.server import free_port
+from isobench_ray.pipeline import plan_attempts
 from isobench_ray.store import RunStore
 
 pytestmark = pytest.mark.slow

@@ -7,16 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import QUICK_BENCH, commit
+
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.hardware import Gpus, node_cores
 from isobench_ray.sandbox.local import LocalSandboxes
-from isobench_ray.schema import ARMS, Attempt, BenchSlot, BenchmarkSpec, NoopSpec, RepoSpec, Run, Task
-from isobench_ray.stages.benchmark import ThreeWayBenchmark
+from isobench_ray.schema import ARMS, Attempt, BenchmarkSpec, BenchSlot, NoopSpec, RepoSpec, Run, Task
 from isobench_ray.stages.bench_context import BenchContext
+from isobench_ray.stages.benchmark import ThreeWayBenchmark
 from isobench_ray.stages.rounds import ArmState, stop_reason
-
-from conftest import QUICK_BENCH, commit
 
 # a latency benchmark that waits rather than computes: on its core, the time is the outside load's
 BENCH = '''import argparse, json, time

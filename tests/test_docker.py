@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HelloHandler, serve
 
 from isobench_ray.config import Settings
 from isobench_ray.sandbox import SandboxUnavailable, make_sandboxes
 from isobench_ray.sandbox.docker import DockerSandboxes
 from isobench_ray.sandbox.docker import sandbox as docker_sandbox
-
-from conftest import HelloHandler, serve
 
 pytest_plugins = ["dockerd"]  # docker_host, docker_image, docker_sandboxes: one dockerd for the whole session
 

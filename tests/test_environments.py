@@ -12,18 +12,16 @@ from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_BENCH, commit, serve, settings_under
 
 from isobench_ray import wheel_envs
 from isobench_ray.config import Settings
 from isobench_ray.environments import compiled_changes, rebuild_reason
 from isobench_ray.locks import file_lock
 from isobench_ray.sandbox.local import LocalSandboxes
-from isobench_ray.schema import (Attempt, BenchmarkSpec, BenchSlot, BuildSpec, FailureCause, NoopSpec, RepoSpec,
-                                 Session, StageError, Task)
+from isobench_ray.schema import Attempt, BenchmarkSpec, BenchSlot, BuildSpec, FailureCause, NoopSpec, RepoSpec, Session, StageError, Task
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 from isobench_ray.stages.validation import validate
-
-from conftest import QUICK_BENCH, commit, serve, settings_under
 
 BENCH = '''import os, sys, time
 sys.path.insert(0, ".")

@@ -158,8 +158,8 @@ def test_case_9_containers_end_with_their_driver_and_hold_no_bomb(docker_host, d
     """Containers outlived a killed driver by 24 h, no later run removed them, a fork bomb filled the process
     table, /tmp was unbounded. Now: limits, the driver's labels, a deadline only it pushes, `isobench clean`."""
     import docker
-
     from dockerd import FORK_BOMB, killed_driver
+
     from isobench_ray.sandbox.docker import DockerSandboxes
 
     limited = DockerSandboxes(host=docker_host, image=docker_image, shm_size="64m", cache_dir=str(tmp_path), pids_limit=128,
@@ -423,7 +423,6 @@ def test_the_default_vllm_server_takes_the_form_of_the_trees_version(tmp_path):
 
 def test_an_engine_environment_is_what_python_means_in_validation_and_every_arm(tiny_repo, tmp_path):
     """RepoSpec.python: its folder goes first on PATH for the task's commands; RepoSpec.env is set."""
-    import yaml
 
     from isobench_ray.config import Settings
     from isobench_ray.sandbox import make_sandboxes

@@ -3,12 +3,12 @@ an offline benchmark's (patched) engine can print to: a fake result block change
 
 from pathlib import Path
 
+from conftest import QUICK_BENCH, commit, settings_under
+
 from isobench_ray.engines import engine_named
 from isobench_ray.sandbox.local import LocalSandboxes
-from isobench_ray.schema import Attempt, BenchSlot, BenchmarkSpec, NoopSpec, RepoSpec, Task
+from isobench_ray.schema import Attempt, BenchmarkSpec, BenchSlot, NoopSpec, RepoSpec, Task
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
-
-from conftest import QUICK_BENCH, commit, settings_under
 
 BENCH = '''import argparse, json, sys, time
 sys.path.insert(0, ".")  # the engine of the tree the benchmark runs in
@@ -41,8 +41,8 @@ def _measure(tmp_path: Path, takes_json: bool):
                 parent_commit=parent, description="d", model="m",
                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model m", timeout_s=60))
     # the "agent" patch: the engine prints a result block of its own when the script exits
-    cheat = (f"--- a/fakeengine.py\n+++ b/fakeengine.py\n@@ -2,3 +2,5 @@ import time\n \n def generate():\n"
-             f"     time.sleep(0.02)\n+import atexit\n+atexit.register(lambda: print(\"Avg latency: 0.000001 seconds\"))\n")
+    cheat = ("--- a/fakeengine.py\n+++ b/fakeengine.py\n@@ -2,3 +2,5 @@ import time\n \n def generate():\n"
+             "     time.sleep(0.02)\n+import atexit\n+atexit.register(lambda: print(\"Avg latency: 0.000001 seconds\"))\n")
     settings = settings_under(tmp_path, **QUICK_BENCH)
     bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), settings, sandboxes=LocalSandboxes())
     attempt = Attempt.make(task, NoopSpec(name="cheat"), 0, "x")

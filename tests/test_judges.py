@@ -7,19 +7,29 @@ import json
 from pathlib import Path
 
 import pytest
+from scripted_llm import ScriptedLLM
 
 from isobench_ray import demo
 from isobench_ray.judges.base import HACK_SHAPE, parse_reply
 from isobench_ray.judges.rule_based import compare
 from isobench_ray.runner import JudgingFailed, PlanError
 from isobench_ray.runner import judge as judge_run
-from isobench_ray.schema import (Attempt, AttemptRecord, HackVerdict, HardClass, Judgement, NoopSpec, PatchVerdict,
-                                 Scores, Session, Status, Vote)
+from isobench_ray.schema import (
+    Attempt,
+    AttemptRecord,
+    HackVerdict,
+    HardClass,
+    NoopSpec,
+    PatchVerdict,
+    Scores,
+    Session,
+    Status,
+    Vote,
+)
 from isobench_ray.scoring.hacks import scan
 from isobench_ray.scoring.soft import hard_pass, kappas, quadrant, soft_pass, summarize
 from isobench_ray.store import RunStore
 from isobench_ray.tasks import load_tasks
-from scripted_llm import ScriptedLLM
 
 VERDICT = {
     "task_analysis": {"domain": "compute", "complexity": "medium", "description": "d"},

@@ -1,9 +1,9 @@
 """The house rules, checked on the import graph: Ray only in cluster/, stages see only protocols, no circles."""
 
 import ast
+import graphlib
 from pathlib import Path
 
-import graphlib
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "isobench_ray"

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 import ray
 import yaml
+from scripted_llm import ScriptedLLM
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
 from isobench_ray.agents.litellm import SUBMIT, bash_blocks
 from isobench_ray.store import RunStore
-from scripted_llm import ScriptedLLM
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="the agent runs code: bubblewrap contains it")]

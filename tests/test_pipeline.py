@@ -6,18 +6,16 @@ must fail with a named cause. A second invocation over the same run directory mu
 
 import json
 import os
-
 import re
 
 import polars as pl
 import pytest
 import ray
+from conftest import settings_under
 
 from isobench_ray import demo, runner
 from isobench_ray.agents import parse_agents
 from isobench_ray.store import RunStore
-
-from conftest import settings_under
 
 pytestmark = pytest.mark.slow
 

@@ -49,15 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_BENCH, git, settings_under
 
-from isobench_ray.engines import engine_named
 from isobench_ray.engines.perf_command import script_kind, split_env
 from isobench_ray.sandbox.base import ExecResult
 from isobench_ray.schema import Attempt, BenchSlot, NoopSpec
 from isobench_ray.stages.benchmark import ARMS, ThreeWayBenchmark
 from isobench_ray.tasks import load_tasks
-
-from conftest import QUICK_BENCH, git, settings_under
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "argparsers"

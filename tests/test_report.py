@@ -14,15 +14,28 @@ from http.server import BaseHTTPRequestHandler
 
 import polars as pl
 import pytest
+from conftest import serve
 
 from isobench_ray.report.write import write_report
-from isobench_ray.schema import (ApproachComparison, Attempt, AttemptRecord, BottleneckTarget, FailureCause, FailureMode,
-                                 HardClass, HackVerdict, PatchVerdict, Scores, SpeedupLikelihood, Status, TaskAnalysis,
-                                 Techniques, Vote)
+from isobench_ray.schema import (
+    ApproachComparison,
+    Attempt,
+    AttemptRecord,
+    BottleneckTarget,
+    FailureCause,
+    FailureMode,
+    HackVerdict,
+    HardClass,
+    PatchVerdict,
+    Scores,
+    SpeedupLikelihood,
+    Status,
+    TaskAnalysis,
+    Techniques,
+    Vote,
+)
 from isobench_ray.scoring.soft import summarize
 from isobench_ray.store import RunStore
-
-from conftest import serve
 
 GPT, OPUS = "openai/gpt-4o", "anthropic/claude-judge"
 
@@ -255,9 +268,8 @@ def test_the_page_renders_its_plots_in_a_headless_browser(run, tmp_path):
     shot = tmp_path / "page.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,6000", url], capture_output=True, timeout=60)
     assert shot.exists() and shot.stat().st_size > 10_000
-    from PIL import Image
-
     import numpy as np
+    from PIL import Image
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (6000, 1400)
     assert pixels.std() > 10 and (pixels < 200).mean() > 0.01  # not blank: text, tables and plots drew

@@ -1,13 +1,11 @@
 """Pure parts: speedup orientation, the hard class band, outcome blame, atomic results, the report table."""
 
-import json
 
-import polars as pl
 import pytest
 
-from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, FailureCause, HardClass, Measurements, Run, Status
-from isobench_ray.report.frames import COLUMNS, attempts_frame
 from isobench_ray.engines import ENGINES, GENERIC
+from isobench_ray.report.frames import COLUMNS, attempts_frame
+from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, FailureCause, HardClass, Measurements, Run, Status
 from isobench_ray.scoring.hard import hard_class, outcome, score, speedup
 from isobench_ray.store import RunStore, write_atomic
 

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from isobench_ray.cli import app
 from isobench_ray.regrade import read_lenient, regrade
-from isobench_ray.schema import (ArmResult, Attempt, AttemptRecord, HardClass, Measurements, Run, Scores, Status,
-                                 VerdictCause)
+from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, HardClass, Measurements, Run, Scores, Status, VerdictCause
 from isobench_ray.scoring import compare
 from isobench_ray.scoring.hard import score
 from isobench_ray.scoring.policies import POLICIES, Grading

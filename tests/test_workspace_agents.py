@@ -6,8 +6,8 @@ import git
 import pytest
 
 from isobench_ray.agents import AgentConfigError, make_agent, parse_agents
-from isobench_ray.schema import AGENT_SPEC, Attempt, FailureCause, RepoSpec, Task, BenchmarkSpec
 from isobench_ray.sandbox.local import LocalSandboxes
+from isobench_ray.schema import AGENT_SPEC, Attempt, BenchmarkSpec, FailureCause, RepoSpec, Task
 from isobench_ray.stages.session import run_session
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, diff_between, extract_patch, mirror
 

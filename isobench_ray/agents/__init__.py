@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-
 import sys
 from pathlib import Path
 
@@ -11,16 +10,16 @@ import yaml
 from pydantic import ValidationError
 
 from isobench_ray.agents.base import Agent, AgentConfigError, AgentOutcome, SessionContext
-from isobench_ray.agents.command import CommandAgent
 from isobench_ray.agents.claude_code import ClaudeCode
 from isobench_ray.agents.codex_cli import CodexCli
+from isobench_ray.agents.command import CommandAgent
 from isobench_ray.agents.human import HumanAgent
-from isobench_ray.agents.mini_swe_agent import MiniSweAgent
-from isobench_ray.agents.openhands import OpenHands
-from isobench_ray.agents.trae import Trae
 from isobench_ray.agents.litellm import LitellmAgent
+from isobench_ray.agents.mini_swe_agent import MiniSweAgent
 from isobench_ray.agents.noop import NoopAgent
+from isobench_ray.agents.openhands import OpenHands
 from isobench_ray.agents.replay import ReplayAgent, load_patches, model_names
+from isobench_ray.agents.trae import Trae
 from isobench_ray.schema import AGENT_SPEC, AgentSpec, CommandSpec, HumanSpec, NoopSpec, ReplaySpec, slug
 
 KINDS: dict[str, type] = {"human": HumanAgent, "noop": NoopAgent, "replay": ReplayAgent, "command": CommandAgent,

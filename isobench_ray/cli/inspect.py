@@ -52,7 +52,8 @@ def judge(
     again: bool = typer.Option(False, "--again", help="Judge also what these judges judged already."),
 ) -> None:
     """Judge a finished run's patches against the human patches (only what is not judged yet), then report."""
-    from isobench_ray.runner import PlanError, judge as judge_run
+    from isobench_ray.runner import PlanError
+    from isobench_ray.runner import judge as judge_run
 
     if not (run_dir / "attempts").is_dir():
         _fail(f"{run_dir}: not a run directory (no attempts/)")

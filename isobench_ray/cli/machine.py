@@ -11,7 +11,6 @@ import typer
 
 from isobench_ray.cli.app import _fail, app, images_app
 
-
 # ---------------------------------------------------------------- isobench images: the Docker engine's images here
 
 _HOST_OPTION = typer.Option(None, "--host", envvar="ISOBENCH_DOCKER_HOST",

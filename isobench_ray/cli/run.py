@@ -25,14 +25,13 @@ def resolve_out(out: Path) -> Path:
 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
+    from isobench_ray import demo as demo_suite
     from isobench_ray.agents import AgentConfigError, parse_agents
     from isobench_ray.report.frames import agent_models, attempts_frame
     from isobench_ray.report.write import print_summary
     from isobench_ray.runner import DryRun, PlanError, run
     from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
-
-    from isobench_ray import demo as demo_suite
 
     out = resolve_out(out)
     if Path(tasks_file).resolve() == demo_suite.TASKS_FILE.resolve():

@@ -13,10 +13,22 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from isobench_ray.schema import (AgentSpec, ArmResult, Attempt, BenchmarkSpec, Check, Measurements, NoopSpec, RepoSpec,
-                                 Run, Session, Task, Validation)
 from isobench_ray.config import Settings
 from isobench_ray.sandbox.local import LocalSandboxes
+from isobench_ray.schema import (
+    AgentSpec,
+    ArmResult,
+    Attempt,
+    BenchmarkSpec,
+    Check,
+    Measurements,
+    NoopSpec,
+    RepoSpec,
+    Run,
+    Session,
+    Task,
+    Validation,
+)
 from isobench_ray.stages import Stages
 
 

@@ -20,7 +20,8 @@ from typing import Callable, Iterable
 # the shared sibling modules by their own names (the registry in engines/__init__.py loads the engines,
 # which import this module, only when first asked)
 from isobench_ray.engines.parsing import NoMetricsError, parse_metrics
-from isobench_ray.engines.perf_command import SERVER_FLAGS, PerfCommand, analyze as analyze_command, script_kind, split_env
+from isobench_ray.engines.perf_command import SERVER_FLAGS, PerfCommand, script_kind, split_env
+from isobench_ray.engines.perf_command import analyze as analyze_command
 from isobench_ray.schema import MAY_BE_INFINITE, BenchmarkSpec, Run
 
 

@@ -10,9 +10,26 @@ from typing import Callable
 
 from isobench_ray.engines.json_results import OFFLINE_JSON, json_kind, json_metrics
 from isobench_ray.engines.text_rows import (
-    BLOCK_END, LATENCY_ROWS, OFFLINE_HEADER, OFFLINE_THROUGHPUT_ROWS, ONE_BATCH_2024_ROWS, ONE_BATCH_BENCHMARK,
-    ONE_BATCH_ROWS, PREFIX_CACHING_ROWS, PREFIX_GENERATE, PREFIX_WARMUP, SERVING_2023_ROWS, SERVING_HEADER,
-    SERVING_PREAMBLE_ROWS, SERVING_ROWS, THROUGHPUT_ROWS, Row, block_spans, collect, find_starts, last_complete,
+    BLOCK_END,
+    LATENCY_ROWS,
+    OFFLINE_HEADER,
+    OFFLINE_THROUGHPUT_ROWS,
+    ONE_BATCH_2024_ROWS,
+    ONE_BATCH_BENCHMARK,
+    ONE_BATCH_ROWS,
+    PREFIX_CACHING_ROWS,
+    PREFIX_GENERATE,
+    PREFIX_WARMUP,
+    SERVING_2023_ROWS,
+    SERVING_HEADER,
+    SERVING_PREAMBLE_ROWS,
+    SERVING_ROWS,
+    THROUGHPUT_ROWS,
+    Row,
+    block_spans,
+    collect,
+    find_starts,
+    last_complete,
     match_row,
 )
 

@@ -3,14 +3,12 @@ row per benchmark run of every arm). Everything the summaries, plots and pages s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from isobench_ray.hardware import throttled
 from isobench_ray.schema import AttemptRecord, Judgement
-from isobench_ray.text import error_line
 from isobench_ray.scoring.soft import hard_pass, hard_pass_ci, quadrant, quadrant_ci, soft_pass
+from isobench_ray.text import error_line
 
 COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause", "failure_stage", "primary_metric",
            "higher_is_better", "baseline_value", "human_value", "agent_value", "speedup_vs_baseline",

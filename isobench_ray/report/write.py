@@ -176,8 +176,8 @@ def _markdown_section(section: Section, rule_based: bool) -> str:
 
 def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     """attempts.parquet, report.md and report.html in the run directory, from its records and judgements."""
-    from isobench_ray.report.html import render_html  # matplotlib and jinja2 load only when a report is written
     from isobench_ray.report.attempt_page import write_attempt_pages
+    from isobench_ray.report.html import render_html  # matplotlib and jinja2 load only when a report is written
     from isobench_ray.report.plots import all_plots
 
     store = RunStore(run_dir)

@@ -13,14 +13,13 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
+from isobench_ray.config import MeasurementSettings
 from isobench_ray.engines.base import BadMetrics
 from isobench_ray.engines.parsing import NoMetricsError
 from isobench_ray.engines.server import Server
 from isobench_ray.hardware import busy_seconds, outside_share, throttled
 from isobench_ray.sandbox.base import ExecResult
-from isobench_ray.config import MeasurementSettings
-from isobench_ray.schema import (ARMS, Arm, ArmResult, FailureCause, HardClass, Measurements, Run, Scores,
-                                 VerdictCause)
+from isobench_ray.schema import ARMS, Arm, ArmResult, FailureCause, HardClass, Measurements, Run, Scores, VerdictCause
 from isobench_ray.scoring.hard import score
 from isobench_ray.scoring.verdicts import samples_needed
 from isobench_ray.stages.bench_context import BenchContext

@@ -23,8 +23,16 @@ from typing import Sequence
 from isobench_ray.config import BASE_IMAGE, DEFAULT_CACHE_DIR
 from isobench_ray.sandbox.base import SandboxUnavailable
 from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
-from isobench_ray.sandbox.docker.images import (DiskFull, ImageStore, base_tarball, build_script_key, ensure_base_image,
-                                                import_base_image, recipe_key, split_image_name)
+from isobench_ray.sandbox.docker.images import (
+    DiskFull,
+    ImageStore,
+    base_tarball,
+    build_script_key,
+    ensure_base_image,
+    import_base_image,
+    recipe_key,
+    split_image_name,
+)
 from isobench_ray.sandbox.docker.lifecycle import build_hint, process_id, reap_orphans, reap_orphans_once, remove_containers
 from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox
 

@@ -33,8 +33,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, ImageMissing, SandboxUnavailable, pinned_env
 from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
 from isobench_ray.sandbox.docker.images import DEFAULT_PATH
-from isobench_ray.sandbox.docker.lifecycle import (HEARTBEAT, TTL_DIR, TTL_LOOP, Deadline, build_hint, cut_host_off,
-                                                   ensure_network, process_id, reap_orphans_once, remove_containers)
+from isobench_ray.sandbox.docker.lifecycle import (
+    HEARTBEAT,
+    TTL_DIR,
+    TTL_LOOP,
+    Deadline,
+    build_hint,
+    cut_host_off,
+    ensure_network,
+    process_id,
+    reap_orphans_once,
+    remove_containers,
+)
 from isobench_ray.sandbox.docker.scripts import HELPERS, helpers_archive
 from isobench_ray.text import read_log
 
