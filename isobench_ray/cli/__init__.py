@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import sys
 
-# importing the command modules registers their commands, in the order the help lists them
-from isobench_ray.cli import (  # noqa: F401
-    inspect,
-    machine,
-    run,  # noqa: F401, I001
-)
+# importing the command modules registers their commands, in the order the help lists them: run first
+import isobench_ray.cli.run  # noqa: F401
+from isobench_ray.cli import inspect, machine  # noqa: F401
 from isobench_ray.cli.app import OPTION_SETTINGS, _settings, app
 from isobench_ray.cli.run import run_cmd
 
