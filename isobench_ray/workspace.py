@@ -206,7 +206,8 @@ def apply_patch(sandbox: Sandbox, tree: Path, patch: str, patch_file: Path) -> s
     if not patch.strip():
         return "empty"
     sandbox.write_file(patch_file, patch)
-    attempts = [("git apply", ["--whitespace=nowarn"]), ("git apply --recount --ignore-whitespace", ["--recount", "--ignore-whitespace", "--whitespace=nowarn"])]
+    attempts = [("git apply", ["--whitespace=nowarn"]),
+                ("git apply --recount --ignore-whitespace", ["--recount", "--ignore-whitespace", "--whitespace=nowarn"])]
     errors = []
     for method, flags in attempts:
         res = sandbox.exec(["git", "apply", *flags, str(patch_file)], cwd=tree, timeout_s=120,

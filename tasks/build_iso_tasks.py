@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
         return 2
     samples = Path(argv[1])
     vllm, sglang = _vllm(samples), _sglang(samples)
-    for name, built in (("vllm", vllm), ("sglang", sglang)):
+    for _name, built in (("vllm", vllm), ("sglang", sglang)):
         for b in built:
             t = b["task"]
             for note in t.get("normalizations", []):

@@ -98,15 +98,15 @@ def test_a_python_only_agent_patch_runs_on_the_overlay_and_a_kernel_patch_does_n
 def test_each_arm_runs_in_the_environment_of_its_own_commit(tmp_path):
     repo, _, parent, human = _repo(tmp_path, human_touches_kernel=False)
     envs = tmp_path / "envs"
-    for commit in (parent, human):  # two "installed builds", one per commit
-        (envs / commit[:12] / "bin").mkdir(parents=True)
-        os.symlink(sys.executable, envs / commit[:12] / "bin" / "python")
+    for sha in (parent, human):  # two "installed builds", one per commit
+        (envs / sha[:12] / "bin").mkdir(parents=True)
+        os.symlink(sys.executable, envs / sha[:12] / "bin" / "python")
     task = _task(repo, parent, human, python=str(envs / "{short}" / "bin" / "python"))
     bench = ThreeWayBenchmark(BenchSlot(name="cpu", cpus=(0,)), _settings(tmp_path), sandboxes=LocalSandboxes())
     measurements, logs = bench.run(Attempt.make(task, NoopSpec(name="noop"), 0, "x"), task, "")
     assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
-    for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
-        assert f"engine python: {envs / commit[:12] / 'bin' / 'python'}" in logs[f"bench/{arm}.r0.0.log"], arm
+    for arm, sha in (("baseline", parent), ("human", human), ("agent", parent)):
+        assert f"engine python: {envs / sha[:12] / 'bin' / 'python'}" in logs[f"bench/{arm}.r0.0.log"], arm
 
 
 def _wheel(folder: Path, commit: str) -> Path:
@@ -156,8 +156,8 @@ def test_each_arm_gets_its_commits_published_wheel_and_an_unpublished_one_is_bui
     _wheel(root / human[:12], human)
     measurements, logs = bench.run(attempt, task, "")
     assert all(a.failure_cause is None for a in measurements.arms), [a.detail for a in measurements.arms]
-    for arm, commit in (("baseline", parent), ("human", human), ("agent", parent)):
-        assert f"engine build: {commit[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
+    for arm, sha in (("baseline", parent), ("human", human), ("agent", parent)):
+        assert f"engine build: {sha[:12]}" in logs[f"bench/{arm}.r0.0.log"], arm
     envs = sorted(p.name for p in (settings.paths.cache / "envs").iterdir() if p.is_dir())
     assert envs == sorted([f"fake-{parent[:12]}", f"fake-{human[:12]}"])  # one per commit, made once, reused
 

@@ -278,7 +278,8 @@ def _tasks_file(tmp_path, url, human, parent, **extra) -> Path:
     path.write_text(yaml.safe_dump({"repos": {"tiny": {"url": url, "server_command": "python -m http.server {port}", **extra.pop("repo", {})}},
                                     "tasks": [{"id": "t1", "repo": "tiny", "human_commit": human, "parent_commit": parent,
                                                "description": "d", "model": "m",
-                                               "benchmark": {"kind": "latency", "command": "python benchmarks/benchmark_latency.py --model m", **extra}}]}))
+                                               "benchmark": {"kind": "latency", "command": "python benchmarks/benchmark_latency.py --model m",
+                                                             **extra}}]}))
     return path
 
 

@@ -62,7 +62,8 @@ def test_no_import_circle_in_the_package():
 
 @pytest.mark.parametrize("name", ["isobench_ray.engines.parsing", "isobench_ray.engines.text_rows",
                                   "isobench_ray.engines.text_results", "isobench_ray.engines.json_results",
-                                  "isobench_ray.scoring.hard", "isobench_ray.scoring.stats", "isobench_ray.scoring.soft", "isobench_ray.scoring.hacks", "isobench_ray.scoring.correctness",
+                                  "isobench_ray.scoring.hard", "isobench_ray.scoring.stats", "isobench_ray.scoring.soft",
+                                  "isobench_ray.scoring.hacks", "isobench_ray.scoring.correctness",
                                   "isobench_ray.engines.perf_command", "isobench_ray.engines.base"])
 def test_parsing_and_scoring_are_pure(name):
     tops = {i.split(".")[0] for i in _imports(MODULES[name])}

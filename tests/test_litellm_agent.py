@@ -79,7 +79,7 @@ def test_the_litellm_agent_solves_a_demo_task_end_to_end(tmp_path, make_settings
     task = next(t for t in yaml.safe_load(demo.TASKS_FILE.read_text())["tasks"] if t["id"] == TASK)
     human = subprocess.run(["git", "diff", task["parent_commit"], task["human_commit"], "--", "minillm/sampler.py"],
                            cwd=demo.REPO_DIR, check=True, capture_output=True, text=True).stdout
-    assert [l for l in session.patch.splitlines() if l[:1] in "+-"] == [l for l in human.splitlines() if l[:1] in "+-"]
+    assert [line for line in session.patch.splitlines() if line[:1] in "+-"] == [line for line in human.splitlines() if line[:1] in "+-"]
     trajectory = json.loads((store.attempt_dir(record.attempt.id) / "trajectory.json").read_text())
     assert trajectory["exit_status"] == "submitted" and len(trajectory["messages"]) == 2 + 4 + 4
     assert record.validation.ok and record.status.value == "success"

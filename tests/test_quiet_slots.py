@@ -142,8 +142,6 @@ def test_on_a_gpu_node_sessions_and_validations_run_on_the_host_cores_and_slots_
 
     from isobench_ray.stages import Stages
 
-    seen: dict[str, list] = {}
-
     def session(*args, **kwargs):
         out = simulate.session(*args, **kwargs)
         return out[0].model_copy(update={"detail": repr(sorted(os.sched_getaffinity(0)))}), out[1]

@@ -366,7 +366,7 @@ def test_derived_client_commands_pass_the_real_parser(case: Case, tasks, tmp_pat
         parsed[arm] = (argv, args)
 
     work = Path(settings.paths.work)
-    for arm, (argv, args) in parsed.items():
+    for arm, (_argv, args) in parsed.items():
         model = args.model_path if case.release.startswith("sglang") else args.model
         assert model == task.model
         if case.json_result:

@@ -76,7 +76,8 @@ def test_missing_parent_is_resolved_from_a_local_repo(tiny_repo, tmp_path):
 
 def test_hf_dataset_records_load_through_datasets(tiny_repo, tmp_path):
     path = tmp_path / "records.jsonl"
-    path.write_text(json.dumps({"commit_hash": tiny_repo["human"], "perf_command": "python benchmarks/benchmark_throughput.py --model m --input-len 8",
+    path.write_text(json.dumps({"commit_hash": tiny_repo["human"],
+                                "perf_command": "python benchmarks/benchmark_throughput.py --model m --input-len 8",
                                 "models": ["m"], "commit_message": "[Perf] closed form", "has_throughput": True}) + "\n")
     result = load_tasks(f"hf:{path}", repo=str(tiny_repo["path"]))
     assert [t.benchmark.kind for t in result.tasks] == ["throughput"]
@@ -106,10 +107,14 @@ def test_hf_local_copy_of_a_hub_dataset_loads_its_configured_split(tiny_repo, tm
 
 @pytest.mark.parametrize("body, field, words", [
     ("tasks: [{id: a, repo: r, human_commit: abcdef1, benchmark: {kind: serving, command: x}}]", "repo", "unknown repo"),
-    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, benchmark: {kind: offline, command: x}}]", "benchmark.kind", "unknown benchmark kind"),
-    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, benchmark: {kind: latency, command: 'python benchmarks/benchmark_latency.py --model MODEL'}}]", "benchmark.command", "placeholder"),
-    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: zz, benchmark: {kind: latency, command: x}}]", "human_commit", "not a commit hash"),
-    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, typo: 1, benchmark: {kind: latency, command: x}}]", "typo", "unknown field"),
+    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, "
+     "benchmark: {kind: offline, command: x}}]", "benchmark.kind", "unknown benchmark kind"),
+    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, "
+     "benchmark: {kind: latency, command: 'python benchmarks/benchmark_latency.py --model MODEL'}}]", "benchmark.command", "placeholder"),
+    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: zz, benchmark: {kind: latency, command: x}}]",
+     "human_commit", "not a commit hash"),
+    ("repos: {r: {url: .}}\ntasks: [{id: a, repo: r, human_commit: abcdef1, parent_commit: abcdef0, typo: 1, "
+     "benchmark: {kind: latency, command: x}}]", "typo", "unknown field"),
 ])
 def test_yaml_problems_name_file_task_and_field(tmp_path, body, field, words):
     path = tmp_path / "t.yaml"

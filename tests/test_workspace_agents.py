@@ -63,7 +63,9 @@ def test_session_with_builtin_agents(tiny_repo, tmp_path, kind, expect_patch, ca
     assert bool(session.patch) == expect_patch
     if expect_patch:
         human = diff_between(mirror(str(tiny_repo["path"]), tmp_path / "cache"), tiny_repo["parent"], tiny_repo["human"])
-        body = lambda p: p[p.index("--- a/"):].strip()  # index lines differ: the tree is a new repository
+        def body(p):  # index lines differ: the tree is a new repository
+            return p[p.index("--- a/"):].strip()
+
         assert body(session.patch) == body(human)
         assert session.files_changed == ["tiny/__init__.py"]
     assert "work() is slow" in logs["prompt.md"]
@@ -101,7 +103,9 @@ def test_command_agent_that_changes_nothing_has_no_patch(tiny_repo, tmp_path, ma
 @pytest.mark.slow  # waits out an agent's time limit
 def test_command_agent_edits_and_times_out(tiny_repo, tmp_path, make_settings):
     task = _task(tiny_repo)
-    editing = AGENT_SPEC.validate_python(dict(name="sed", kind="command", command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py && cat {prompt_file} > /dev/null"))
+    editing = AGENT_SPEC.validate_python(dict(name="sed", kind="command",
+                                              command="sed -i 's/sum(i for i in range(n))/n*(n-1)\\/\\/2/' tiny/__init__.py"
+                                                      " && cat {prompt_file} > /dev/null"))
     hanging = AGENT_SPEC.validate_python(dict(name="hang", kind="command", command="echo start; sleep 600", time_limit_s=1.5))
     out = {}
     for spec in (editing, hanging):

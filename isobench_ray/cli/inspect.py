@@ -155,7 +155,7 @@ def parse_metrics_cmd(
         metrics = parse_metrics(None if as_json else text, json_data=data if as_json else None, kind=kind)
     except NoMetricsError as exc:
         typer.secho(f"{file}: {exc}\n--- last lines ---\n{exc.tail}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 

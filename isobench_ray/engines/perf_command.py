@@ -155,9 +155,13 @@ def _kind(argv: list[str], declared_kind: str | None, found: list[Finding]) -> t
     """The kind the command runs (the command wins over a declared kind) and its script."""
     kind, script = script_kind(argv)
     if kind is None:
-        found.append(Finding("benchmark.kind", f"unknown benchmark script {script!r}: expected vLLM benchmarks/benchmark_{{serving,latency,throughput,prefix_caching}}.py, `vllm bench serve|latency|throughput`, or sglang.bench_serving|bench_one_batch|bench_offline_throughput"))
+        found.append(Finding("benchmark.kind", f"unknown benchmark script {script!r}: expected vLLM "
+                                               "benchmarks/benchmark_{serving,latency,throughput,prefix_caching}.py, "
+                                               "`vllm bench serve|latency|throughput`, or "
+                                               "sglang.bench_serving|bench_one_batch|bench_offline_throughput"))
     elif declared_kind and declared_kind != kind:
-        found.append(Finding("benchmark.kind", f"declared kind {declared_kind!r} contradicts the command, which runs {script} ({kind}); using {kind}", "warning"))
+        found.append(Finding("benchmark.kind", f"declared kind {declared_kind!r} contradicts the command, "
+                                               f"which runs {script} ({kind}); using {kind}", "warning"))
     return kind, script
 
 
@@ -169,7 +173,8 @@ def _client_args(argv: list[str], result: PerfCommand, server_flags: frozenset[s
     i = 0
     while i < len(argv):
         token, name = argv[i], _flag_name(argv[i])
-        takes_value = name.startswith("-") and "=" not in token and name not in _FLAGS_WITHOUT_VALUE and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        takes_value = (name.startswith("-") and "=" not in token and name not in _FLAGS_WITHOUT_VALUE
+                       and i + 1 < len(argv) and not argv[i + 1].startswith("--"))
         group = argv[i : i + 2] if takes_value else argv[i : i + 1]
         i += len(group)
         if name in _TP_FLAGS and len(group) == 2 and group[1].isdigit() and int(group[1]) > 1:
@@ -197,7 +202,8 @@ def _finish_client(result: PerfCommand, client: list[str], script: str, argv: li
         found.append(Finding("perf_command", "the ShareGPT dataset (benchmark_serving.py's default) needs --dataset-path, a file the "
                                              "task does not provide; name a dataset that needs no file (e.g. --dataset-name random)"))
     if kind == "serving" and result.server_args:
-        found.append(Finding("perf_command", f"server flags {' '.join(result.server_args)} move to the server command, the same for every arm", "warning"))
+        found.append(Finding("perf_command", f"server flags {' '.join(result.server_args)} move to the server command, "
+                                             "the same for every arm", "warning"))
     if kind and not any(_flag_name(t) in {"--model", "--model-path"} for t in client):
         if model:
             client += ["--model", model]

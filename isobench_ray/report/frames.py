@@ -22,15 +22,16 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "slot_s", "agent_model", "agent_steps", "agent_tokens",
            "agent_cost_usd"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
-    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64, "disturbed_samples": pl.Int64,
+    "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64,
+    "disturbed_samples": pl.Int64,
     "not_discriminative": pl.Boolean, "judge_rule_based": pl.Boolean, "hacked": pl.Boolean, "soft_pass": pl.Boolean,
     "hard_pass": pl.Boolean, "hard_pass_ci": pl.Boolean, "judge_tokens": pl.Int64, "judge_cost_usd": pl.Float64,
     "judge_agreement": pl.Float64, "bench_s": pl.Float64, "slot_s": pl.Float64, "agent_steps": pl.Int64, "agent_tokens": pl.Int64,
     "agent_cost_usd": pl.Float64,
     **{c: pl.Float64 for c in ["baseline_value", "human_value", "agent_value", "speedup_vs_baseline",
                                "human_speedup_vs_baseline", "agent_vs_human_pct", "speedup_ci_low", "speedup_ci_high",
-                               "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct", "noise_pct", "band_pct",
-                               "margin_pct"]},
+                               "human_speedup_ci_low", "human_speedup_ci_high", "agent_vs_human_ci_low_pct", "agent_vs_human_ci_high_pct",
+                               "noise_pct", "band_pct", "margin_pct"]},
 }
 
 

@@ -33,7 +33,8 @@ PAGE = """<!DOCTYPE html>
 {% if section.table is none %}{% elif section.table.rows %}
 <div class="scroll"><table>
 <thead><tr>{% for c in section.table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in section.table.rows %}<tr>{% for cell in row %}<td{% if cell.text %} class="text"{% endif %}>{% if cell.href %}<a href="{{ cell.href }}">{{ cell.value }}</a>{% else %}{{ cell.value }}{% endif %}</td>{% endfor %}</tr>
+<tbody>{% for row in section.table.rows %}<tr>{% for cell in row %}<td{% if cell.text %} class="text"{% endif %}>\
+{% if cell.href %}<a href="{{ cell.href }}">{{ cell.value }}</a>{% else %}{{ cell.value }}{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table></div>
 {% else %}<p>Nothing of this kind in this run.</p>{% endif %}

@@ -1,9 +1,10 @@
 """Stage 4, hard metrics: pure functions from Measurements to Scores.
 
 Speedup is oriented so that > 1 always means faster: value/baseline for throughput-like metrics,
-baseline/value for latency-like ones (the direction comes with the Measurements, from the engine's table). agent_vs_human_pct compares the two speedups (positive: agent
-better). The hard class applies the ISO-Bench rule to the point estimate: beyond +margin beats, within ±margin
-similar, below worse; the strict class (`hard_class_ci`) asks the whole interval (scoring/verdicts.py).
+baseline/value for latency-like ones (the direction comes with the Measurements, from the engine's table).
+agent_vs_human_pct compares the two speedups (positive: agent better). The hard class applies the ISO-Bench rule
+to the point estimate: beyond +margin beats, within ±margin similar, below worse; the strict class (`hard_class_ci`)
+asks the whole interval (scoring/verdicts.py).
 """
 
 from __future__ import annotations
