@@ -248,3 +248,18 @@ def test_pass_and_opt_at_k():
     opt = {r["agent"]: r["value"] for r in compare.opt_at_k(_rows(), 3).to_dicts()}
     assert opt == {"fast": 1.0, "slow": 0.0}
     assert compare.pass_at_k_estimate(5, 1, 5) == 1.0
+
+
+def test_every_policy_says_inconclusive_disturbed_when_outside_load_left_no_clean_sample():
+    """Two busy processes on the slot's cores for the whole run: every measured run disturbed. No policy has a
+    number then (the paper's used to divide None by None); the record stays a measurement, not a failure."""
+    runs = {arm: [Run(arm=arm, round=r, disturbed=True, metrics={"avg_latency": 1.0}) for r in range(5)]
+            for arm in ("baseline", "human", "agent", "baseline2")}
+    m = Measurements(attempt_id="a", slot="s", primary_metric="avg_latency", higher_is_better=False,
+                     arms=[ArmResult(arm=arm, commit="c", command="x", runs=rs) for arm, rs in runs.items()])
+    for name, policy in POLICIES.items():
+        verdict = policy(m, Grading(min_samples=5))
+        assert (verdict.hard_class, verdict.cause) == (HardClass.inconclusive, VerdictCause.disturbed), name
+    s = score(m, min_samples=5)
+    assert (s.hard_class, s.hard_class_ci, s.verdict_cause) == (HardClass.inconclusive, HardClass.inconclusive,
+                                                                 VerdictCause.disturbed)

@@ -39,9 +39,11 @@ class Grading:
 
 
 def _failed(m: Measurements) -> Verdict | None:
+    """Failed (an arm failed), or inconclusive where an arm has no clean sample at all (every run disturbed):
+    no policy has a number to judge then."""
     status, cause, detail = hard.outcome(m)
     if status is Status.success:
-        return None
+        return verdicts.shortfall(m, 1)
     return Verdict(HardClass.failed, None, f"failed: {cause.value if cause else status.value} {detail}".strip()[:200])
 
 
