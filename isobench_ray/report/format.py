@@ -31,4 +31,5 @@ def human(value: float | int | None) -> str:
 def for_people(df: pl.DataFrame) -> pl.DataFrame:
     """Every float column as text written by `human` (what the markdown tables and the terminal print)."""
     floats = [c for c, t in df.schema.items() if t in (pl.Float64, pl.Float32)]
-    return df.with_columns(*[pl.col(c).map_elements(human, return_dtype=pl.Utf8) for c in floats]) if floats else df
+    done = df.with_columns(*[pl.col(c).map_elements(human, return_dtype=pl.Utf8) for c in floats]) if floats else df
+    return done.with_columns(pl.col(pl.Utf8).fill_null("–"))  # an empty cell reads as one, not as "null"
