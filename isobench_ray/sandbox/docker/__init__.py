@@ -33,7 +33,8 @@ from isobench_ray.sandbox.docker.images import (
     recipe_key,
     split_image_name,
 )
-from isobench_ray.sandbox.docker.lifecycle import build_hint, process_id, reap_orphans, reap_orphans_once, remove_containers
+from isobench_ray.sandbox.docker.lifecycle import (Deadline, build_hint, process_id, reap_orphans, reap_orphans_once,
+                                                   remove_containers)
 from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox
 
 # slot and tag variables (reap keys) and the labels that carry them
@@ -121,7 +122,11 @@ class DockerSandboxes:
     def reap(self, key: str, value: str) -> list[str]:
         client = client_for(self.host)
         found = client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"{KEY_LABELS.get(key, key)}={value}"]})
-        return remove_containers(client, [c["Id"] for c in found])
+        killed = remove_containers(client, [c["Id"] for c in found])
+        for info in found:  # their deadline folders go with them
+            for name in info.get("Names") or ():
+                Deadline(Path(self.cache_dir) / "sandbox-ttl" / name.lstrip("/")).remove()
+        return killed
 
 
 __all__ = ["DiskFull", "DockerProcess", "DockerSandbox", "DockerSandboxes", "ImageStore", "base_tarball", "build_script_key",
