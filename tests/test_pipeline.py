@@ -119,6 +119,9 @@ def test_every_stage_is_on_disk_with_the_exact_commands(finished_run):
             assert [r[0] for r in m.order] == ["baseline", "human", "agent"]  # rotated: each arm goes first once
             assert all(sorted(r) == sorted(m.order[0]) for r in m.order) and m.stop_reason
             s = record.scores
+            if s.verdict_cause == "disturbed" and s.speedup_ci is None:  # outside load left an arm no clean sample
+                assert s.hard_class_ci == "inconclusive" and s.hard_class == "inconclusive", s
+                continue
             assert s.speedup_ci[0] <= s.speedup_vs_baseline <= s.speedup_ci[1]
             assert s.noise_pct is not None and s.band_pct >= 5.0 and s.rounds == 3
             assert len({a.command for a in m.arms}) == 1  # the same workload for every arm
