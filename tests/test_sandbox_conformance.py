@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from dockerd import FORK_BOMB
 
 from isobench_ray.sandbox import SandboxUnavailable
 from isobench_ray.sandbox.base import with_agent
@@ -331,23 +332,7 @@ def test_the_harness_files_are_out_of_reach(make, tmp_path, harness_files, reque
     assert [name for name, path in harness_files.items() if seen[name] == _digest(path)] == [], seen
 
 
-_FORK = """
-import os, sys, time
-kids = []
-for _ in range(int(sys.argv[1])):
-    try:
-        pid = os.fork()
-    except OSError:
-        break
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    kids.append(pid)
-print(len(kids), flush=True)
-for pid in kids:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)  # reaped: the wrapper that runs the command needs its own forks after this
-"""
+_FORK = FORK_BOMB  # forks up to argv[1] children (5 s at most), prints how many it got, reaps them
 
 
 def test_no_fork_past_the_pids_limit(make, tmp_path, request):

@@ -33,8 +33,7 @@ from isobench_ray.sandbox.docker.images import (
     recipe_key,
     split_image_name,
 )
-from isobench_ray.sandbox.docker.lifecycle import (Deadline, build_hint, process_id, reap_orphans, reap_orphans_once,
-                                                   remove_containers)
+from isobench_ray.sandbox.docker.lifecycle import Deadline, build_hint, process_id, reap_orphans, reap_orphans_once, remove_containers
 from isobench_ray.sandbox.docker.sandbox import DockerProcess, DockerSandbox
 
 # slot and tag variables (reap keys) and the labels that carry them
