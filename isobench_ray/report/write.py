@@ -183,7 +183,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     store = RunStore(run_dir)
     records = store.records()
     judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
-    df = attempts_frame(records, judgements, agent_models(store.read_json("run.json")))
+    models = agent_models(store.read_json("run.json"))
+    df = attempts_frame(records, judgements, models)
     superseded = set(store.read_json("superseded.json") or [])
     if superseded:  # earlier versions of edited tasks or agents (--accept-changed): apart in every table
         df = df.with_columns(pl.when(pl.col("attempt_id").is_in(sorted(superseded)))
@@ -208,7 +209,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         FILES,
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
-    write_attempt_pages(store.root, records, judgements, agent_models(store.read_json("run.json")))
+    write_attempt_pages(store.root, records, judgements, models)
     plots = all_plots(df, tables["quadrants"], rule_based)
     write_atomic(store.root / "report.html", render_html(store.root.name, f"{df.height} attempts. {INTRO}", sections, plots,
                                                                 RULE_BASED_NOTE if rule_based else "", FILES))
