@@ -42,7 +42,7 @@ pytest_plugins = ["dockerd", "outside"]
 PIDS = 64  # the pids limit of every sandbox in this suite
 HARNESS = Path.home() / ".cache" / f"isobench-conformance-{os.getpid()}"  # the harness's cache, as a run hides it
 CHECKOUT = Path(__file__).resolve().parents[1]  # the harness's own checkout
-LOCAL_LACKS = {"network", "writable_paths", "no_privilege", "harness_files", "pids", "no_host"}
+LOCAL_LACKS = {"network", "writable_paths", "no_privilege", "harness_files", "pids", "no_host", "unmarked_daemon"}
 
 IMPLEMENTATIONS = [
     # lacks: the promises this implementation does not make (their tests must fail on it: strict xfail)
@@ -185,6 +185,47 @@ def test_cleanup_reaps_an_escaped_setsid_child(make, tmp_path):
     sandbox.cleanup()
     time.sleep(0.3)
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == sleep]
+
+
+def _running(argv: list[str]) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == argv and _alive(p.pid)]
+
+
+def test_a_daemon_a_command_leaves_is_named_and_gone(make, tmp_path):
+    """What a finished command left running (a daemon in its own session) is in `leftovers`, and killed: an
+    arm's code never runs into the next arm (the import check of a patch that starts one is `tampering`)."""
+    sandbox = make()
+    daemon = ["sleep", f"303.{os.getpid()}"]
+    res = sandbox.exec(f"setsid {' '.join(daemon)} > /dev/null 2>&1 & echo started", cwd=tmp_path, timeout_s=60)
+    assert res.ok and "started" in res.output, res.output
+    assert [left for left in res.leftovers if " ".join(daemon) in left], res.leftovers
+    assert "isobench" not in res.output  # the watcher's lines are the harness's, not the command's output
+    time.sleep(0.3)
+    assert not _running(daemon)
+    clean = sandbox.exec("sleep 0.2; echo done", cwd=tmp_path, timeout_s=60)
+    assert clean.ok and clean.leftovers == () and clean.output.strip() == "done"
+
+
+def test_reap_idle_kills_a_daemon_that_dropped_its_marker(make, tmp_path, request):
+    """A daemon that cleared its environment (no marker to find it by) is gone once the sandbox is idle, the
+    sandbox still usable: a bubblewrap launch's PID namespace ends with it, a container kills all but its own."""
+    _not_promised_fails(request, make, "unmarked_daemon", "plain processes are found by their marker only")
+    sandbox = make()
+    daemon = ["sleep", f"304.{os.getpid()}"]
+    start = sandbox.start(f"(env -i setsid {' '.join(daemon)} > /dev/null 2>&1 &); sleep 30", cwd=tmp_path,
+                          log_path=tmp_path / "server.log")
+    deadline = time.monotonic() + 10
+    while not _running(daemon) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    start.stop(grace_s=1)
+    sandbox.reap_idle()
+    time.sleep(0.5)
+    try:
+        assert not _running(daemon)
+        assert sandbox.exec("echo still here", cwd=tmp_path, timeout_s=60).output.strip() == "still here"
+    finally:
+        for pid in _running(daemon):
+            psutil.Process(pid).kill()
 
 
 def test_only_the_given_environment_is_visible(make, tmp_path, monkeypatch):

@@ -5,9 +5,12 @@ a sandbox themselves, so a local process group and a container are the same to t
 implementation keeps are checked by one conformance suite (`tests/test_sandbox_conformance.py`):
 
 - `exec` never raises for a failing or hanging command: it reports `returncode` and `timed_out`, and the
-  whole process tree is gone when it returns, children that started their own session included;
+  whole process tree is gone when it returns, children that started their own session included; what was
+  still running `LINGER_S` after the command itself ended (a daemon it left behind) is killed and named in
+  `leftovers`, where the sandbox can see it (docs/security.md);
 - only the environment the caller gave (plus a minimal base) is visible to the command;
 - with `network=False` nothing outside the sandbox can be reached, where `enforces_network` says so;
+- `reap_idle()` kills what still runs when nothing should (between arms), keeping the sandbox;
 - `cleanup()` removes everything this sandbox ever started, found by its own tag or label.
 
 An isolated sandbox (`isolated`: bubblewrap, Docker) also holds as root (docs/security.md): its commands
@@ -27,8 +30,41 @@ from typing import Protocol, Sequence
 from isobench_ray.text import tail
 
 OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes of output kept in memory per command; the log file keeps all
+# How long a finished command's children may take to exit on their own (multiprocessing's resource tracker
+# goes a moment after its parent) before what is left counts as left behind
+LINGER_S = 2.0
+WATCH_MARK = "isobench-watch"  # a jail's watcher's lines: MARK <launch> cpu <s>; MARK <launch> left <pid> <command>
 
 Command = str | Sequence[str]  # a shell line, or an argv that no shell sees
+
+
+@dataclass(frozen=True)
+class WatchReport:
+    """What a jail's watcher said of one finished command (bwrap.py)."""
+
+    output: str  # the command's output, the watcher's lines taken out
+    leftovers: tuple[str, ...]
+    cpu_s: float | None  # the command tree's CPU time (None: no report)
+
+
+def read_watch(output: str, launch: str) -> WatchReport:
+    """The watcher's lines of one launch (marker `launch`) taken out of its output. Code in the sandbox can
+    print such lines too, but only to its own cost: every leftover named counts, and the least CPU time said."""
+    prefix = f"{WATCH_MARK} {launch} "
+    kept, left, cpu = [], [], []
+    for line in output.splitlines(keepends=True):
+        if not line.startswith(prefix):
+            kept.append(line)
+            continue
+        kind, _, rest = line[len(prefix):].strip().partition(" ")
+        if kind == "left":
+            left.append(rest)
+        elif kind == "cpu":
+            try:
+                cpu.append(float(rest))
+            except ValueError:
+                continue
+    return WatchReport("".join(kept), tuple(left), min(cpu) if cpu else None)
 
 
 def pinned_env(cpus: Sequence[int] | None) -> dict[str, str]:
@@ -54,6 +90,7 @@ class ExecResult:
     timed_out: bool
     duration_s: float
     cpu_s: float = 0.0  # CPU time the command and its children used (where the sandbox can tell)
+    leftovers: tuple[str, ...] = ()  # processes still running LINGER_S after the command ended ("pid command")
 
     @property
     def ok(self) -> bool:
@@ -94,6 +131,11 @@ class Sandbox(Protocol):
 
     def read_file(self, path: Path) -> bytes: ...
     def write_file(self, path: Path, data: bytes | str) -> None: ...
+
+    def reap_idle(self) -> list[str]:
+        """When none of its commands should be running (between two arms): kill whatever of the sandbox still
+        runs, the sandbox itself kept for later commands; returns what it killed."""
+        ...
 
     def cleanup(self) -> list[str]:
         """Stop everything this sandbox started; returns what it had to kill."""
@@ -140,6 +182,11 @@ class ImageStore(Protocol):
     def report(self) -> dict:
         """The images on this node, their size and last use, and the free space."""
         ...
+
+
+def host_env(names: Sequence[str]) -> dict[str, str]:
+    """This host's values of `names` (the run's passthrough variables: model caches, thread counts)."""
+    return {k: os.environ[k] for k in names if k in os.environ}
 
 
 def with_agent(sandboxes: SandboxFactory, programs: Sequence[str | Path] = (), endpoints: Sequence[str] = ()) -> SandboxFactory:

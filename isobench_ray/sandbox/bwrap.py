@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from isobench_ray.sandbox import limits
-from isobench_ray.sandbox.base import SandboxUnavailable
+from isobench_ray.sandbox.base import LINGER_S, WATCH_MARK, SandboxUnavailable
 from isobench_ray.sandbox.netns import RESOLV, Namespace
 
 NOBODY = "65534"
@@ -184,10 +184,13 @@ class Jail:
         if self._cgroup is None:
             self._cgroup = limits.PidsCgroup.make(self.tag, self.pids_limit)
 
-    def launch(self, command: list[str], cwd: Path, env: dict[str, str], log, pinned) -> "Launch":
+    def launch(self, command: list[str], cwd: Path, env: dict[str, str], log, pinned, watch: str = "") -> "Launch":
         """Start `command` in the jail (`pinned`: wraps an argv to run on the launch's cores), held until it is
-        in the sandbox's cgroup."""
+        in the sandbox's cgroup. `watch` (a launch's marker): when the command ends, what it left running in
+        the jail is named in the log (base.split_leftovers) before the jail's end kills it."""
         self._setup(env)
+        if watch:
+            command = [sys.executable, "-I", "-c", _WATCH, f"{WATCH_MARK} {watch}", str(LINGER_S), *command]
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         fds = [info_w, block_r]
@@ -218,6 +221,41 @@ class Jail:
             self._cgroup.remove()
             self._cgroup = None
 
+
+# The jail's first command when a finished command's leftovers are wanted: the jail's PID namespace ends with
+# it (and kills them), so what is left is looked for here, in the jail's own /proc, before it goes. It also
+# says the CPU time the command's tree used, which no longer reaches the harness through bubblewrap.
+_WATCH = r"""
+import os, resource, subprocess, sys, time
+mark, linger, me = sys.argv[1], float(sys.argv[2]), os.getpid()
+try:
+    rc = subprocess.call(sys.argv[3:])
+except OSError as exc:
+    print(exc, file=sys.stderr, flush=True)
+    rc = 127
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+def others():
+    found = []
+    for pid in os.listdir('/proc'):
+        if pid.isdigit() and int(pid) not in (1, me):
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as fh:
+                    cmd = fh.read().replace(b'\0', b' ').decode(errors='replace').strip()
+            except OSError:
+                continue
+            if cmd:
+                found.append(f'{pid} {cmd[:200]}')
+    return found
+end, left = time.monotonic() + linger, others()
+while left and time.monotonic() < end:
+    time.sleep(0.1)
+    left = others()
+sys.stdout.flush()
+print(mark, "cpu", used.ru_utime + used.ru_stime, flush=True)
+for line in left:
+    print(mark, "left", line, flush=True)
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
 
 # RLIMIT_NPROC, then the command (the harness's interpreter, read-only in the jail)
 _NPROC = ("import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); "

@@ -29,7 +29,16 @@ from typing import Sequence
 
 import psutil
 
-from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, SandboxUnavailable, open_fresh, pinned_env
+from isobench_ray.sandbox.base import (
+    LINGER_S,
+    OUTPUT_LIMIT,
+    Command,
+    ExecResult,
+    SandboxUnavailable,
+    open_fresh,
+    pinned_env,
+    read_watch,
+)
 from isobench_ray.sandbox.bwrap import Jail
 from isobench_ray.text import read_log
 
@@ -91,18 +100,51 @@ def _pinned(argv: list[str], cpus: Sequence[int] | None, cwd: Path, path: str) -
     return [taskset, "-c", cores, *argv] if taskset else [sys.executable, "-I", "-c", _PIN, cores, *argv]
 
 
+def tagged(value: str, key: str = "ISOBENCH_TAG") -> list[psutil.Process]:
+    """The live processes whose environment carries key=value (zombies aside)."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != me and proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(key) == value:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def lingering(launch: str, linger_s: float = LINGER_S) -> tuple[str, ...]:
+    """What of a finished launch (its marker ISOBENCH_PROC) is still running `linger_s` later ("pid command")."""
+    deadline = time.monotonic() + linger_s
+    left = tagged(launch, "ISOBENCH_PROC")
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if _alive(p)]
+    named = []
+    for proc in left:
+        try:
+            named.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return tuple(named)
+
+
 def reap_tagged(value: str, key: str = "ISOBENCH_TAG") -> list[str]:
     """SIGKILL every process whose environment carries key=value (orphans of a dead parent)."""
     killed = []
-    me = os.getpid()
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
+    for proc in tagged(value, key):
         try:
-            if proc.environ().get(key) == value:
-                proc.kill()
-                killed.append(f"pid {proc.pid} ({proc.name()})")
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            name = proc.name()
+            proc.kill()
+            killed.append(f"pid {proc.pid} ({name})")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return killed
 
@@ -179,13 +221,14 @@ class LocalSandbox:
         return merged
 
     def _popen(self, command: Command, cwd: Path, env: dict[str, str] | None, log,
-               cpus: Sequence[int] | None = None) -> tuple[subprocess.Popen, str]:
+               cpus: Sequence[int] | None = None, watch: bool = False) -> tuple[subprocess.Popen, str]:
         proc_tag = f"{self.tag}/{uuid.uuid4().hex[:8]}"
         merged = self._env({**(env or {}), **pinned_env(cpus)}, proc_tag)
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         path = merged.get("PATH", os.defpath)
         if self.jail is not None:
-            return self.jail.launch(argv, cwd, merged, log, pinned=lambda a: _pinned(a, cpus, cwd, path)).popen, proc_tag
+            return self.jail.launch(argv, cwd, merged, log, pinned=lambda a: _pinned(a, cpus, cwd, path),
+                                    watch=proc_tag if watch else "").popen, proc_tag
         popen = subprocess.Popen(_pinned(argv, cpus, cwd, path), cwd=cwd, env=merged, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
         return popen, proc_tag
@@ -196,11 +239,14 @@ class LocalSandbox:
         log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        left: tuple[str, ...] = ()
         with open_fresh(log_path) as log:
-            popen, proc_tag = self._popen(command, cwd, env, log, cpus)
+            popen, proc_tag = self._popen(command, cwd, env, log, cpus, watch=True)
             timed_out = False
             try:
                 popen.wait(timeout=timeout_s)
+                if self.jail is None:  # a jail's watcher names them in the log (bwrap.py)
+                    left = lingering(proc_tag)
             except subprocess.TimeoutExpired:
                 timed_out = True
             # The leader may have exited while children linger; the group goes either way.
@@ -211,8 +257,11 @@ class LocalSandbox:
         cpu_s = (children_after.ru_utime - children_before.ru_utime) + (children_after.ru_stime - children_before.ru_stime)
         with open(log_path, "rb") as fh:
             fh.seek(max(0, log_path.stat().st_size - OUTPUT_LIMIT))
-            output = fh.read().decode(errors="replace")
-        return ExecResult(None if timed_out else popen.returncode, output, timed_out, time.monotonic() - start, cpu_s)
+            watched = read_watch(fh.read().decode(errors="replace"), proc_tag)
+        if self.jail is not None and watched.cpu_s is not None:
+            cpu_s = watched.cpu_s  # what the harness's own children's usage cannot see through bubblewrap
+        return ExecResult(None if timed_out else popen.returncode, watched.output, timed_out, time.monotonic() - start,
+                          cpu_s, leftovers=left + watched.leftovers)
 
     def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
               cpus: Sequence[int] | None = None) -> LocalProcess:
@@ -252,6 +301,11 @@ class LocalSandbox:
             return int(res.output.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return None
+
+    def reap_idle(self) -> list[str]:
+        # a jail's launches end with their PID namespace; a plain one's daemons carry the tag unless they
+        # cleared their environment (docs/security.md: plain local promises nothing there)
+        return reap_tagged(self.tag)
 
     def cleanup(self) -> list[str]:
         killed = reap_tagged(self.tag)

@@ -30,7 +30,15 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from isobench_ray.sandbox.base import OUTPUT_LIMIT, Command, ExecResult, ImageMissing, SandboxUnavailable, pinned_env
+from isobench_ray.sandbox.base import (
+    LINGER_S,
+    OUTPUT_LIMIT,
+    Command,
+    ExecResult,
+    ImageMissing,
+    SandboxUnavailable,
+    pinned_env,
+)
 from isobench_ray.sandbox.docker.client import LABEL, client_for, default_host
 from isobench_ray.sandbox.docker.images import DEFAULT_PATH
 from isobench_ray.sandbox.docker.lifecycle import (
@@ -51,6 +59,7 @@ from isobench_ray.text import read_log
 if TYPE_CHECKING:
     from isobench_ray.sandbox.docker import DockerSandboxes
 
+LEFTOVER = "isobench-leftover"  # run.sh's line on its stderr per process a command left: LEFTOVER <pid> <command>
 _images_seen: set[tuple[str, str]] = set()  # (engine, image) found once by this process: not asked again
 
 
@@ -336,7 +345,8 @@ class DockerSandbox:
              log_path: Path | None = None, cpus: Sequence[int] | None = None) -> ExecResult:
         start = time.monotonic()
         log_path = log_path or cwd.parent / f".{self.tag.replace('/', '_')}.exec.log"
-        exec_id, proc_tag, reader, meta, error = self._launch(command, cwd, env, cpus, log_path)
+        exec_id, proc_tag, reader, meta, error = self._launch(command, cwd, {**(env or {}), "ISOBENCH_LINGER": str(int(LINGER_S))},
+                                                              cpus, log_path)
         if exec_id is None:
             return ExecResult(125, error, False, time.monotonic() - start)
         reader.join(timeout=timeout_s)
@@ -361,8 +371,10 @@ class DockerSandbox:
         with open(log_path, "rb") as fh:
             fh.seek(max(0, log_path.stat().st_size - OUTPUT_LIMIT))
             output = fh.read().decode(errors="replace") + error
+        wrapper = b"".join(meta).decode(errors="replace")
+        left = tuple(line[len(LEFTOVER):].strip() for line in wrapper.splitlines() if line.startswith(LEFTOVER + " "))
         return ExecResult(None if timed_out else code, output, timed_out, time.monotonic() - start,
-                          _parse_times(b"".join(meta).decode(errors="replace")))
+                          _parse_times(wrapper), leftovers=left)
 
     def start(self, command: Command, *, cwd: Path, env: dict[str, str] | None = None, log_path: Path,
               cpus: Sequence[int] | None = None) -> DockerProcess:
@@ -414,6 +426,10 @@ class DockerSandbox:
             raise OSError(f"cannot write {path} in container {self.name}")
 
     # -------------------------------------------------------------- the end
+
+    def reap_idle(self) -> list[str]:
+        out = self._run(["sh", f"{HELPERS}/idle.sh"], timeout_s=30)
+        return [line.strip() for line in out.splitlines() if line.strip()]
 
     def cleanup(self) -> list[str]:
         HEARTBEAT.drop(self)

@@ -1,7 +1,8 @@
 """The Docker sandbox's shell helpers and the base image's build script, shipped as package data.
 
 In every container, under HELPERS: `run.sh` (the wrapper of every command), `kill.sh` (signal a launch's
-processes), `cpu.sh` (CPU ticks of a launch), `probe_http.py` (the HTTP probe from inside) and `lib.sh`,
+processes), `cpu.sh` (CPU ticks of a launch), `idle.sh` (between arms, kill all but the container's own), `probe_http.py`
+(the HTTP probe from inside) and `lib.sh`,
 which the shell helpers source. `ROUTES` (isobench_ray/sandbox/routes.py, shared with bubblewrap) is what
 the helper container that cuts the host off a bridged container runs. On the host: `build_base.sh` (the base image's file system, debootstrap).
 """
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 HELPERS = "/.isobench"  # where the helpers are in every container (short command lines in `ps`)
-IN_CONTAINER = ("lib.sh", "run.sh", "kill.sh", "cpu.sh", "probe_http.py")
+IN_CONTAINER = ("lib.sh", "run.sh", "kill.sh", "cpu.sh", "idle.sh", "probe_http.py")
 
 
 def script(name: str) -> Path:

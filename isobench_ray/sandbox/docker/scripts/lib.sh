@@ -10,3 +10,12 @@ isobench_reap() {
     isobench_marked "$p" "$ISOBENCH_PROC" && kill -KILL "$p" 2>/dev/null
   done
 }
+
+# isobench_ppid PID: its parent's pid (0: started by the engine's exec, as every launch and helper is)
+isobench_ppid() { cut -d')' -f2- < "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3; }
+
+# isobench_name PID: "PID command line" (200 characters at most)
+isobench_name() { printf '%s %s\n' "$1" "$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | cut -c1-200)"; }
+
+# isobench_live PID: a process with a command line (not a zombie; /proc files report no size, so read one)
+isobench_live() { [ -n "$(head -c1 "/proc/$1/cmdline" 2>/dev/null | tr -d '\0')" ]; }
