@@ -60,6 +60,8 @@ class SandboxSettings(Group):
         "session, validation and benchmark arm in its own container (docs/docker.md); none: agents run as plain "
         "processes (marked in the report).")
     isolate_agents: bool = Field(True, description="Contain agent sessions (also those that run no code, where possible).")
+    isolate_arms: bool = Field(True, description="Run validation and each benchmark arm in a sandbox of its own "
+                               "(bubblewrap where installed; Docker always), the other arms' trees out of sight.")
     # model caches, and the thread counts Ray gives its workers (one per CPU asked for), which every arm must
     # share; agents get none of them
     env_passthrough: tuple[str, ...] = Field(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = 
     commits are checked too (a mirror fetch)."""
     loaded = load_tasks(tasks_path, repo)
     if cache_dir is not None:
-        check_sources(loaded, cache_dir)
+        check_sources(loaded, cache_dir, for_run=True)
     if loaded.errors and not skip_invalid:
         lines = "\n".join(str(p) for p in loaded.errors)
         raise PlanError(f"{len(loaded.errors)} problem(s) in {tasks_path}; fix them or pass --skip-invalid:\n{lines}")
@@ -184,6 +185,10 @@ def check_containment(agents: list, settings: Settings) -> None:
         raise PlanError(f"agents {', '.join(runners)} run code, and bubblewrap (bwrap), which contains them, is not "
                         f"installed here: install it (apt-get install bubblewrap), or pass --sandbox none to run "
                         f"them as plain processes that see this machine (the report marks those attempts)")
+    if settings.sandbox.kind == "local" and settings.sandbox.isolate_arms and not make_sandboxes(settings).can_isolate:
+        print("isobench: bubblewrap (bwrap) is not installed here: validation and the benchmark arms run the agents' "
+              "patches as plain processes that can reach the other arms' trees (docs/security.md; tampering that stays "
+              "in a tree is still caught by its hashes). apt-get install bubblewrap to contain them", file=sys.stderr)
 
 
 class RunOptions(BaseModel):

@@ -159,6 +159,12 @@ def detached_tree(mirror_path: Path, commit: str, dest: Path) -> Path:
     return dest
 
 
+def tracked_files(tree: Path) -> list[str]:
+    """The files of a tree's starting commit (paths from its root), as the harness's own git directory lists them."""
+    out = _git(tree, "ls-files", "-z").stdout.decode(errors="surrogateescape")
+    return [f for f in out.split("\0") if f]
+
+
 class TreeEscape(RuntimeError):
     """A write into a tree would leave it: through a folder that is a symbolic link out of the tree, or a path
     with `..`."""

@@ -85,7 +85,7 @@ def test_a_decided_verdict_does_not_stop_the_rounds_before_every_arm_has_its_cle
                 benchmark=BenchmarkSpec(kind="latency", command="python benchmarks/benchmark_latency.py --model m"))
     engine = engine_named("vllm")
     ctx = BenchContext(slot=BenchSlot(name="s"), settings=settings, gpus=Gpus(()), engine=engine, task=task,
-                       bench=engine.bench_command(task.benchmark, None), sandbox_of={}, trees={}, base=tmp_path, logs={})
+                       bench=engine.bench_command(task.benchmark, None), sandbox_of={}, trees={}, io={}, guard=None, base=tmp_path, logs={})
     full = {"baseline": 4, "human": 4, "agent": 4}
     assert stop_reason(ctx, _states(full), 2).startswith("decided after 2 rounds: beats")
     short = {"baseline": 4, "human": 3, "agent": 4}  # the human's fourth run was disturbed: not a sample

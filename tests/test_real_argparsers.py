@@ -273,6 +273,9 @@ class RecordingSandbox:
     def write_file(self, path, data):
         Path(path).write_bytes(data.encode() if isinstance(data, str) else data)
 
+    def reap_idle(self):
+        return []
+
     def cleanup(self):
         return []
 
@@ -379,7 +382,9 @@ def test_derived_client_commands_pass_the_real_parser(case: Case, tasks, tmp_pat
         check = CHECKS[case.task_id]
         check(args, arm=arm, settings=settings, sandbox=sandbox)
     # every arm runs the same workload: the argv differ only in the result file's name
-    normalized = {arm: [t.replace(f"{arm}.r0.0", "ARM") for t in argv] for arm, (argv, _) in parsed.items()}
+    # (and its own results folder, beside its tree)
+    normalized = {arm: [t.replace(f"{arm}.r0.0", "ARM").replace(f"/io/{arm}/", "/io/ARM/") for t in argv]
+                  for arm, (argv, _) in parsed.items()}
     for arm, (argv, _) in parsed.items():  # and the port of the arm's own server
         if "--port" in argv:
             normalized[arm][argv.index("--port") + 1] = "PORT"

@@ -19,7 +19,7 @@ def _ctx(settings) -> BenchContext:
     task = next(t for t in load_tasks(demo.TASKS_FILE).tasks if t.benchmark.kind == "serving")
     engine = engine_named(task.repo.engine_name)
     return BenchContext(slot=BenchSlot(name="s"), settings=settings, gpus=Gpus(()), engine=engine, task=task,
-                        bench=engine.bench_command(task.benchmark, None), sandbox_of={}, trees={}, base=Path("/nonexistent"),
+                        bench=engine.bench_command(task.benchmark, None), sandbox_of={}, trees={}, io={}, guard=None, base=Path("/nonexistent"),
                         logs={})
 
 

@@ -11,8 +11,9 @@ from isobench_ray.engines import Engine
 from isobench_ray.engines.base import BenchCommand
 from isobench_ray.engines.server import Server, launch
 from isobench_ray.hardware import Gpus, cpu_telemetry, split_cores
-from isobench_ray.sandbox.base import Sandbox
-from isobench_ray.schema import BenchSlot, Task
+from isobench_ray.sandbox.base import Sandbox, SandboxFactory, host_env, with_agent
+from isobench_ray.schema import Arm, BenchSlot, Task
+from isobench_ray.stages.guard import ArmGuard
 
 
 class DirtySlot(RuntimeError):
@@ -28,19 +29,25 @@ class BenchContext:
     engine: Engine  # for its servers only (engines/server.py); the rounds ask `bench`
     task: Task
     bench: BenchCommand
-    sandbox_of: dict[str, Sandbox]  # per arm; arms in one environment share one
+    sandbox_of: dict[str, Sandbox]  # per arm, its own; the noise arm runs in the baseline's
     trees: dict[str, Path]  # per arm; the noise arm runs in the baseline's
-    base: Path  # the stage's scratch folder, which every arm's sandbox mounts
+    io: dict[str, Path]  # per arm, beside its tree and writable by it alone: its results, probes' files
+    base: Path  # the stage's scratch folder (the harness's logs); no arm's sandbox sees it whole
     logs: dict[str, str]  # what the attempt's record keeps, by key
+    guard: ArmGuard  # what no arm may change in another's (stages/guard.py)
 
     @property
     def log_dir(self) -> Path:
         return self.base / "logs"
 
-    @property
-    def results(self) -> Path:
-        """Where the benchmark script writes its JSON result: outside every tree, read only by the harness."""
-        return self.base / "results"
+    def results(self, arm: str) -> Path:
+        """Where the arm's benchmark script writes its JSON result: outside every tree, read by the harness."""
+        return self.io[arm] / "results"
+
+    def after(self, arm: Arm, leftovers: tuple[str, ...] = ()) -> None:
+        """Once an arm's step is over: whatever it left running killed, and tampering (stages/guard.py) raised."""
+        killed = self.sandbox_of[arm].reap_idle()
+        self.guard.check(arm, [*leftovers, *killed])
 
     def cores(self, serving: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(server cores, client cores): disjoint halves of the slot for a server and its client; an
@@ -63,3 +70,15 @@ class BenchContext:
 
     def telemetry(self) -> dict:
         return {**cpu_telemetry(), **self.gpus.telemetry()}
+
+
+def arm_sandbox(sandboxes: SandboxFactory, settings: Settings, task: Task, tag: str, writable: list[Path], *,
+                env: dict[str, str], image: str | None, slot_env: dict[str, str] | None = None) -> Sandbox:
+    """The sandbox one arm's code runs in (validation's, or one benchmark arm's): contained where the run's kind
+    can (`isolate_arms`: bubblewrap, or a container), with the model caches the run names readable and their
+    variables passed, network out (a model download) but never to the host."""
+    isolate = settings.sandbox.kind != "none" and settings.sandbox.isolate_arms and getattr(sandboxes, "can_isolate", False)
+    passed = host_env(settings.sandbox.env_passthrough) if isolate else {}
+    models = [p for p in (task.model, *passed.values()) if p and Path(p).is_absolute() and Path(p).is_dir()]
+    made = with_agent(sandboxes, programs=models) if isolate else sandboxes
+    return made(tag, writable=writable, network=True, isolate=isolate, slot_env=slot_env, env={**passed, **env}, image=image)

@@ -17,13 +17,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from isobench_ray.config import Settings
-from isobench_ray.engines import Engine, engine_named
+from isobench_ray.engines import engine_named
 from isobench_ray.environments import prepare
 from isobench_ray.hardware import Gpus
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import ARMS, NOISE_ARM, Arm, Attempt, BenchSlot, FailureCause, Measurements, StageError, Task
-from isobench_ray.stages.bench_context import BenchContext, DirtySlot
+from isobench_ray.stages.bench_context import BenchContext, DirtySlot, arm_sandbox
 from isobench_ray.stages.correctness import check_arms
+from isobench_ray.stages.guard import ArmGuard
 from isobench_ray.stages.rounds import arm_results, run_rounds
 from isobench_ray.workspace import PatchApplyError, TreeEscape, apply_patch, detached_tree, links_on_path, mirror, scratch, write_in_tree
 
@@ -35,22 +36,18 @@ class ThreeWayBenchmark:
         self.slot, self.settings, self.sandboxes = slot, settings, sandboxes
         self.gpus = Gpus(slot.gpu_ids)
 
-    def _arm_sandboxes(self, task: Task, tag: str, base: Path, held: ExitStack) -> dict[Arm, Sandbox]:
-        """Each arm's sandbox, in its engine environment at its commit (repo.python, repo.image, repo.wheel):
-        one per distinct environment, so arms that share one share a sandbox (one container, for the docker
-        sandbox). Per-commit wheel environments stay held (not evictable) until `held` closes."""
-        made: dict[tuple, Sandbox] = {}
+    def _arm_sandboxes(self, task: Task, tag: str, folders: dict[Arm, list[Path]], held: ExitStack) -> dict[Arm, Sandbox]:
+        """Each arm's own sandbox, in its engine environment at its commit (repo.python, repo.image, repo.wheel),
+        with only its own folders writable (`folders`: its tree and its io) and the others' out of sight; the
+        noise arm shares the baseline's. Per-commit wheel environments stay held until `held` closes."""
         by_arm: dict[Arm, Sandbox] = {}
         try:
             for arm in ARMS:
                 env, image = prepare(task, task.arm_commit(arm), self.settings, self.sandboxes, held)
-                key = (image, tuple(sorted(env.items())))
-                if key not in made:
-                    made[key] = self.sandboxes(tag, writable=[base], network=True, slot_env=self.slot.env, env=env,
-                                               image=image)
-                by_arm[arm] = made[key]
+                by_arm[arm] = arm_sandbox(self.sandboxes, self.settings, task, f"{tag}.{arm}", folders[arm], env=env,
+                                          image=image, slot_env=self.slot.env)
         except BaseException as exc:
-            for sandbox in made.values():
+            for sandbox in by_arm.values():
                 sandbox.cleanup()
             if isinstance(exc, ImageMissing):
                 raise StageError(FailureCause.image_missing, str(exc)) from None
@@ -58,17 +55,23 @@ class ThreeWayBenchmark:
         by_arm[NOISE_ARM] = by_arm["baseline"]
         return by_arm
 
-    def _trees(self, sandbox_of: dict[Arm, Sandbox], script: str | None, task: Task, patch: str,
-               base: Path) -> dict[Arm, Path]:
-        """The arms' trees: the parent, the human commit, the parent with the patch; set up where the task says."""
+    def _trees(self, task: Task, base: Path) -> tuple[dict[Arm, Path], dict[Arm, Path]]:
+        """(the arms' trees: the parent, the human commit, the parent again for the patch; each arm's io folder),
+        made before the sandboxes that mount them."""
         mirror_path = mirror(task.repo.url, self.settings.paths.cache, (task.parent_commit, task.human_commit))
-        trees: dict[Arm, Path] = {
-            "baseline": detached_tree(mirror_path, task.parent_commit, base / "baseline"),
-            "human": detached_tree(mirror_path, task.human_commit, base / "human"),
-            "agent": detached_tree(mirror_path, task.parent_commit, base / "agent"),
-        }
+        commits = {"baseline": task.parent_commit, "human": task.human_commit, "agent": task.parent_commit}
+        trees: dict[Arm, Path] = {arm: detached_tree(mirror_path, commit, base / arm) for arm, commit in commits.items()}
+        io: dict[Arm, Path] = {arm: base / "io" / arm for arm in ARMS}
+        for folder in io.values():
+            (folder / "results").mkdir(parents=True)
+        return trees | {NOISE_ARM: trees["baseline"]}, io | {NOISE_ARM: io["baseline"]}
+
+    def _set_up(self, sandbox_of: dict[Arm, Sandbox], script: str | None, task: Task, patch: str,
+                trees: dict[Arm, Path], io: dict[Arm, Path], base: Path) -> None:
+        """The patch applied in the agent's tree, the baseline's benchmark script copied over the others', and
+        each tree set up where the task says, each in its own arm's sandbox."""
         try:
-            apply_patch(sandbox_of["agent"], trees["agent"], patch, base / "agent.diff")
+            apply_patch(sandbox_of["agent"], trees["agent"], patch, io["agent"] / "agent.diff")
         except PatchApplyError as exc:  # validation applied it: something changed between the two
             raise StageError(FailureCause.patch_does_not_apply, f"the validated patch no longer applies: {exc}") from None
         # the same benchmark code for every arm: the baseline's script, or the module a `python -m` or
@@ -76,29 +79,35 @@ class ThreeWayBenchmark:
         if script and (trees["baseline"] / script).is_file():
             _copy_script(trees, script)
         if task.repo.setup_command:
-            for arm, tree in trees.items():
-                res = sandbox_of[arm].exec(task.repo.setup_command, cwd=tree, timeout_s=self.settings.limits.setup_timeout_s,
+            for arm in ARMS:
+                res = sandbox_of[arm].exec(task.repo.setup_command, cwd=trees[arm], timeout_s=self.settings.limits.setup_timeout_s,
                                            log_path=base / "logs" / f"{arm}.setup.log")
                 if not res.ok:
                     raise StageError(FailureCause.setup_failed, f"setup of the {arm} tree failed: {res.tail()}")
-        trees[NOISE_ARM] = trees["baseline"]
-        return trees
 
-    def _context(self, engine: Engine, task: Task, patch: str, base: Path, sandbox_of: dict[Arm, Sandbox],
+    def _context(self, task: Task, patch: str, base: Path, tag: str, held: ExitStack,
                  logs: dict[str, str]) -> BenchContext:
-        """The arms prepared, and the task's BenchCommand: the engine asked twice (which file defines the
-        command line; then, with the baseline's copy of it, everything the rounds need)."""
+        """The arms prepared in their sandboxes, and the task's BenchCommand: the engine asked twice (which file
+        defines the command line; then, with the baseline's copy of it, everything the rounds need)."""
+        engine = engine_named(task.repo.engine_name)
         script = engine.script_file(task.benchmark.command)
-        trees = self._trees(sandbox_of, script, task, patch, base)
-        script_source = None  # the baseline's script decides whether the JSON flags exist, for every arm
-        if script and (trees["baseline"] / script).is_file():
-            script_source = (trees["baseline"] / script).read_text(errors="replace")
-        bench = engine.bench_command(task.benchmark, script_source)
-        (base / "results").mkdir()
-        if bench.text_reason:
-            logs["bench/metrics_source.txt"] = f"numbers from the output text: {bench.text_reason}\n"
-        return BenchContext(slot=self.slot, settings=self.settings, gpus=self.gpus, engine=engine, task=task,
-                            bench=bench, sandbox_of=sandbox_of, trees=trees, base=base, logs=logs)
+        trees, io = self._trees(task, base)
+        sandbox_of = self._arm_sandboxes(task, tag, {arm: [trees[arm], io[arm]] for arm in ARMS}, held)
+        logs["bench/sandboxes.txt"] = "".join(f"{arm}: {sandbox_of[arm].kind}\n" for arm in ARMS)
+        try:
+            self._set_up(sandbox_of, script, task, patch, trees, io, base)
+            script_source = None  # the baseline's script decides whether the JSON flags exist, for every arm
+            if script and (trees["baseline"] / script).is_file():
+                script_source = (trees["baseline"] / script).read_text(errors="replace")
+            bench = engine.bench_command(task.benchmark, script_source)
+            if bench.text_reason:
+                logs["bench/metrics_source.txt"] = f"numbers from the output text: {bench.text_reason}\n"
+            return BenchContext(slot=self.slot, settings=self.settings, gpus=self.gpus, engine=engine, task=task,
+                                bench=bench, sandbox_of=sandbox_of, trees=trees, io=io, base=base, logs=logs,
+                                guard=ArmGuard.snapshot(trees, script))
+        except BaseException:
+            _clean_up(sandbox_of)
+            raise
 
     def run(self, attempt: Attempt, task: Task, patch: str) -> tuple[Measurements, dict[str, str]]:
         started = time.monotonic()
@@ -110,14 +119,13 @@ class ThreeWayBenchmark:
         logs: dict[str, str] = {}
         with scratch(self.settings.paths.work, attempt.id, "bench") as base, ExitStack() as held:
             (base / "logs").mkdir()
-            sandbox_of = self._arm_sandboxes(task, f"{attempt.id}.bench", base, held)
+            ctx = self._context(task, patch, base, f"{attempt.id}.bench", held, logs)
             try:
-                ctx = self._context(engine_named(task.repo.engine_name), task, patch, base, sandbox_of, logs)
                 prepare_s = time.monotonic() - started
                 states, order, stop_reason = run_rounds(ctx, ARMS + ((NOISE_ARM,) if self.settings.measurement.noise_arm else ()))
                 checks: dict[Arm, dict] = {}
                 if self.settings.correctness.enabled and not any(states[arm].failure for arm in ARMS):
-                    checks = check_arms(ctx)
+                    checks = check_arms(ctx) if _has_server(ctx) else {arm: {"greedy_detail": NO_SERVER} for arm in ARMS}
                 arms = arm_results(ctx, states, checks)
                 metric = ctx.bench.primary(r for a in arms for r in a.runs) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
@@ -125,8 +133,20 @@ class ThreeWayBenchmark:
                                     arms=arms, order=order, stop_reason=stop_reason, duration_s=time.monotonic() - started,
                                     prepare_s=prepare_s, server_s=sum(st.server_s for st in states.values())), logs
             finally:
-                for sandbox in {id(s): s for s in sandbox_of.values()}.values():
-                    sandbox.cleanup()  # whatever outlived its server's process group
+                _clean_up(ctx.sandbox_of)  # whatever outlived its server's process group
+
+
+# a benchmark without a server (an offline script, and no server command for the engine or the repository)
+NO_SERVER = "not checked: the task has no server to ask for greedy completions (no repo.server_command)"
+
+
+def _has_server(ctx: BenchContext) -> bool:
+    return bool(ctx.task.repo.server_command or ctx.engine.server_template)
+
+
+def _clean_up(sandbox_of: dict[Arm, Sandbox]) -> None:
+    for sandbox in {id(s): s for s in sandbox_of.values()}.values():
+        sandbox.cleanup()
 
 
 def _copy_script(trees: dict[Arm, Path], script: str) -> None:

@@ -16,10 +16,11 @@ from isobench_ray.workspace import write_in_tree
 
 def check_arms(ctx: BenchContext) -> dict[Arm, dict]:
     """Every verdict arm's ArmResult fields greedy_outputs, greedy_detail and accuracy."""
-    # the probe and its prompts under `base`, which every arm's sandbox mounts (the same path on both sides) and
-    # the agent's arm could write in during the rounds: written without following a link it left there
-    write_in_tree(ctx.base, "greedy_client.py", Path(greedy_client.__file__).read_bytes())
-    write_in_tree(ctx.base, "prompts.json", json.dumps(greedy_client.PROMPTS).encode())
+    # the probe and its prompts in each arm's io folder, which its sandbox mounts (the same path on both sides)
+    # and its code could write in during the rounds: written without following a link it left there
+    for arm in ARMS:
+        write_in_tree(ctx.io[arm], "greedy_client.py", Path(greedy_client.__file__).read_bytes())
+        write_in_tree(ctx.io[arm], "prompts.json", json.dumps(greedy_client.PROMPTS).encode())
     return {arm: _check(ctx, arm) for arm in ARMS}
 
 
@@ -30,16 +31,19 @@ def _check(ctx: BenchContext, arm: Arm) -> dict:
     ctx.ensure_clean_gpus(arm)
     server = ctx.launch(arm, f"{arm}.correctness.server.log", server_cpus)
     found: dict = {}
+    left: tuple[str, ...] = ()
     try:
         if server.failure:
             return {"greedy_detail": f"the {arm} server did not start for the check: {server.failure[0].value}"}
         url = f"http://{settings.sandbox.host}:{server.port}/v1/completions"
-        out_file = ctx.base / f"{arm}.greedy.json"
-        probe = shlex.join(["python", str(ctx.base / "greedy_client.py"), url, ctx.task.model or "default",
-                            str(ctx.base / "prompts.json"), str(out_file), str(settings.correctness.greedy_max_tokens)])
+        io = ctx.io[arm]
+        out_file = io / "greedy.json"
+        probe = shlex.join(["python", str(io / "greedy_client.py"), url, ctx.task.model or "default",
+                            str(io / "prompts.json"), str(out_file), str(settings.correctness.greedy_max_tokens)])
         res = sandbox.exec(probe, cwd=ctx.trees[arm], timeout_s=600, log_path=ctx.log_dir / f"{arm}.greedy.log",
                            cpus=client_cpus)
         ctx.logs[f"bench/{arm}.greedy.log"] = log_tail(res.output)
+        left = res.leftovers
         if res.ok:
             found["greedy_outputs"] = json.loads(sandbox.read_file(out_file))["outputs"]
         else:
@@ -48,6 +52,7 @@ def _check(ctx: BenchContext, arm: Arm) -> dict:
             found.update(_lm_eval(ctx, arm, url))
     finally:
         ctx.logs[f"bench/{arm}.correctness.server.log"] = log_tail(server.stop())
+        ctx.after(arm, left)
     return found
 
 
@@ -55,7 +60,7 @@ def _lm_eval(ctx: BenchContext, arm: Arm, url: str) -> dict:
     """lm-evaluation-harness against the arm's server, with the same tasks, limit, batch size and seed for
     every arm; the mean of each task's first reported accuracy."""
     s = ctx.settings
-    out_dir = ctx.base / f"{arm}.lm_eval"
+    out_dir = ctx.io[arm] / "lm_eval"
     argv = ["python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
             f"model={ctx.task.model},base_url={url},num_concurrent=8,max_retries=3,tokenized_requests=False",
             "--tasks", ",".join(s.lm_eval.tasks), "--batch_size", str(s.lm_eval.batch_size),

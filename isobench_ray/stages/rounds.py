@@ -41,6 +41,7 @@ class ArmState:
     server_s: float = 0.0  # starting and stopping its servers
     server_cpus: tuple[int, ...] = ()
     client_cpus: tuple[int, ...] = ()
+    leftovers: list[str] = field(default_factory=list)  # what its benchmark commands left running (this round)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def run_round(ctx: BenchContext, arm: Arm, index: int, state: ArmState) -> None:
             t0 = time.monotonic()
             ctx.logs[f"bench/{arm}.r{index}.server.log"] = log_tail(server.stop())
             state.server_s += time.monotonic() - t0
+        left, state.leftovers = tuple(state.leftovers), []
+        ctx.after(arm, left)  # nothing of this arm runs into the next, and no tree but its own changed
 
 
 def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
@@ -110,7 +113,7 @@ def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
     # there to avoid; the next rounds try again, and the stop rule waits for min_samples clean samples.
     planned, extra_tries, i = warmups + settings.measurement.runs_per_round, settings.measurement.runs_per_round, 0
     while i < planned:
-        run, failure = _measure(ctx, rnd, i, warm=i < warmups)
+        run, failure = _measure(ctx, rnd, i, warm=i < warmups, left=state.leftovers)
         if run.disturbed and extra_tries > 0:
             planned, extra_tries = planned + 1, extra_tries - 1
         state.result_runs.append(run)
@@ -120,8 +123,9 @@ def _runs(ctx: BenchContext, rnd: _Round, state: ArmState) -> None:
         i += 1
 
 
-def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run, Failure | None]:
-    """One benchmark run, with the share of the slot's cores that something outside it used meanwhile."""
+def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool, left: list[str]) -> tuple[Run, Failure | None]:
+    """One benchmark run, with the share of the slot's cores that something outside it used meanwhile (what
+    the command left running goes to `left`)."""
     settings, sandbox = ctx.settings, ctx.sandbox_of[rnd.arm]
     timeout_s = settings.limits.bench_timeout_s or ctx.task.benchmark.timeout_s
     proc = rnd.server.process if rnd.server else None
@@ -129,11 +133,12 @@ def _measure(ctx: BenchContext, rnd: _Round, i: int, *, warm: bool) -> tuple[Run
     busy, server_cpu = busy_seconds(ctx.slot.cpus), proc.cpu_seconds() if proc else 0.0
     # The result as the benchmark script wrote it, into a folder outside every tree that only the
     # harness reads: an engine that prints a fake result block to the output changes nothing there.
-    result_file = ctx.results / f"{rnd.name(i)}.json"
+    result_file = ctx.results(rnd.arm) / f"{rnd.name(i)}.json"
     json_flags = ctx.bench.result_flags(str(result_file))
     ran = f"{rnd.command} {shlex.join(json_flags)}" if json_flags else rnd.command
     res = sandbox.exec(ran, cwd=ctx.trees[rnd.arm], timeout_s=timeout_s, log_path=ctx.log_dir / f"{rnd.name(i)}.log",
                        cpus=rnd.client_cpus)
+    left.extend(res.leftovers)
     own = res.cpu_s + ((proc.cpu_seconds() - server_cpu) if proc else 0.0)
     outside = outside_share(busy_seconds(ctx.slot.cpus) - busy, own, res.duration_s, ctx.slot.cpus)
     ctx.logs[f"bench/{rnd.name(i)}.log"] = log_tail(res.output)

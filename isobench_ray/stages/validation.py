@@ -17,8 +17,9 @@ from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
 from isobench_ray.engines.server import launch
 from isobench_ray.environments import build_commit, prepare, rebuild_reason
-from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
+from isobench_ray.sandbox.base import ExecResult, ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import ARMS, Attempt, Check, FailureCause, Session, StageError, Task, Validation
+from isobench_ray.stages.bench_context import arm_sandbox
 from isobench_ray.text import log_tail
 from isobench_ray.workspace import PatchApplyError, apply_patch, detached_tree, files_between, links_on_path, mirror, scratch
 
@@ -37,7 +38,7 @@ def validate(attempt: Attempt, task: Task, session: Session, settings: Settings,
     with scratch(settings.paths.work, attempt.id, "validate") as base, ExitStack() as held:
         env, image = prepare(task, task.parent_commit, settings, sandboxes, held)  # the agent's arm: the parent's
         try:
-            sandbox = sandboxes(f"{attempt.id}.validate", writable=[base], network=True, image=image, env=env)
+            sandbox = arm_sandbox(sandboxes, settings, task, f"{attempt.id}.validate", [base], env=env, image=image)
         except ImageMissing as exc:
             raise StageError(FailureCause.image_missing, str(exc)) from None
         try:
@@ -85,6 +86,8 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
     # the package as an argument, never as code (the loader checks import_name too)
     res = sandbox.exec(["python", "-c", "import importlib, sys; importlib.import_module(sys.argv[1])", task.repo.package],
                        cwd=tree, timeout_s=settings.limits.import_timeout_s, log_path=base / "import.log")
+    if _left_behind(checks, "import", t0, res):
+        return checks, method, FailureCause.tampering
     if not _check(checks, "import", t0, res.ok, res.tail(8)):
         return checks, method, FailureCause.import_error
 
@@ -102,6 +105,16 @@ def _run_checks(sandbox: Sandbox, task: Task, session: Session, settings: Settin
                 raise StageError(FailureCause.baseline_failed, f"the server does not start at the parent commit:\n{detail}")
             return checks, method, cause
     return checks, method, None
+
+
+def _left_behind(checks: list[Check], name: str, started: float, res: ExecResult) -> bool:
+    """A check whose command left processes running (the patch's import-time code started a daemon) fails as
+    tampering: nothing of an arm may outlive its step (stages/guard.py)."""
+    if not res.leftovers:
+        return False
+    _check(checks, name, started, False, "the patch's code left processes running after the check: "
+           + "; ".join(res.leftovers[:5]))
+    return True
 
 
 def _planted_links(task: Task, session: Session, tree: Path) -> str:
