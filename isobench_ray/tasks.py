@@ -231,10 +231,21 @@ def load_hf(spec: str, resolver: Resolver, repo_override: str | None) -> LoadRes
     return out
 
 
-def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
+def git_reason(exc: Exception) -> str:
+    """What git said went wrong, in one line (GitPython quotes its stderr: `stderr: 'fatal: ...'`)."""
+    text = getattr(exc, "stderr", None) or str(exc)
+    lines = [line.strip().strip("'").strip() for line in text.splitlines()]
+    lines = [line.removeprefix("stderr:").strip().strip("'") for line in lines if line and line not in ("'", "stderr:")]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return ((fatal or lines or ["git failed"])[-1])[:200]
+
+
+def check_sources(result: LoadResult, cache_dir: Path, for_run: bool = False) -> LoadResult:
     """Reach every task's repository and find both commits (one mirror clone or fetch per repository, into
     the cache): a task that cannot run is found now and blamed on the task, not hours later on a GPU. A
-    repository that cannot be reached now (no network) is a warning: its tasks are not checked."""
+    repository that cannot be reached now (no network) is a warning for `tasks validate` (its tasks are not
+    checked) and an error for a run (`for_run`), which would otherwise record every attempt of it as an
+    infrastructure error, again on every rerun."""
     import git
 
     from isobench_ray.schema import StageError
@@ -254,9 +265,15 @@ def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
                 unusable.add(task.id)
             continue
         except git.GitCommandError as exc:
-            reason = (exc.stderr or str(exc)).strip().splitlines()[-1][:200]
+            reason = git_reason(exc)
             for task in tasks:
-                result.problems.append(Problem(task.source, task.id, "repo.url", f"not checked, {url} cannot be reached now: {reason}", "warning"))
+                if for_run:
+                    result.problems.append(Problem(task.source, task.id, "repo.url", f"{url} cannot be reached now: "
+                                                   f"{reason} (fix the URL or the network, or leave the task out)"))
+                    unusable.add(task.id)
+                else:
+                    result.problems.append(Problem(task.source, task.id, "repo.url",
+                                                   f"not checked, {url} cannot be reached now: {reason}", "warning"))
             continue
         missing = set(missing_commits(path, commits))
         for task in tasks:
@@ -269,7 +286,15 @@ def check_sources(result: LoadResult, cache_dir: Path) -> LoadResult:
 
 
 def load_tasks(path: str | Path, repo: str | None = None) -> LoadResult:
-    """Load tasks from a file or `hf:` spec. Raises TaskFileError for an unreadable file."""
+    """Load tasks from a file, a folder of YAML files or an `hf:` spec. Raises TaskFileError for an unreadable
+    file, or one that holds no task record at all (an empty file, `{}`, `[]`: a mistake, never an empty run)."""
+    result = _load(path, repo)
+    if result.records == 0:
+        raise TaskFileError(f"{path}: no task records in it (an empty file, {{}} or []): nothing to run")
+    return result
+
+
+def _load(path: str | Path, repo: str | None) -> LoadResult:
     resolver = Resolver(repo if repo and Path(repo).exists() else None)
     spec = str(path)
     if spec.startswith("hf:"):
@@ -278,12 +303,25 @@ def load_tasks(path: str | Path, repo: str | None = None) -> LoadResult:
     if not p.exists():
         raise TaskFileError(f"{spec}: no such file")
     if p.is_dir():
-        out = LoadResult()
-        for child in sorted(p.glob("*.y*ml")):
-            out.extend(load_yaml(child, resolver))
-        return out
+        return _load_folder(p, resolver)
     if p.suffix in (".yaml", ".yml"):
         return load_yaml(p, resolver)
     if p.suffix in (".json", ".jsonl"):
         return load_upstream(p, resolver, repo)
     raise TaskFileError(f"{spec}: unknown task file type (expected .yaml, .json, .jsonl or hf:NAME)")
+
+
+def _load_folder(folder: Path, resolver: Resolver) -> LoadResult:
+    """Every YAML file of a folder; a task id that an earlier file (by name) already has is an error, never a
+    second task of the same name."""
+    out, first = LoadResult(), {}
+    for child in sorted(folder.glob("*.y*ml")):
+        part = load_yaml(child, resolver)
+        for task in list(part.tasks):
+            if task.id in first:
+                part.tasks.remove(task)
+                part.problems.append(Problem(str(child), task.id, "id", f"duplicate task id: {first[task.id]} has it too"))
+            else:
+                first[task.id] = str(child)
+        out.extend(part)
+    return out

@@ -318,3 +318,17 @@ def test_an_implausible_attempt_carries_the_hack_flag(tiny_repo, tmp_path, make_
     (judgement,) = panel.close()
     assert "implausible" in judgement.hack_flags  # ... but it is flagged, and no success count takes it
     assert not hard_pass(record.scores)
+
+
+def test_a_latency_task_without_a_server_is_measured_and_its_correctness_not_checked(bench_repo, make_settings):
+    """It once passed planning and then failed the correctness check (no server to ask) as infra_error, redone
+    on every rerun. Now the check says why it did not run, and the numbers stand."""
+    from isobench_ray.stages.benchmark import NO_SERVER
+
+    task = bench_repo["task"].model_copy(update={"repo": bench_repo["task"].repo.model_copy(update={"engine": "generic"})})
+    assert engine_named(task.repo.engine_name).server_template is None and task.repo.server_command is None
+    settings = make_settings(**{**QUICK_BENCH, "check_correctness": True})
+    attempt = Attempt.make(task, NoopSpec(name="noop"), 0, "x")
+    measured, _ = ThreeWayBenchmark(BenchSlot(name="cpu"), settings, sandboxes=SANDBOXES).run(attempt, task, "")
+    assert [a.failure_cause for a in measured.arms] == [None, None, None]
+    assert all(a.greedy_outputs is None and a.greedy_detail == NO_SERVER for a in measured.arms)

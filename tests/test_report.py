@@ -359,6 +359,23 @@ def test_push_to_hub_uploads_the_card_and_the_tables(run, monkeypatch):
     assert "isobench" in card.data.tags and "rule-based judge" in card.text and "7 attempts of 4 tasks" in card.text
 
 
+def test_a_push_without_a_hub_is_one_line_and_the_report_is_kept(run, tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from isobench_ray.cli import app
+
+    copy = tmp_path / "run"
+    shutil.copytree(run[0], copy)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing answers there: as without network
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["report", str(copy), "--push-to-hub", "me/run"])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "pushing it to the hub as me/run failed" in result.output and (copy / "report.html").exists()
+    assert len(result.output.strip().splitlines()[-1]) < 400
+
+
 def test_validation_savings_count_stopped_patches_and_the_slot_time_they_did_not_take():
     from isobench_ray.report.summary import validation_savings
 

@@ -122,3 +122,53 @@ def test_a_dry_run_says_what_the_plan_needs_and_writes_nothing(tmp_path, make_se
     text = str(needs.value)
     assert "8 attempts: human 4, noop 4" in text and "engine builds" in text and "GPU-hours" in text
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- careless task files (case 13)
+
+
+def _demo_doc(url: str | None = None) -> dict:
+    import yaml
+
+    doc = yaml.safe_load(demo.TASKS_FILE.read_text())
+    doc["tasks"] = doc["tasks"][:1]
+    for spec in doc["repos"].values():
+        spec["url"] = url or str((demo.TASKS_FILE.parent / spec["url"]).resolve())
+    return doc
+
+
+def test_one_task_id_in_two_files_of_a_folder_is_an_error_naming_both(tmp_path):
+    import yaml
+
+    from isobench_ray.tasks import load_tasks
+
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(_demo_doc()))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(_demo_doc()))
+    loaded = load_tasks(tmp_path)
+    assert len(loaded.tasks) == 1 and loaded.tasks[0].source.endswith("a.yaml")
+    (problem,) = loaded.errors
+    assert problem.source.endswith("b.yaml") and problem.field == "id" and "a.yaml has it too" in problem.message
+
+
+@pytest.mark.parametrize("name, text", [("empty.jsonl", ""), ("obj.json", "{}"), ("arr.json", "[]"),
+                                        ("none.yaml", "tasks: []\n")])
+def test_a_task_file_without_records_fails_validation(tmp_path, name, text):
+    from typer.testing import CliRunner
+
+    from isobench_ray.cli import app
+
+    (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(app, ["tasks", "validate", "--no-fetch", str(tmp_path / name)])
+    assert result.exit_code == 1 and "no task records" in result.output, result.output
+
+
+def test_an_unreachable_repository_stops_the_run_with_gits_reason(tmp_path, make_settings):
+    import yaml
+
+    url = "https://127.0.0.1:9/nowhere.git"  # nothing listens on the discard port
+    (tmp_path / "tasks.yaml").write_text(yaml.safe_dump(_demo_doc(url)))
+    with pytest.raises(PlanError) as caught:
+        runner.run(str(tmp_path / "tasks.yaml"), parse_agents("noop"), tmp_path / "run", make_settings())
+    text = str(caught.value)
+    assert f"{url} cannot be reached now: fatal: unable to access" in text and "connect" in text.lower(), text
+    assert not text.rstrip().endswith("'") and not (tmp_path / "run" / "attempts").exists()

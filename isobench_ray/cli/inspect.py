@@ -85,7 +85,14 @@ def report(
         from isobench_ray.report.hub import push_to_hub as push
 
         constants.HF_HUB_OFFLINE = False  # the CLI defaults to offline for everything else; this asks for the hub
-        typer.echo(f"Pushed: {push(run_dir, push_to_hub, private=private)}")
+        try:
+            pushed = push(run_dir, push_to_hub, private=private)
+        except Exception as exc:  # the hub's, the network's or the token's: the report above is written either way
+            from isobench_ray.text import error_line
+
+            _fail(f"the report is written, but pushing it to the hub as {push_to_hub} failed: {type(exc).__name__}: "
+                  f"{error_line(str(exc), 300) or 'no detail'} (check the network, HF_TOKEN and HF_ENDPOINT)")
+        typer.echo(f"Pushed: {pushed}")
 
 
 @app.command()
