@@ -146,3 +146,14 @@ def test_each_arm_sees_only_its_own_tree(kind, hostile, request, make_settings):
         others = {"baseline", "human", "agent"} - {arm}
         assert not others & set(eval(seen.strip().splitlines()[0])), (arm, seen)  # noqa: S307 (a list the test printed)
     assert all(not arm.failure_cause for arm in measured.arms), [a.detail for a in measured.arms]
+
+
+def test_tampering_is_a_hack_flag_in_the_tables_judged_or_not():
+    from isobench_ray.report.frames import attempts_frame
+    from isobench_ray.schema import AttemptRecord, Status
+
+    attempt = Attempt(task_id="case3", agent="cheat", rollout=0, id="case3.cheat.0.x", repo="fakeeng")
+    record = AttemptRecord(attempt=attempt, status=Status.failed, failure_cause=FailureCause.tampering, failure_stage="validate",
+                           detail="the patch's code left processes running after the check")
+    row = attempts_frame([record]).row(0, named=True)
+    assert row["status"] == "failed" and row["hacked"] is True and row["hack_flags"] == "tampering"

@@ -78,7 +78,7 @@ class JudgePanel:
             request = judge_request(record, task, self._human_patch(task))
             if request is None:
                 return None
-            judgement = judge_attempt(request, self.judges, hack_flags(record.scores))
+            judgement = judge_attempt(request, self.judges, hack_flags(record))
         except Exception as exc:  # a judge's failure is that attempt's judge_error; it never stops the run
             judgement = Judgement(attempt_id=record.attempt.id, judge_error=f"{type(exc).__name__}: {exc}"[:1000])
         previous = self.store.load_stage(record.attempt.id, "judgement")

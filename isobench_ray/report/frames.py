@@ -7,6 +7,7 @@ import polars as pl
 
 from isobench_ray.hardware import throttled
 from isobench_ray.schema import AttemptRecord, Judgement
+from isobench_ray.scoring.plausibility import hack_flags
 from isobench_ray.scoring.soft import hard_pass, hard_pass_ci, quadrant, quadrant_ci, soft_pass
 from isobench_ray.text import error_line
 
@@ -38,6 +39,8 @@ _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
 def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
     # the strict twins keep `inconclusive` apart: hard_pass_ci is null there, quadrant_ci says "inconclusive"
     soft, hard, hard_ci = soft_pass(j), hard_pass(rec.scores), hard_pass_ci(rec.scores)
+    # the record's own flags stand without a judgement (an attempt not judged, or judged before it was flagged)
+    flags = list(dict.fromkeys([*(j.hack_flags if j else []), *hack_flags(rec)]))
     costs = [v.cost_usd for v in j.votes if v.cost_usd is not None] if j else []
     return {
         "repo": rec.attempt.repo or None,
@@ -49,7 +52,7 @@ def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
         "judge_agreement": j.agreement if j else None, "judge_error": j.judge_error if j else None,
         "judge_tokens": sum(v.tokens for v in j.votes) if j else None,
         "judge_cost_usd": sum(costs) if costs else None,
-        "hack_flags": ", ".join(j.hack_flags) if j else None, "hacked": bool(j.hack_flags) if j else None,
+        "hack_flags": ", ".join(flags) if j or flags else None, "hacked": bool(flags) if j or flags else None,
         "soft_pass": soft, "hard_pass": hard, "hard_pass_ci": hard_ci,
         "quadrant": quadrant(soft, hard), "quadrant_ci": quadrant_ci(soft, hard_ci),
     }

@@ -13,7 +13,7 @@ no success count takes it (scoring/soft.py) until someone confirms it by hand.
 
 from __future__ import annotations
 
-from isobench_ray.schema import HardClass, Measurements, Scores, VerdictCause
+from isobench_ray.schema import AttemptRecord, FailureCause, HardClass, Measurements, Scores, VerdictCause
 
 IMPLAUSIBLE_SPEEDUP = 50.0
 MIN_LATENCY_S = 1e-6
@@ -56,6 +56,8 @@ def flag(scores: Scores, why: str) -> Scores:
     return scores.model_copy(update=update)
 
 
-def hack_flags(scores: Scores | None) -> list[str]:
-    """The hack flags the numbers themselves raise: `implausible`."""
-    return ["implausible"] if scores is not None and scores.implausible else []
+def hack_flags(record: AttemptRecord) -> list[str]:
+    """The hack flags the record itself raises, whatever the judges say: `implausible` numbers, and
+    `tampering` (the patch's code touched another arm, the benchmark script, or left a process behind)."""
+    flags = ["implausible"] if record.scores is not None and record.scores.implausible else []
+    return flags + (["tampering"] if record.failure_cause is FailureCause.tampering else [])
