@@ -1,5 +1,7 @@
 """Every attempt gets a page of its own: what the agent did and how it was measured, escaped and bounded."""
 
+from pathlib import Path
+
 from isobench_ray import demo
 from isobench_ray.report.write import write_report
 from isobench_ray.schema import (
@@ -59,3 +61,78 @@ def test_each_attempt_has_a_linked_escaped_bounded_page(tmp_path):
     assert 'class="add"' in page and "Make the sampler fast." in page and "the end of a long log" in page
     assert "addresses_judge" in page and "no reply" in page and "12,345" in page and "<svg" in page
     assert page_path.stat().st_size < 200_000  # a 5 MB log is cut to its head and tail
+    assert "–%" not in page  # a missing value is a dash, not a dash with a unit
+
+
+# ---------------------------------------------------------------- what a person sees: headless Chromium
+
+# Test-only: appended to a copy of a page (the pages themselves run no script), it writes where the headings,
+# the first table, the health line and the diff's first added line landed, and any bare "None." paragraph
+MEASURE = """<script>
+const box = e => e ? e.getBoundingClientRect().toJSON() : null;
+const found = {headings: [...document.querySelectorAll('h2')].map(h => [h.textContent.trim(), h.getBoundingClientRect().top]),
+  table: box(document.querySelector('table')), add: box(document.querySelector('.add')),
+  health: box([...document.querySelectorAll('p')].find(p => p.textContent.includes('Run health'))),
+  none: [...document.querySelectorAll('p')].filter(p => p.textContent.trim() === 'None.').length};
+document.body.insertAdjacentHTML('beforeend', '<pre id="layout">' + JSON.stringify(found) + '</pre>');
+</script>"""
+
+
+def _look(page, tmp_path, name: str, height: int) -> tuple[dict, "object"]:
+    """(where things landed, the screenshot as an RGB array) of `page` in a 1400 x `height` window. The
+    screenshot is kept in $ISOBENCH_SCREENSHOTS when set (a person looks at them: the note describes them)."""
+    import json
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    browser = next((p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))), None)
+    if browser is None:
+        pytest.skip("no chromium binary on PATH (apt-get install -y chromium; .ci/run installs it as root)")
+    measured = page.with_name(f".measured-{page.name}")
+    measured.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", f"--window-size=1400,{height}"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=3000", "--dump-dom", measured.as_uri()], capture_output=True,
+                         text=True, timeout=90)
+    # the last: the script's own text holds the tag too
+    layout = json.loads(re.findall(r'<pre id="layout">(.*?)</pre>', dom.stdout, re.S)[-1].replace("&amp;", "&"))
+    shot = Path(os.environ.get("ISOBENCH_SCREENSHOTS") or tmp_path) / f"{name}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=90)
+    return layout, np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+
+
+def test_the_first_screen_answers_who_did_best_and_an_attempts_page_shows_its_patch(tmp_path):
+    """The report's first screen (1400 x 900): the ranking and the run's health line, drawn, before any other
+    table; no bare "None." anywhere. An attempt's page: its facts, its samples plot and its patch with the
+    added lines on green, as Chromium draws them."""
+    import pytest
+
+    pytest.importorskip("PIL")
+    store = RunStore(tmp_path / "run")
+    record = _record(store)
+    write_report(tmp_path / "run")
+    layout, pixels = _look(tmp_path / "run" / "report.html", tmp_path, "report-first-screen", 900)
+    titles = [t for t, _ in layout["headings"]]
+    assert titles[0] == "Who did best" and layout["headings"][0][1] < 300, layout["headings"]
+    assert layout["health"] and layout["health"]["bottom"] < 900 and layout["none"] == 0, layout
+    table = layout["table"]  # the first table is the ranking, and it is on the first screen
+    assert table["top"] < 900 and table["height"] > 40, table
+    region = pixels[int(table["top"]) + 2: min(900, int(table["bottom"])) - 2, int(table["left"]) + 2: int(table["right"]) - 2]
+    assert region.size and region.std() > 20 and (region.mean(axis=2) < 120).mean() > 0.01  # text drawn in it
+    assert (pixels.mean(axis=2) > 250).mean() < 0.97  # the screen is not blank
+
+    page, _ = tmp_path / "run" / "attempts" / record.attempt.id / "index.html", None
+    layout, pixels = _look(page, tmp_path, "attempt-page", 2400)
+    assert [t for t, _ in layout["headings"]][:3] == ["Samples", "Patch", "Judges"], layout["headings"]
+    add = layout["add"]
+    assert add and add["top"] < 2400 and layout["none"] == 0, layout
+    line = pixels[int(add["top"]) + 1: int(add["bottom"]) - 1, int(add["left"]) + 2: int(add["left"]) + 200]
+    green = (abs(line[..., 0] - 0xE6) < 8) & (abs(line[..., 1] - 0xFF) < 8) & (abs(line[..., 2] - 0xEC) < 8)
+    assert green.mean() > 0.5, green.mean()  # the added line's background, as the diff colours it

@@ -70,6 +70,10 @@ def _logs(folder: Path) -> list[dict]:
     return [{"name": n, "text": _read(folder / n)} for n in ordered[:LOG_FILES]]
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{human(value)}%"
+
+
 def _facts(record: AttemptRecord, model: str | None) -> list[tuple[str, str]]:
     s = record.scores
     facts = [("task", record.attempt.task_id), ("agent", record.attempt.agent), ("model", model or "–"),
@@ -78,10 +82,10 @@ def _facts(record: AttemptRecord, model: str | None) -> list[tuple[str, str]]:
     if s:
         facts += [("speedup over baseline", human(s.speedup_vs_baseline)),
                   ("human speedup", human(s.human_speedup_vs_baseline)),
-                  ("agent vs human", f"{human(s.agent_vs_human_pct)}%"),
+                  ("agent vs human", _pct(s.agent_vs_human_pct)),
                   ("paper's class", s.hard_class.value),
                   ("strict class", s.hard_class_ci.value + (f" ({s.verdict_reason})" if s.verdict_reason else "")),
-                  ("A/A noise", f"{human(s.noise_pct)}%"), ("correctness", s.correctness)]
+                  ("A/A noise", _pct(s.noise_pct)), ("correctness", s.correctness)]
     if record.session:
         facts += [("steps", str(record.session.steps)), ("tokens", human(record.session.tokens)),
                   ("cost", f"${human(record.session.cost_usd)}" if record.session.cost_usd is not None else "–")]
