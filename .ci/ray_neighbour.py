@@ -67,7 +67,7 @@ def main(command: list[str]) -> int:
         problems.append(f"the hand-started head no longer runs a task: {answer}")
     left = {pid: line for pid, line in ray_processes().items() if pid not in before and pid not in head}
     if left:
-        problems.append("Ray processes the command left behind:\n  " + "\n  ".join(f"{p} {l}" for p, l in left.items()))
+        problems.append("Ray processes the command left behind:\n  " + "\n  ".join(f"{pid} {line}" for pid, line in left.items()))
     for pid in head:  # the head's own processes only
         try:
             psutil.Process(pid).terminate()
