@@ -33,12 +33,13 @@ class PlanError(ValueError):
 
 
 def load_checked(tasks_path: str, repo: str | None = None, skip_invalid: bool = False,
-                 cache_dir: Path | None = None) -> LoadResult:
+                 cache_dir: Path | None = None, for_run: bool = True) -> LoadResult:
     """Tasks that can run, or a PlanError naming every problem; with cache_dir, their repositories and
-    commits are checked too (a mirror fetch)."""
+    commits are checked too (a mirror fetch: one that cannot be reached is an error `for_run`, a warning for
+    a dry run, which runs nothing)."""
     loaded = load_tasks(tasks_path, repo)
     if cache_dir is not None:
-        check_sources(loaded, cache_dir, for_run=True)
+        check_sources(loaded, cache_dir, for_run=for_run)
     if loaded.errors and not skip_invalid:
         lines = "\n".join(str(p) for p in loaded.errors)
         raise PlanError(f"{len(loaded.errors)} problem(s) in {tasks_path}; fix them or pass --skip-invalid:\n{lines}")
@@ -244,7 +245,8 @@ def _plan(tasks_path: str, agents: list, out: Path, settings: Settings, opts: Ru
             raise PlanError(f"lm_eval_include_path: {include} is not a folder (lm-eval task YAMLs)")
         settings = settings.replace(lm_eval_include_path=str(include))
     measurement = measurement_identity(settings)  # reads the lm-eval folder's files once
-    loaded = load_checked(tasks_path, opts.repo, opts.skip_invalid, cache_dir=settings.paths.cache)  # before any deletion
+    loaded = load_checked(tasks_path, opts.repo, opts.skip_invalid, cache_dir=settings.paths.cache,  # before any deletion
+                          for_run=not opts.dry_run)
     tasks = [t for t in loaded.tasks if not opts.task_ids or t.id in opts.task_ids]
     unknown = sorted(set(opts.task_ids or ()) - {t.id for t in loaded.tasks})
     if unknown:

@@ -319,7 +319,7 @@ def _run_stage(tmp_path: Path, task, case: Case):
     (repo / case.tree_path).write_text(script_text + "\n# the human commit's copy: never run for a .py script\n")
     git(repo, "commit", "-qam", "human")
     human = git(repo, "rev-parse", "HEAD")
-    fake = task.model_copy(update={"repo": task.repo.model_copy(update={"url": str(repo), "setup_command": None}),
+    fake = task.model_copy(update={"repo": task.repo.model_copy(update={"url": str(repo), "setup_command": None, "wheel": None}),
                                    "parent_commit": parent, "human_commit": human})
     patch = "--- a/engine.py\n+++ b/engine.py\n@@ -1 +1 @@\n-SLOW = True\n+SLOW = False\n"
     settings = settings_under(tmp_path, **QUICK_BENCH)
