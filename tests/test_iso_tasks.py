@@ -22,6 +22,17 @@ def test_task_files_load_with_every_task_usable():
     assert gpus == {"vllm-310aca88": 4, "vllm-e7b20426": 4}
 
 
+def test_the_vllm_suite_names_each_commits_published_build():
+    """Runnable as generated (--sandbox local on GPU nodes): every arm's engine is its commit's wheel, and the
+    tasks older than vLLM's per-commit wheels say so above themselves."""
+    tasks = load_tasks(ROOT / "tasks" / "vllm.yaml").tasks
+    assert all(t.repo.wheel and t.repo.wheel.startswith("https://wheels.vllm.ai/{commit}/") for t in tasks)
+    assert all(t.per_commit_environment for t in tasks)
+    text = (ROOT / "tasks" / "vllm.yaml").read_text()
+    assert text.count("predates vLLM's per-commit wheels") == 5
+    assert not any(t.repo.wheel for t in load_tasks(ROOT / "tasks" / "sglang.yaml").tasks)
+
+
 
 def test_cli_validates_both_files_in_one_call(tmp_path):
     """`isobench tasks validate tasks/vllm.yaml tasks/sglang.yaml`, the issue's command; a broken third file
