@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from isobench_ray.engines import Engine, engine_named
 from isobench_ray.engines.perf_command import PerfCommand
-from isobench_ray.schema import BenchmarkSpec, RepoSpec, Task, is_safe_name
+from isobench_ray.schema import BenchmarkSpec, PerfScript, RepoSpec, Task, is_safe_name
 
 KNOWN_REPOS: dict[str, dict[str, str]] = {
     "vllm": {"url": "https://github.com/vllm-project/vllm.git"},
@@ -222,6 +222,8 @@ def build_task(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, p
 
     human, parent, usable = _commits(raw, resolver, problem)
     bench = dict(raw.get("benchmark") or {})
+    if (declared_kind or bench.get("kind")) == "script":
+        return script_task(source, task_id, raw, repo, problem, (human, parent, usable))
     model = raw.get("model")
     if why := model_problem(model):  # it reaches command lines: refused before anything is made of it
         problem("model", why)
@@ -249,8 +251,70 @@ def build_task(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, p
         return Task(
             id=task_id, repo=repo, human_commit=human, parent_commit=str(parent), model=model,
             description=raw.get("description") or default_description(repo.name, cmd.command),
-            benchmark=benchmark, source=source,
+            benchmark=benchmark, source=source, commit_date=_date(raw.get("commit_date")),
         )
+    except ValidationError as exc:
+        for err in exc.errors():
+            problem(".".join(str(x) for x in err["loc"]) or "task", err["msg"])
+        return None
+
+
+# What a performance test does and a unit test of the engine does not: time something, and say the time
+_TIMING = re.compile(r"perf_counter|time\.time\(|timeit|avg_ms|Execution time|cuda\.Event")
+
+
+def _date(value: Any) -> str | None:
+    """A commit date as ISO 8601 text (YAML reads an unquoted date as a date)."""
+    return None if value in (None, "") else (value.isoformat() if hasattr(value, "isoformat") else str(value))
+
+
+def perf_script(entry: Any, folder: Path, index: int, problem) -> PerfScript | None:
+    """One entry of `benchmark.scripts`: {name, text} inline, or {path} (relative to the task file), and its
+    `convention` (iso, gso). A file of unit tests with no timing in it is refused: it measures nothing."""
+    field = f"benchmark.scripts[{index}]"
+    if not isinstance(entry, dict) or not (entry.get("text") or entry.get("path")):
+        problem(field, "expected a mapping with `text` (and `name`) or `path`")
+        return None
+    text, name = entry.get("text"), entry.get("name")
+    if entry.get("path"):
+        path = (folder / str(entry["path"])).resolve()
+        if not path.is_file():
+            problem(f"{field}.path", f"no such file: {path}")
+            return None
+        text, name = path.read_text(errors="replace"), name or path.name
+    if not _TIMING.search(str(text)):
+        kind = "a file of unit tests" if re.search(r"^\s*def test_", str(text), re.M) else "a script"
+        problem(field, f"{kind} that times nothing (no perf_counter, timeit, avg_ms or 'Execution time'): "
+                       "not a performance test")
+        return None
+    try:
+        return PerfScript(name=name or f"perf_{index}.py", text=str(text), convention=entry.get("convention", "iso"))
+    except ValidationError as exc:
+        for err in exc.errors():
+            problem(f"{field}.{'.'.join(map(str, err['loc']))}", err["msg"])
+        return None
+
+
+def script_task(source: str, task_id: str, raw: dict[str, Any], repo: RepoSpec, problem, commits: tuple) -> Task | None:
+    """A `script` task: its performance tests instead of an engine benchmark command (engines/scripts.py)."""
+    human, parent, usable = commits
+    bench = dict(raw.get("benchmark") or {})
+    entries = bench.get("scripts") or []
+    if not isinstance(entries, list) or not entries:
+        problem("benchmark.scripts", "a script task needs at least one performance test")
+        return None
+    scripts = [perf_script(e, Path(source).parent, i, problem) for i, e in enumerate(entries)]
+    if not usable or None in scripts:
+        return None
+    if len({s.name for s in scripts}) < len(scripts):
+        problem("benchmark.scripts", "two tests of one task share a name")
+        return None
+    try:
+        spec = BenchmarkSpec(kind="script", scripts=tuple(scripts), timeout_s=bench.get("timeout_s", 1800.0))
+        return Task(id=task_id, repo=repo, human_commit=human, parent_commit=str(parent), model=raw.get("model"),
+                    description=raw.get("description") or f"The {repo.name} code base at this commit is slower than it "
+                    "should be on its performance tests. Find the bottleneck and make them faster without changing "
+                    "behaviour.", benchmark=spec, source=source, commit_date=_date(raw.get("commit_date")))
     except ValidationError as exc:
         for err in exc.errors():
             problem(".".join(str(x) for x in err["loc"]) or "task", err["msg"])

@@ -43,7 +43,8 @@ _MODES = {"serving": "serving", "standalone": None, "prefix_caching": "latency",
 
 # ---------------------------------------------------------------- our YAML
 
-_YAML_FIELDS = {"id", "repo", "human_commit", "parent_commit", "description", "model", "benchmark", "normalizations"}
+_YAML_FIELDS = {"id", "repo", "human_commit", "parent_commit", "description", "model", "benchmark", "normalizations",
+                "commit_date"}
 
 
 def _yaml_repos(doc: dict, path: Path, problems: list[Problem]) -> dict[str, RepoSpec]:
@@ -107,8 +108,9 @@ def _yaml_kind(raw: dict[str, Any], source: str, task_id: str, problems: list[Pr
     for note in notes:
         problems.append(Problem(source, task_id, "normalized", note, "warning"))
     kind = raw["benchmark"].get("kind")
-    if kind not in ("serving", "latency", "throughput"):
-        problems.append(Problem(source, task_id, "benchmark.kind", f"unknown benchmark kind {kind!r}: serving, latency or throughput"))
+    if kind not in ("serving", "latency", "throughput", "script"):
+        problems.append(Problem(source, task_id, "benchmark.kind",
+                                f"unknown benchmark kind {kind!r}: serving, latency, throughput or script"))
         return None
     return kind
 

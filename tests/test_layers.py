@@ -43,7 +43,7 @@ def test_only_the_cluster_package_imports_ray():
 def test_stages_see_sandboxes_and_engines_only_through_their_protocols():
     concrete = {n for n in MODULES if n.startswith(("isobench_ray.sandbox.", "isobench_ray.engines."))
                 and not n.endswith((".base", ".parsing", ".text_rows", ".text_results", ".json_results", ".perf_command",
-                                    ".server", ".greedy_client"))}  # shared, engine-agnostic
+                                    ".server", ".greedy_client", ".scripts"))}  # shared, engine-agnostic
     for name, path in MODULES.items():
         if name.startswith("isobench_ray.stages"):
             assert not _internal(path) & concrete, f"{name} imports {_internal(path) & concrete}"

@@ -60,6 +60,7 @@ from isobench_ray.schema.tasks import (
     HumanSpec,
     LitellmSpec,
     NoopSpec,
+    PerfScript,
     ReplaySpec,
     RepoSpec,
     Task,
@@ -71,7 +72,7 @@ __all__ = [
     "AgentSpec", "ApproachComparison", "Arm", "ArmResult", "Attempt", "AttemptRecord", "BenchKind", "BenchSlot",
     "BenchmarkSpec", "BottleneckTarget", "BuildSpec", "Check", "CliAgentSpec", "CommandSpec", "FailureCause",
     "FailureMode", "Frozen", "HackVerdict", "HardClass", "HumanSpec", "Judgement", "LibraryFailure", "LitellmSpec",
-    "Measurements", "NoopSpec", "Observations", "PatchVerdict", "RepoSpec", "ReplaySpec", "Run", "SafeName",
+    "Measurements", "NoopSpec", "Observations", "PatchVerdict", "PerfScript", "RepoSpec", "ReplaySpec", "Run", "SafeName",
     "Scores", "Session", "SpeedupLikelihood", "StageError", "Status", "Task", "TaskAnalysis", "Techniques",
     "Validation", "VerdictCause", "Vote", "content_hash", "is_safe_name", "per_commit", "slug",
 ]

@@ -181,6 +181,9 @@ class ArmResult(Frozen):
     greedy_outputs: list[str] | None = None
     greedy_detail: str = ""  # why there are none
     accuracy: float | None = None
+    # a script task's own equivalence check (engines/scripts.py): the arm's results match the baseline's
+    # stored reference (None: not checked)
+    equivalent: bool | None = None
 
     def samples(self, metric: str) -> list[float]:
         return [float(r.metrics[metric]) for r in self.runs if r.is_sample and metric in r.metrics]

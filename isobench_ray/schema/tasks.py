@@ -8,7 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from isobench_ray.schema.base import Frozen, SafeName, content_hash
 
-BenchKind = Literal["serving", "latency", "throughput"]
+BenchKind = Literal["serving", "latency", "throughput", "script"]
 
 
 
@@ -64,12 +64,25 @@ class RepoSpec(Frozen):
         return self.engine or self.name
 
 
+class PerfScript(Frozen):
+    """A performance test that a `script` task runs in every arm (engines/scripts.py): its text travels with
+    the task. `convention`: how it is called and what it prints. `iso` (ISO-Bench's generated tests):
+    `python TEST.py [--reference|--eqcheck] --prefix P`, one JSON line with `avg_ms`. `gso` (GSO's):
+    `python TEST.py RESULT_FILE [--reference|--eqcheck] --file_prefix P`, `Execution time: <s>s` appended to
+    RESULT_FILE."""
+
+    name: SafeName  # its file name in the arm's tree (under .isobench-perf/)
+    text: str = Field(min_length=1)
+    convention: Literal["iso", "gso"] = "iso"
+
+
 class BenchmarkSpec(Frozen):
     kind: BenchKind
-    command: str
+    command: str = ""  # what runs ("" for `script`, whose command the harness writes from `scripts`)
     primary_metric: str | None = None  # default per kind: the engine's first one present
     timeout_s: float = Field(1800.0, gt=0)
     gpus: int = Field(1, ge=1)  # GPUs the workload needs (tensor parallelism): only a slot with that many runs it
+    scripts: tuple[PerfScript, ...] = ()  # the `script` kind's performance tests
 
 
 class Task(Frozen):
@@ -80,6 +93,7 @@ class Task(Frozen):
     description: str
     model: str | None = None
     benchmark: BenchmarkSpec
+    commit_date: str | None = None  # the human commit's date (ISO 8601): the contamination split by knowledge cutoff
     source: str = ""  # file the task came from, for error messages
 
     def fingerprint(self) -> dict[str, Any]:
@@ -88,6 +102,10 @@ class Task(Frozen):
         data = self.model_dump(exclude={"source"})
         if self.benchmark.gpus == 1:
             del data["benchmark"]["gpus"]
+        if not self.benchmark.scripts:
+            del data["benchmark"]["scripts"]
+        if self.commit_date is None:
+            del data["commit_date"]
         for key in ("python", "env", "image", "build", "wheel", "dockerfile"):
             if not data["repo"][key]:
                 del data["repo"][key]

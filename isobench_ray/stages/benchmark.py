@@ -18,12 +18,13 @@ from pathlib import Path
 
 from isobench_ray.config import Settings
 from isobench_ray.engines import engine_named
+from isobench_ray.engines.scripts import ScriptBench, tree_files
 from isobench_ray.environments import prepare
 from isobench_ray.hardware import Gpus
 from isobench_ray.sandbox.base import ImageMissing, Sandbox, SandboxFactory
 from isobench_ray.schema import ARMS, NOISE_ARM, Arm, Attempt, BenchSlot, FailureCause, Measurements, StageError, Task
 from isobench_ray.stages.bench_context import BenchContext, DirtySlot, arm_sandbox
-from isobench_ray.stages.correctness import check_arms
+from isobench_ray.stages.correctness import check_arms, check_equivalence
 from isobench_ray.stages.guard import ArmGuard
 from isobench_ray.stages.rounds import arm_results, run_rounds
 from isobench_ray.workspace import PatchApplyError, TreeEscape, apply_patch, detached_tree, links_on_path, mirror, scratch, write_in_tree
@@ -96,15 +97,23 @@ class ThreeWayBenchmark:
         logs["bench/sandboxes.txt"] = "".join(f"{arm}: {sandbox_of[arm].kind}\n" for arm in ARMS)
         try:
             self._set_up(sandbox_of, script, task, patch, trees, io, base)
-            script_source = None  # the baseline's script decides whether the JSON flags exist, for every arm
-            if script and (trees["baseline"] / script).is_file():
-                script_source = (trees["baseline"] / script).read_text(errors="replace")
-            bench = engine.bench_command(task.benchmark, script_source)
+            guarded = (script,) if script else ()
+            if task.benchmark.kind == "script":  # its tests and their runner, the same files in every tree
+                bench, files = ScriptBench(task.benchmark.scripts), tree_files(task.benchmark.scripts)
+                for arm in ARMS:
+                    for rel, data in files.items():
+                        write_in_tree(trees[arm], rel, data)
+                guarded = tuple(files)
+            else:
+                script_source = None  # the baseline's script decides whether the JSON flags exist, for every arm
+                if script and (trees["baseline"] / script).is_file():
+                    script_source = (trees["baseline"] / script).read_text(errors="replace")
+                bench = engine.bench_command(task.benchmark, script_source)
             if bench.text_reason:
                 logs["bench/metrics_source.txt"] = f"numbers from the output text: {bench.text_reason}\n"
             return BenchContext(slot=self.slot, settings=self.settings, gpus=self.gpus, engine=engine, task=task,
                                 bench=bench, sandbox_of=sandbox_of, trees=trees, io=io, base=base, logs=logs,
-                                guard=ArmGuard.snapshot(trees, script))
+                                guard=ArmGuard.snapshot(trees, guarded))
         except BaseException:
             _clean_up(sandbox_of)
             raise
@@ -125,7 +134,7 @@ class ThreeWayBenchmark:
                 states, order, stop_reason = run_rounds(ctx, ARMS + ((NOISE_ARM,) if self.settings.measurement.noise_arm else ()))
                 checks: dict[Arm, dict] = {}
                 if self.settings.correctness.enabled and not any(states[arm].failure for arm in ARMS):
-                    checks = check_arms(ctx) if _has_server(ctx) else {arm: {"greedy_detail": NO_SERVER} for arm in ARMS}
+                    checks = _correctness(ctx)
                 arms = arm_results(ctx, states, checks)
                 metric = ctx.bench.primary(r for a in arms for r in a.runs) or "unknown"
                 return Measurements(attempt_id=attempt.id, slot=self.slot.name, primary_metric=metric,
@@ -140,8 +149,13 @@ class ThreeWayBenchmark:
 NO_SERVER = "not checked: the task has no server to ask for greedy completions (no repo.server_command)"
 
 
-def _has_server(ctx: BenchContext) -> bool:
-    return bool(ctx.task.repo.server_command or ctx.engine.server_template)
+def _correctness(ctx: BenchContext) -> dict[Arm, dict]:
+    """The arms' outputs compared: a script task's own equivalence check, else the servers' greedy completions."""
+    if ctx.task.benchmark.kind == "script":
+        return check_equivalence(ctx)
+    if ctx.task.repo.server_command or ctx.engine.server_template:
+        return check_arms(ctx)
+    return {arm: {"greedy_detail": NO_SERVER} for arm in ARMS}
 
 
 def _clean_up(sandbox_of: dict[Arm, Sandbox]) -> None:

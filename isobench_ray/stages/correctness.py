@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from isobench_ray.engines import greedy_client
+from isobench_ray.engines.scripts import PERF_DIR
 from isobench_ray.schema import ARMS, Arm
 from isobench_ray.stages.bench_context import BenchContext
 from isobench_ray.text import log_tail
@@ -82,3 +83,36 @@ def _lm_eval(ctx: BenchContext, arm: Arm, url: str) -> dict:
                        and k.split(",")[0] in ("exact_match", "acc", "acc_norm"))
                   for metrics in scores.values()]
     return {"accuracy": sum(accuracies) / len(accuracies)} if accuracies else {}
+
+
+def check_equivalence(ctx: BenchContext) -> dict[Arm, dict]:
+    """A script task's own check (engines/scripts.py): the baseline's run stores each test's reference
+    (`--reference`), the harness copies what it stored into the human's and the agent's trees, and their runs
+    compare against it (`--eqcheck`); a run that fails the comparison exits non-zero."""
+    tree = ctx.trees["baseline"] / PERF_DIR
+    before = set(tree.iterdir())
+    reference = _equivalence_run(ctx, "baseline", "--reference")
+    if not reference.ok:
+        why = f"the baseline's reference run failed, nothing to compare against: {reference.tail(5)}"
+        return {arm: {"greedy_detail": why} for arm in ARMS}
+    stored = {p.name: p.read_bytes() for p in sorted(set(tree.iterdir()) - before)
+              if p.is_file() and not p.is_symlink() and not p.name.endswith(".out")}
+    found: dict[Arm, dict] = {"baseline": {"equivalent": True}}
+    for arm in ("human", "agent"):
+        for name, data in stored.items():
+            write_in_tree(ctx.trees[arm], f"{PERF_DIR}/{name}", data)
+        res = _equivalence_run(ctx, arm, "--eqcheck")
+        found[arm] = {"equivalent": res.ok,
+                      "greedy_detail": "" if res.ok else f"the {arm} arm fails the equivalence check: {res.tail(8)}"}
+    return found
+
+
+def _equivalence_run(ctx: BenchContext, arm: Arm, flag: str):
+    ctx.ensure_clean_gpus(arm)
+    result = ctx.results(arm) / f"{arm}.{flag.strip('-')}.json"
+    res = ctx.sandbox_of[arm].exec(f"{ctx.bench.command} {shlex.join([str(result), flag])}", cwd=ctx.trees[arm],
+                                   timeout_s=ctx.settings.limits.bench_timeout_s or ctx.task.benchmark.timeout_s,
+                                   log_path=ctx.log_dir / f"{arm}.{flag.strip('-')}.log")
+    ctx.logs[f"bench/{arm}.{flag.strip('-')}.log"] = log_tail(res.output)
+    ctx.after(arm, res.leftovers)
+    return res

@@ -35,16 +35,16 @@ def tree_digest(tree: Path, files: list[str]) -> dict[str, str]:
 @dataclass
 class ArmGuard:
     trees: dict[Arm, Path]
-    script: str | None  # the benchmark script the agent's tree has from the baseline's (relative path)
+    scripts: tuple[str, ...]  # the benchmark files the agent's tree has from the baseline's (relative paths)
     files: dict[Arm, list[str]]
     digests: dict[Arm, dict[str, str]]
 
     @classmethod
-    def snapshot(cls, trees: dict[Arm, Path], script: str | None) -> "ArmGuard":
-        """Taken once the arms are set up (patched, the script copied, `setup_command` run)."""
+    def snapshot(cls, trees: dict[Arm, Path], scripts: tuple[str, ...]) -> "ArmGuard":
+        """Taken once the arms are set up (patched, the scripts copied, `setup_command` run)."""
         guarded = {arm: trees[arm] for arm in ("baseline", "human")}
         files = {arm: tracked_files(tree) for arm, tree in guarded.items()}
-        return cls(guarded | {"agent": trees["agent"]}, script if script and (trees["agent"] / script).is_file() else None,
+        return cls(guarded | {"agent": trees["agent"]}, tuple(s for s in scripts if (trees["agent"] / s).is_file()),
                    files, {arm: tree_digest(guarded[arm], files[arm]) for arm in guarded})
 
     def changes(self, own: Arm | None = None) -> list[str]:
@@ -58,12 +58,12 @@ class ArmGuard:
                 self.digests[arm] = now
             elif changed:
                 found.append(f"the {arm} tree changed: " + ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""))
-        if self.script:
-            agent, baseline = self.trees["agent"], self.trees["baseline"]
-            if links_on_path(agent, self.script):
-                found.append(f"the agent's copy of the benchmark script {self.script} became a symbolic link")
-            elif not (agent / self.script).is_file() or (agent / self.script).read_bytes() != (baseline / self.script).read_bytes():
-                found.append(f"the agent's copy of the benchmark script {self.script} was rewritten")
+        agent, baseline = self.trees["agent"], self.trees["baseline"]
+        for script in self.scripts:
+            if links_on_path(agent, script):
+                found.append(f"the agent's copy of the benchmark script {script} became a symbolic link")
+            elif not (agent / script).is_file() or (agent / script).read_bytes() != (baseline / script).read_bytes():
+                found.append(f"the agent's copy of the benchmark script {script} was rewritten")
         return found
 
     def check(self, arm: Arm, left: list[str] | tuple[str, ...] = ()) -> None:

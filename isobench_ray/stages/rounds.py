@@ -182,7 +182,7 @@ def _outcome(ctx: BenchContext, rnd: _Round, res: ExecResult, timeout_s: float,
 
 def arm_results(ctx: BenchContext, states: dict[Arm, ArmState], checks: dict[Arm, dict] | None = None) -> list[ArmResult]:
     """Each arm's runs and failure as the Measurements hold them (with its correctness check's fields)."""
-    return [ArmResult(arm=arm, commit=ctx.task.arm_commit(arm), command=ctx.task.benchmark.command,
+    return [ArmResult(arm=arm, commit=ctx.task.arm_commit(arm), command=ctx.bench.command,
                       server_command=st.server_command, runs=st.result_runs, server_cpus=st.server_cpus,
                       client_cpus=st.client_cpus, failure_cause=st.failure[0] if st.failure else None,
                       detail=st.failure[1] if st.failure else "", **(checks or {}).get(arm, {}))
