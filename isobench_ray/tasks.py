@@ -160,8 +160,60 @@ def _upstream_kind(rec: dict[str, Any], key: str, source: str, problems: list[Pr
     return flags[0] if len(flags) == 1 else None
 
 
+def _listed(value: Any) -> list:
+    """A list field as the parquet release stores it too: a string holding a JSON (or Python) list."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        import ast
+
+        try:
+            return list(json.loads(value))
+        except json.JSONDecodeError:
+            try:
+                return list(ast.literal_eval(value))
+            except (ValueError, SyntaxError):
+                return [value]
+    return list(value) if isinstance(value, (list, tuple)) else ([value] if value else [])
+
+
+def _convention(text: str) -> str:
+    """GSO's tests take the result file as their first argument and a --file_prefix; ISO-Bench's a --prefix."""
+    return "gso" if "file_prefix" in text else "iso"
+
+
+def _tests_of(rec: dict[str, Any], key: str) -> list[dict] | None:
+    """The performance tests a record carries (None: none): the released dataset's `test_script`, or the
+    canonical records' `efficiency_test` list."""
+    if isinstance(rec.get("test_script"), str) and rec["test_script"].strip():
+        return [{"name": f"test_{key[:40]}.py", "text": rec["test_script"], "convention": _convention(rec["test_script"])}]
+    tests = [t for t in _listed(rec.get("efficiency_test")) if isinstance(t, str) and t.strip()]
+    if tests:
+        return [{"name": f"efficiency_test_{i}.py", "text": t, "convention": _convention(t)} for i, t in enumerate(tests)]
+    return None
+
+
+def _test_record(rec: dict[str, Any], key: str, source: str, resolver: Resolver, repo_override: str | None,
+                 tests: list[dict]) -> LoadResult:
+    """A record that carries performance tests: a `script` task (the released dataset: `commit_hash`, its parent
+    `commit_hash^`; the canonical records: `base_commit`, `head_commit`)."""
+    out = LoadResult(records=1)
+    human = rec.get("head_commit") or rec.get("commit_hash")
+    repo = _repo_for(str(rec.get("repo") or source), rec.get("perf_command"), repo_override)
+    models = _listed(rec.get("models"))
+    raw = {"human_commit": human, "parent_commit": rec.get("base_commit") or rec.get("parent_commit"),
+           "model": rec.get("model") or (models[0] if models else None),
+           "commit_date": rec.get("commit_date") or rec.get("created_at"),
+           "benchmark": {"kind": "script", "scripts": tests}}
+    task = build_task(source, key, raw, repo, out.problems, resolver, "script")
+    if task:
+        out.tasks.append(task)
+    return out
+
+
 def _upstream_record(rec: dict[str, Any], key: str, source: str, name_hint: str, resolver: Resolver,
                      repo_override: str | None) -> LoadResult:
+    tests = _tests_of(rec, key) if "benchmark_mode" not in rec else None
+    if tests:
+        return _test_record(rec, key, source, resolver, repo_override, tests)
     out = LoadResult(records=1)
     human = rec.get("human_commit_full") or rec.get("commit_full") or rec.get("commit_hash") or key
     command = rec.get("perf_command")
@@ -188,7 +240,8 @@ def _records_from_json(doc: Any, source: str) -> Iterable[tuple[str, dict[str, A
     if isinstance(doc, dict) and all(isinstance(v, dict) for v in doc.values()):
         return doc.items()  # runner mapping keyed by short commit
     if isinstance(doc, list) and all(isinstance(v, dict) for v in doc):
-        return ((str(r.get("commit_hash") or r.get("human_commit_full") or f"record[{i}]")[:8], r) for i, r in enumerate(doc))
+        return ((str(r.get("instance_id") or "")[:120] or str(r.get("commit_hash") or r.get("human_commit_full")
+                 or f"record[{i}]")[:8], r) for i, r in enumerate(doc))
     raise TaskFileError(f"{source}: expected a JSON object of records keyed by commit, or a list of records")
 
 
@@ -228,7 +281,7 @@ def load_hf(spec: str, resolver: Resolver, repo_override: str | None) -> LoadRes
         ds = datasets.load_dataset(name, config, split=split)
     out = LoadResult()
     for i, rec in enumerate(ds):
-        key = str(rec.get("commit_hash") or f"record[{i}]")[:8]
+        key = str(rec.get("instance_id") or "")[:120] or str(rec.get("commit_hash") or f"record[{i}]")[:8]
         out.extend(_upstream_record(dict(rec), key, spec, f"{name} {config or ''}", resolver, repo_override))
     return out
 

@@ -95,3 +95,60 @@ def test_a_script_task_is_measured_and_a_patch_that_changes_its_results_is_broke
         assert correctness.check(measured)[0] == verdict, correctness.check(measured)
     agent = measured.arm("agent")
     assert agent.equivalent is False and "greedy tokens differ" in agent.greedy_detail
+
+
+# ---------------------------------------------------------------- records that carry tests (both upstream shapes)
+
+SAMPLER_TEST = (demo.DEMO_DIR / "perf" / "test_sampler.py").read_text()
+HUMAN, PARENT = "2de3c3514d9f8c9b63e7c106d871f58e75cb943c", "50ae9edba1562cd9f769614ec3409ab9d587a942"
+
+
+def _released(**overrides) -> dict:
+    """A record of the released dataset's shape (dataset-records.md): no parent field, the parent is commit_hash^."""
+    return {"commit_hash": HUMAN, "pr_url": None, "models": ["demo-tiny"], "perf_command": None,
+            "commit_subject": "[Perf] Vectorize the sampler across the batch", "commit_date": "2024-06-09T16:00:00+00:00",
+            "files_changed": ["minillm/sampler.py"], "functions_changed": ["minillm/sampler.py:Sampler.__call__"],
+            "stats": {"num_files": 1, "num_hunks": 2}, "diff_text": "...", "has_serving": False,
+            "test_script": SAMPLER_TEST, "repo": "minillm", **overrides}
+
+
+def _canonical(**overrides) -> dict:
+    """A canonical (GSO/SWE-Perf shaped) record, with the Infinity upstream files hold in duration_changes."""
+    return {"repo": "OmniPerf-Bench/minillm", "instance_id": "OmniPerf-Bench__minillm-2de3c35", "created_at": "2024-06-09",
+            "base_commit": PARENT, "head_commit": HUMAN, "patch": "...", "test_patch": "",
+            "efficiency_test": [SAMPLER_TEST], "duration_changes": [{"base": [float("inf")], "head": [0.4]}],
+            "human_performance": float("nan"), **overrides}
+
+
+def test_records_of_both_upstream_shapes_become_script_tasks(tmp_path):
+    demo.build_repo()
+    repo = demo.REPO_DIR
+    lines = [json.dumps(_released()), json.dumps(_canonical()),
+             json.dumps(_released(commit_hash=HUMAN, models='["demo-tiny"]', test_script=SAMPLER_TEST.replace(
+                 "--prefix", "--file_prefix")))]  # the parquet release's string-typed list; a GSO-convention test
+    assert "Infinity" in lines[1] and "NaN" in lines[1]  # as upstream files have them: not strict JSON
+    (tmp_path / "records.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    loaded = load_tasks(tmp_path / "records.jsonl", repo=str(repo))
+    assert not loaded.errors, loaded.errors
+    released, canonical = loaded.tasks
+    assert released.parent_commit == PARENT  # commit_hash^, resolved with git
+    assert released.benchmark.kind == canonical.benchmark.kind == "script"
+    assert released.commit_date == "2024-06-09T16:00:00+00:00" and canonical.id == "OmniPerf-Bench__minillm-2de3c35"
+    assert canonical.benchmark.scripts[0].text == SAMPLER_TEST and canonical.benchmark.scripts[0].convention == "iso"
+    (tmp_path / "gso.jsonl").write_text(lines[2] + "\n")
+    gso = load_tasks(f"hf:{tmp_path / 'gso.jsonl'}", repo=str(repo))  # the hub's loader, on one JSON Lines file
+    assert not gso.errors and gso.tasks[0].benchmark.scripts[0].convention == "gso" and gso.tasks[0].model == "demo-tiny"
+
+
+def test_a_record_whose_test_is_a_unit_test_file_or_lacks_a_commit_is_named(tmp_path):
+    demo.build_repo()
+    repo = demo.REPO_DIR
+    unit = "import pytest\n\ndef test_sampler_shapes():\n    assert True\n"
+    lines = [json.dumps(_canonical(efficiency_test=[unit])), json.dumps(_canonical(instance_id="no-head", head_commit=None))]
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    loaded = load_tasks(tmp_path / "bad.jsonl", repo=str(repo))
+    assert not loaded.tasks
+    named = {(p.task_id, p.field) for p in loaded.errors}
+    assert ("OmniPerf-Bench__minillm-2de3c35", "benchmark.scripts[0]") in named
+    assert any(task == "no-head" and "human_commit" in field for task, field in named), loaded.errors
+    assert all(p.source.endswith("bad.jsonl") for p in loaded.errors)
