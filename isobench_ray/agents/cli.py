@@ -40,7 +40,7 @@ class CliAgent(BuiltinAgent):
 
     def fingerprint(self, task: Task) -> Any:
         # `image` only where set: attempts measured before it existed keep their ids
-        data = self.spec.model_dump(exclude={"env", "name"} | (set() if self.spec.image else {"image"}))
+        data = self.spec.model_dump(exclude={"env", "name", "knowledge_cutoff"} | (set() if self.spec.image else {"image"}))
         return {**data, "env": hashed_env(self.spec.env),
                 "adapter": type(self).__name__}
 

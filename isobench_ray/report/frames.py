@@ -21,7 +21,7 @@ COLUMNS = ["task_id", "agent", "rollout", "attempt_id", "status", "failure_cause
            "repo", "correctness", "bottleneck_target", "approach_comparison", "judges", "judge_rule_based",
            "judge_agreement", "judge_error", "judge_tokens", "judge_cost_usd", "hack_flags", "hacked", "soft_pass",
            "hard_pass", "hard_pass_ci", "quadrant", "quadrant_ci", "bench_s", "slot_s", "agent_model", "agent_steps", "agent_tokens",
-           "agent_cost_usd"]
+           "agent_cost_usd", "commit_date"]
 _SCHEMA = {c: pl.Utf8 for c in COLUMNS} | {
     "rollout": pl.Int64, "higher_is_better": pl.Boolean, "n_samples": pl.Int64, "rounds": pl.Int64, "throttled_samples": pl.Int64,
     "disturbed_samples": pl.Int64,
@@ -99,11 +99,18 @@ def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
 
 
 def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement] | None = None,
-                   models: dict[str, str] | None = None) -> pl.DataFrame:
-    """One row per attempt; `models`: each agent's model (run.json's agents, `agent_models`)."""
-    judgements, models = judgements or {}, models or {}
-    rows = [_row(r, judgements.get(r.attempt.id)) | {"agent_model": models.get(r.attempt.agent)} for r in records]
+                   models: dict[str, str] | None = None, dates: dict[str, str] | None = None) -> pl.DataFrame:
+    """One row per attempt; `models`: each agent's model (run.json's agents, `agent_models`); `dates`: each
+    task's commit date (tasks.json, `task_dates`)."""
+    judgements, models, dates = judgements or {}, models or {}, dates or {}
+    rows = [_row(r, judgements.get(r.attempt.id)) | {"agent_model": models.get(r.attempt.agent),
+                                                      "commit_date": dates.get(r.attempt.task_id)} for r in records]
     return pl.DataFrame(rows, schema=_SCHEMA)
+
+
+def task_dates(tasks_json: list | None) -> dict[str, str]:
+    """Each task's commit date, where it has one (tasks.json)."""
+    return {t["id"]: t["commit_date"] for t in (tasks_json or []) if isinstance(t, dict) and t.get("commit_date")}
 
 
 def agent_models(run_json: dict | None) -> dict[str, str]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import polars as pl
 
+from isobench_ray.report.contamination import agent_cutoffs, cutoff_split
 from isobench_ray.report.format import for_people
-from isobench_ray.report.frames import agent_models, attempts_frame, runs_frame
+from isobench_ray.report.frames import agent_models, attempts_frame, runs_frame, task_dates
 from isobench_ray.report.html import Section
 from isobench_ray.report.ranking import health, ranking, ranking_note
 from isobench_ray.report.summary import RULE_BASED, agent_usage, summary_by_agent, summary_tables
@@ -59,6 +60,11 @@ def _first_screen(df: pl.DataFrame, comparisons: dict[str, pl.DataFrame]) -> lis
                 "On the tasks both agents measured: ratio > 1 when agent_a is faster (geometric mean of the per-task "
                 "speedup ratios, rollouts averaged first), its 95% interval (bootstrap over tasks), and how often a "
                 "resampled suite puts the two in the other order (p_order_flips)."),
+        Section("Before and after each agent's knowledge cutoff", comparisons["cutoff"],
+                "Hard success (the interval rule, not broken, no hack flag) on tasks whose commit is from the agent's "
+                "declared knowledge_cutoff month or earlier (its model may have seen the fix) and on later ones (it "
+                "cannot have), with 95% Wilson intervals. Declare it per agent in the agents file "
+                "(knowledge_cutoff: YYYY-MM); tasks carry commit_date (isobench mine writes it)."),
         Section("pass@k and opt@k over rollouts", comparisons["at_k"],
                 "pass@k: the chance that one of k rollouts passes (the interval rule; an inconclusive rollout is no "
                 "pass and is counted apart), unbiased over each task's rollouts; opt@k (GSO): one of k rollouts "
@@ -183,8 +189,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     store = RunStore(run_dir)
     records = store.records()
     judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
-    models = agent_models(store.read_json("run.json"))
-    df = attempts_frame(records, judgements, models)
+    run_json = store.read_json("run.json")
+    df = attempts_frame(records, judgements, agent_models(run_json), task_dates(store.read_json("tasks.json")))
     superseded = set(store.read_json("superseded.json") or [])
     if superseded:  # earlier versions of edited tasks or agents (--accept-changed): apart in every table
         df = df.with_columns(pl.when(pl.col("attempt_id").is_in(sorted(superseded)))
@@ -195,7 +201,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     tmp.replace(store.root / "attempts.parquet")
     runs_frame(records).write_parquet(tmp)
     tmp.replace(store.root / "runs.parquet")
-    comparisons = agent_comparisons(df)
+    comparisons = {**agent_comparisons(df), "cutoff": cutoff_split(df, agent_cutoffs(run_json))}
     for name, frame in comparisons.items():  # the agents compared, as tables of their own
         frame.write_parquet(tmp)
         tmp.replace(store.root / f"compare_{name}.parquet")
@@ -209,7 +215,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         FILES,
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
-    write_attempt_pages(store.root, records, judgements, models)
+    write_attempt_pages(store.root, records, judgements, agent_models(run_json))
     plots = all_plots(df, tables["quadrants"], rule_based)
     write_atomic(store.root / "report.html", render_html(store.root.name, f"{df.height} attempts. {INTRO}", sections, plots,
                                                                 RULE_BASED_NOTE if rule_based else "", FILES))

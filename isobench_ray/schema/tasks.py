@@ -165,6 +165,9 @@ class _AgentBase(Frozen):
     # engine's environment at the parent commit with the agent's CLI on top, e.g. "claude-code-vllm:{short}";
     # {commit}/{short} are the parent's. Pulled where missing; neither there nor pullable: image_missing
     image: str | None = None
+    # the model's training data ends here (YYYY-MM): the report splits this agent's rates into tasks whose commit
+    # came before and after it (contamination); it changes nothing the agent does
+    knowledge_cutoff: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class HumanSpec(_AgentBase):
