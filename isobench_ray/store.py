@@ -8,10 +8,13 @@
         validation.json  measurements.json  bench/*.log  scores.json
         record.json                 the attempt's final record: its presence means "done"
         judgement.json              the judges' votes (soft metrics), added after the record
+      index.jsonl                   one line per record written (id, task, agent, status, cause), appended
+                                    and fsynced after the record: what resume and status read at scale
       attempts.parquet  report.md   written by the report stage
 
 Only the driver writes here (results travel back through Ray), so no two writers race on a file.
-A stage's JSON exists only when the stage finished; a rerun skips what exists.
+A stage's JSON exists only when the stage finished; a rerun skips what exists. The folders are the source of
+truth: the index is rebuilt from them when it is missing or a line of it cannot be read.
 """
 
 from __future__ import annotations
@@ -68,15 +71,20 @@ class RunStore:
         self._cache: dict[tuple[str, str], BaseModel] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-store") if background_writes else None
         self._pending: list[Future] = []
+        self._finished: dict[str, dict] | None = None  # the index, read once: attempt id -> its line
 
     def _write(self, path: Path, data: str | bytes) -> None:
+        self._submit(write_atomic, path, data)
+
+    def _submit(self, fn, *args) -> None:
+        """Run a write now, or in order on the writer thread (`background_writes`)."""
         if self._writer is None:
-            write_atomic(path, data)
+            fn(*args)
         else:
             for future in [f for f in self._pending if f.done()]:
                 future.result()  # a failed write (a full disk) stops the driver here, not silently
             self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._writer.submit(write_atomic, path, data))
+            self._pending.append(self._writer.submit(fn, *args))
 
     def flush(self) -> None:
         for future in self._pending:
@@ -106,7 +114,14 @@ class RunStore:
         for name, text in (logs or {}).items():
             self._write(self.attempt_dir(attempt_id) / name, text)
         self._cache[(attempt_id, stage)] = model
-        self.write_model(self.attempt_dir(attempt_id) / STAGE_FILES[stage][0], model)
+        path = self.attempt_dir(attempt_id) / STAGE_FILES[stage][0]
+        if stage != "record":
+            self.write_model(path, model)
+            return
+        # the record, then its index line, in one write: a line is never there without its file
+        line = index_line(model)
+        self._remember(line)
+        self._submit(_write_and_index, path, model.model_dump_json(indent=2), self.root / INDEX, json.dumps(line))
 
     def load_stage(self, attempt_id: str, stage: str) -> BaseModel | None:
         if (attempt_id, stage) in self._cache:
@@ -122,22 +137,99 @@ class RunStore:
         for stage in stages:
             self._cache.pop((attempt_id, stage), None)
             (self.attempt_dir(attempt_id) / STAGE_FILES[stage][0]).unlink(missing_ok=True)
+        if "record" in stages:
+            self._index({"id": attempt_id, "cleared": True})
+
+    # -------------------------------------------------------------- the index of finished attempts
+
+    def _remember(self, line: dict) -> None:
+        if self._finished is not None:
+            if line.get("cleared"):
+                self._finished.pop(line["id"], None)
+            else:
+                self._finished[line["id"]] = line
+
+    def _index(self, line: dict) -> None:
+        self._remember(line)
+        self._submit(append_line, self.root / INDEX, json.dumps(line))
+
+    def finished(self) -> dict[str, dict]:
+        """Every finished attempt's index line (id, task_id, agent, status, failure_cause), read once: from
+        index.jsonl, rebuilt from the folders' record.json files when it is missing or a line is unreadable
+        (a torn last line after a crash is only dropped)."""
+        if self._finished is None:
+            self.flush()
+            found = read_index(self.root / INDEX)
+            if found is None:
+                found = {r.attempt.id: index_line(r) for r in self._read_records()}
+                write_atomic(self.root / INDEX, "".join(json.dumps(line) + "\n" for line in found.values()))
+            self._finished = found
+        return self._finished
+
+    def _read_records(self) -> list[AttemptRecord]:
+        return [r for path in sorted((self.root / "attempts").glob("*/record.json")) if (r := read_model(path, AttemptRecord))]
 
     def records(self) -> list[AttemptRecord]:
         """Every finished attempt, in plan order when a plan exists."""
         self.flush()
         plan = self.read_json("plan.json") or []
         order = {a["id"]: i for i, a in enumerate(plan)}
-        out = [r for path in sorted((self.root / "attempts").glob("*/record.json")) if (r := read_model(path, AttemptRecord))]
-        return sorted(out, key=lambda r: order.get(r.attempt.id, len(order)))
+        return sorted(self._read_records(), key=lambda r: order.get(r.attempt.id, len(order)))
 
     def is_done(self, attempt_id: str, retry_failed: bool = False) -> bool:
-        record = self.load_stage(attempt_id, "record")
-        if record is None:
+        line = self.finished().get(attempt_id)
+        if line is None:
             return False
-        if record.failure_cause is FailureCause.infra_error:
+        if line["failure_cause"] == FailureCause.infra_error.value:
             return False  # the machine failed, not the attempt: always worth another go
-        return not (retry_failed and record.failure_cause is not None)
+        return not (retry_failed and line["failure_cause"] is not None)
+
+
+INDEX = "index.jsonl"
+
+
+def index_line(record: AttemptRecord) -> dict:
+    return {"id": record.attempt.id, "task_id": record.attempt.task_id, "agent": record.attempt.agent,
+            "status": record.status.value, "failure_cause": record.failure_cause.value if record.failure_cause else None}
+
+
+def _write_and_index(path: Path, data: str, index: Path, line: str) -> None:
+    write_atomic(path, data)
+    append_line(index, line)
+
+
+def append_line(path: Path, text: str) -> None:
+    """One line appended and fsynced (O_APPEND: a line lands whole or, after a crash, torn at the end)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (text + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_index(path: Path) -> dict[str, dict] | None:
+    """The index's lines, the last per attempt winning and a `cleared` line removing it; None when there is no
+    index or a line cannot be read (torn by a crash mid-append, edited): then it is rebuilt from the folders."""
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return None
+    found: dict[str, dict] = {}
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+            key = line["id"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if line.get("cleared"):
+            found.pop(key, None)
+        else:
+            found[key] = line
+    return found
 
 
 def read_model(path: Path, cls: Type[M]) -> M | None:

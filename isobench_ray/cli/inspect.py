@@ -109,11 +109,10 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory, finished o
     plan = store.read_json("plan.json")
     if plan is None:
         _fail(f"{run_dir}: not a run directory (no plan.json)")
-    records = store.records()
+    records = list(store.finished().values())  # the index: one file, whatever the run's size
     typer.echo(f"{run_dir}: {len(records)}/{len(plan)} attempts done")
     if records:
-        counts = collections.Counter((r.attempt.agent, r.status.value, r.failure_cause.value if r.failure_cause else "")
-                                     for r in records)
+        counts = collections.Counter((r["agent"], r["status"], r["failure_cause"] or "") for r in records)
         table = pl.DataFrame([{"agent": a, "status": st, "cause": c, "attempts": n} for (a, st, c), n in counts.items()])
         with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=200, fmt_str_lengths=60):
             typer.echo(table.sort("agent", "status", "cause"))

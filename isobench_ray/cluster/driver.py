@@ -95,7 +95,9 @@ class Driver:
             if store.is_done(attempt.id, retry_failed):
                 done += 1
                 continue
-            record = store.load_stage(attempt.id, "record")
+            # only an attempt the index knows has a record to look at (never one that did not run: at 100k attempts
+            # a file opened per attempt is what resume would cost)
+            record = store.load_stage(attempt.id, "record") if attempt.id in store.finished() else None
             if record is not None:
                 # not done yet recorded: an infra error keeps its finished stages, --retry-failed redoes all
                 infra = record.failure_cause is FailureCause.infra_error
