@@ -8,7 +8,7 @@ import sys
 
 # importing the command modules registers their commands, in the order the help lists them: run first
 import isobench_ray.cli.run  # noqa: F401
-from isobench_ray.cli import inspect, machine  # noqa: F401
+from isobench_ray.cli import inspect, machine, mine  # noqa: F401
 from isobench_ray.cli.app import OPTION_SETTINGS, _settings, app
 from isobench_ray.cli.run import run_cmd
 
