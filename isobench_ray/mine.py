@@ -238,17 +238,19 @@ def functions_at(source: str, lines: set[int]) -> set[str]:
         return set()
     spans: list[tuple[int, int, str]] = []
 
-    def walk(node: ast.AST, prefix: str) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if not isinstance(child, ast.ClassDef):
-                    start = min([child.lineno, *(d.lineno for d in child.decorator_list)])
-                    spans.append((start, child.end_lineno or child.lineno, prefix + child.name))
-                walk(child, f"{prefix}{child.name}.")
-            else:
-                walk(child, prefix)
+    def walk(statements: list, prefix: str) -> None:  # a def is a statement: expressions need no visit
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                spans.append((start, node.end_lineno or node.lineno, prefix + node.name))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                walk(node.body, f"{prefix}{node.name}.")
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):  # if, for, with, try, match
+                if isinstance(children := getattr(node, field, None), list):
+                    walk(children, prefix)
 
-    walk(tree, "")
+    walk(tree.body, "")
     found = set()
     for line in lines:
         around = [span for span in spans if span[0] <= line <= span[1]]
@@ -322,9 +324,9 @@ def repo_identity(repo: git.Repo) -> tuple[str, str, str | None]:
 
 
 def _blob(repo: git.Repo, commit: str, path: str) -> str:
-    try:
-        return (repo.commit(commit).tree / path).data_stream.read().decode("utf-8", "replace")
-    except KeyError:
+    try:  # GitPython's persistent `git cat-file --batch`: no process per file, no tree walked in Python
+        return repo.git.get_object_data(f"{commit}:{path}")[3].decode("utf-8", "replace")
+    except ValueError:  # no such file in that commit
         return ""
 
 

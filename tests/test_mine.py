@@ -134,6 +134,9 @@ def test_functions_are_found_from_the_hunks_lines():
     source = "class A:\n\n    def f(self):\n        x = 2\n        return x\n    y = 3\n\n\ndef g():\n    def inner():\n        pass\n"
     assert functions_at(source, {4, 6}) == {"A.f"} and functions_at(source, {11}) == {"g.inner"}
     assert functions_at("not python (", {1}) == set()
+    guarded = ("try:\n    import x\nexcept ImportError:\n    def f():\n        pass\n"
+               "if x:\n    class C:\n        async def g(self):\n            return 1\n")
+    assert functions_at(guarded, {5, 9}) == {"f", "C.g"}  # defs under try, if and a class are found
 
 
 def test_the_leak_check_and_the_reply_format():
