@@ -36,6 +36,10 @@ def leaked_line(description: str, diff: str, min_chars: int = 20) -> str | None:
 
 
 
+class ModelUnavailable(RuntimeError):
+    """The model did not answer (after retries): the run stops, the candidates not described yet stay pending."""
+
+
 PERF_DIR = ".isobench-perf"  # where the `script` kind puts a task's tests in every arm (engines/scripts.py)
 PROMPT_DIFF_CHARS = 40_000
 DESCRIBE_PROMPT = """You turn a performance commit of {repo} into a benchmark task for coding agents. An agent gets the
@@ -146,10 +150,13 @@ def run_on_parent(repo: git.Repo, parent: str, script: str, python: str, timeout
 
 def describe_and_test(repo: git.Repo, cand: Candidate, opts: MineOptions) -> Candidate | Rejection:
     """The candidate with its description and test, or why it was rejected. A model that does not answer
-    raises: the candidate stays pending for the next run."""
+    raises ModelUnavailable: the candidate stays pending for the next run."""
     from isobench_ray.llm_client import complete  # litellm only where a model is asked
 
-    reply = complete(opts.model or "", describe_messages(cand), api_base=opts.api_base)
+    try:
+        reply = complete(opts.model or "", describe_messages(cand), api_base=opts.api_base)
+    except Exception as exc:  # after llm_client's backoff: the endpoint or the key, not this candidate
+        raise ModelUnavailable(f"{opts.model} did not answer: {type(exc).__name__}: {str(exc)[:300]}") from None
     description, script = parse_reply(reply.text)
 
     def reject(reason: Reason, detail: str) -> Rejection:

@@ -285,3 +285,15 @@ def test_the_command_mines_the_demo_and_prints_the_summary(demo_repo, tmp_path):
     assert again.exit_code == 0 and "0 commits looked at in this run" in again.output
     not_a_repo = CliRunner().invoke(app, ["mine", str(tmp_path / "out"), "--out", str(tmp_path / "x")])
     assert not_a_repo.exit_code == 2 and "not a git repository" in not_a_repo.output
+
+
+def test_a_model_that_does_not_answer_stops_the_run_and_leaves_the_candidates_pending(demo_repo, tmp_path, monkeypatch):
+    repo, _ = demo_repo
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    with ScriptedLLM(lambda messages: (401, "invalid key")) as llm:
+        result = CliRunner().invoke(app, ["mine", str(repo), "--out", str(tmp_path), "--model", "openai/scripted",
+                                          "--api-base", llm.url])
+    assert result.exit_code == 1 and "openai/scripted did not answer: AuthenticationError" in result.output
+    assert "stay in" in result.output and len(llm.requests) == 1
+    files = MinedFiles(tmp_path)
+    assert files.summary()["kept"] == 4 and all(c.description is None for c in files.read_candidates())

@@ -61,6 +61,7 @@ def mine_cmd(
     import git
 
     from isobench_ray.mine import MinedFiles, MineOptions, mine
+    from isobench_ray.mine_describe import ModelUnavailable
 
     opts = MineOptions(repo=repo, out=out, since=since, until=until, paths=tuple(paths or ()), limit=limit,
                        max_lines=max_lines, model=model, api_base=api_base, test_timeout_s=test_timeout, python=python)
@@ -68,6 +69,8 @@ def mine_cmd(
         looked_at = mine(opts, _progress())
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
         _fail(f"not a git repository: {exc}")
+    except ModelUnavailable as exc:
+        _fail(f"{exc}\nthe candidates not described yet stay in {out / 'candidates.jsonl'} for the next run", 1)
     except git.GitCommandError as exc:
         _fail(f"git failed: {' '.join(map(str, exc.command))}: {str(exc.stderr).strip()[:500]}", 1)
     files = MinedFiles(out)
