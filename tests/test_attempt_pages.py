@@ -136,3 +136,33 @@ def test_the_first_screen_answers_who_did_best_and_an_attempts_page_shows_its_pa
     line = pixels[int(add["top"]) + 1: int(add["bottom"]) - 1, int(add["left"]) + 2: int(add["left"]) + 200]
     green = (abs(line[..., 0] - 0xE6) < 8) & (abs(line[..., 1] - 0xFF) < 8) & (abs(line[..., 2] - 0xEC) < 8)
     assert green.mean() > 0.5, green.mean()  # the added line's background, as the diff colours it
+
+
+def test_a_large_run_renders_a_bounded_number_of_pages_and_view_renders_the_rest(tmp_path, monkeypatch):
+    """A report renders only missing or stale pages, PAGES_PER_REPORT at most; `isobench view` renders one when
+    it is asked for; the attempts table of report.md and report.html is capped, attempts.parquet holds all."""
+    import polars as pl
+
+    from isobench_ray.report import attempt_page, write
+
+    monkeypatch.setattr(attempt_page, "PAGES_PER_REPORT", 2)
+    monkeypatch.setattr(write, "ATTEMPT_ROWS", 2)
+    store = RunStore(tmp_path / "run")
+    records, record = [], _record(store)
+    for i in range(3):
+        moved = record.model_copy(update={"attempt": record.attempt.model_copy(update={"id": f"{record.attempt.id}-{i}"})})
+        store.save_stage(moved.attempt.id, "record", moved)
+        records.append(moved)
+    write_report(tmp_path / "run")
+    pages = sorted((tmp_path / "run" / "attempts").glob("*/index.html"))
+    assert len(pages) == 2  # (the fourth record, _record's own, has no page either: the bound holds)
+    missing = next(r.attempt.id for r in records if not (tmp_path / "run" / "attempts" / r.attempt.id / "index.html").exists())
+    assert attempt_page.render_missing(tmp_path / "run", missing)
+    assert (tmp_path / "run" / "attempts" / missing / "index.html").exists()
+    assert not attempt_page.render_missing(tmp_path / "run", "no-such-attempt")
+    before = {p: p.stat().st_mtime_ns for p in pages}
+    write_report(tmp_path / "run")  # nothing changed: no page rendered again
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "The first 2 of 4 attempts: every one is in attempts.parquet" in report
+    assert pl.read_parquet(tmp_path / "run" / "attempts.parquet").height == 4

@@ -202,13 +202,26 @@ def view(
     run_dir: Path = typer.Argument(..., help="A run directory with a report (isobench report writes one)."),
     port: int = typer.Option(7575, help="Port on 127.0.0.1."),
 ) -> None:
-    """Serve a run's report and attempt pages on 127.0.0.1 (the files are also readable straight from disk)."""
+    """Serve a run's report and attempt pages on 127.0.0.1, rendering an attempt's page when it is missing (the
+    files are also readable straight from disk)."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     if not (run_dir / "report.html").is_file():
         _fail(f"{run_dir}: no report.html; run `isobench report {run_dir}` first")
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(run_dir.resolve()))
+    from isobench_ray.report.attempt_page import render_missing
+
+    class Handler(SimpleHTTPRequestHandler):
+        """The run's files; an attempt's page rendered when asked for and missing (a large run's report renders
+        only the first pages, report/attempt_page.py)."""
+
+        def do_GET(self):
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "attempts" and parts[2] == "index.html" and ".." not in parts[1]:
+                render_missing(run_dir.resolve(), parts[1])
+            super().do_GET()
+
+    handler = functools.partial(Handler, directory=str(run_dir.resolve()))
     with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
         typer.echo(f"Serving {run_dir} at http://127.0.0.1:{server.server_address[1]}/report.html (Ctrl-C stops)")
         try:

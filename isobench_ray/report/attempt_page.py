@@ -106,13 +106,51 @@ def render_attempt(folder: Path, record: AttemptRecord, judgement: Judgement | N
         hack_flags=", ".join(judgement.hack_flags) if judgement else "")
 
 
+# Pages rendered by one report at most (a page with its samples plot takes about 0.2 s): a larger run gets the
+# rest from `isobench view`, which renders a missing page when it is asked for (render_missing)
+PAGES_PER_REPORT = 200
+
+
+def stale(folder: Path) -> bool:
+    """The page is missing, or older than the record or judgement it shows."""
+    page = folder / "index.html"
+    if not page.exists():
+        return True
+    built = page.stat().st_mtime
+    return any((folder / name).exists() and (folder / name).stat().st_mtime > built for name in ("record.json", "judgement.json"))
+
+
 def write_attempt_pages(root: Path, records: list[AttemptRecord], judgements: dict[str, Judgement],
-                        models: dict[str, str]) -> int:
-    """attempts/<id>/index.html for every attempt; returns how many were written."""
+                        models: dict[str, str], limit: int | None = None) -> int:
+    """attempts/<id>/index.html for the attempts whose page is missing or stale, `limit` at most (in plan
+    order; default PAGES_PER_REPORT); returns how many were written."""
     from isobench_ray.store import write_atomic
 
+    limit = PAGES_PER_REPORT if limit is None else limit
+    written = 0
     for record in records:
         folder = root / "attempts" / record.attempt.id
+        if written >= limit or not stale(folder):
+            continue
         page = render_attempt(folder, record, judgements.get(record.attempt.id), models.get(record.attempt.agent))
         write_atomic(folder / "index.html", page)
-    return len(records)
+        written += 1
+    return written
+
+
+def render_missing(root: Path, attempt_id: str) -> bool:
+    """Render one attempt's page when it is missing or stale (`isobench view`, asked for it); False when the run
+    has no such finished attempt."""
+    from isobench_ray.report.frames import agent_models
+    from isobench_ray.store import RunStore, write_atomic
+
+    store = RunStore(root)
+    folder = store.attempt_dir(attempt_id)
+    record = store.load_stage(attempt_id, "record") if folder.parent == root / "attempts" else None
+    if record is None:
+        return False
+    if stale(folder):
+        models = agent_models(store.read_json("run.json"))
+        write_atomic(folder / "index.html", render_attempt(folder, record, store.load_stage(attempt_id, "judgement"),
+                                                           models.get(record.attempt.agent)))
+    return True

@@ -120,6 +120,9 @@ def _soft_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section
     ]
 
 
+ATTEMPT_ROWS = 500  # rows of the attempts table in report.md and report.html; attempts.parquet holds them all
+
+
 def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section]:
     per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric",
                             "human_speedup_vs_baseline", "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high",
@@ -132,8 +135,11 @@ def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Sect
     return [
         Section("Per task: the three arms", t["per_task"],
                 "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
-        Section("Attempts", per_attempt, "Each attempt id opens the attempt's page: its patch, prompt, trajectory, "
-                "logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view RUN_DIR` serves them)."),
+        Section("Attempts", per_attempt.head(ATTEMPT_ROWS), "Each attempt id opens the attempt's page: its patch, "
+                "prompt, trajectory, logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view "
+                "RUN_DIR` serves them, and renders those a large run's report left out)."
+                + (f" The first {ATTEMPT_ROWS} of {df.height} attempts: every one is in attempts.parquet."
+                   if df.height > ATTEMPT_ROWS else "")),
         Section("Failures by cause", failures),
     ]
 
