@@ -253,6 +253,23 @@ def test_describe_and_test_keeps_what_passes_and_writes_script_tasks(demo_repo, 
     assert task["description"].startswith("Sampling a batch") and task["description"].endswith("\n")
     assert task["benchmark"] == {"kind": "script", "scripts": [{"name": f"test_{sampler[:12]}.py", "text": SAMPLER_TEST}]}
 
+    # the file is a task file the harness runs as it is: it loads, and its sampler task is measured in every arm
+    from conftest import QUICK_BENCH, settings_under
+
+    from isobench_ray.engines.scripts import METRIC
+    from isobench_ray.sandbox import make_sandboxes
+    from isobench_ray.schema import Attempt, BenchSlot, NoopSpec
+    from isobench_ray.stages.benchmark import ThreeWayBenchmark
+    from isobench_ray.tasks import load_tasks
+
+    loaded = load_tasks(out / "tasks.yaml")
+    assert not loaded.errors and [t.benchmark.kind for t in loaded.tasks] == ["script", "script"], loaded.errors
+    mined = next(t for t in loaded.tasks if t.human_commit == sampler)
+    settings = settings_under(tmp_path / "bench", **QUICK_BENCH)
+    measured, _ = ThreeWayBenchmark(BenchSlot(name="cpu"), settings, sandboxes=make_sandboxes(settings)).run(
+        Attempt.make(mined, NoopSpec(name="noop"), 0, "x"), mined, "")
+    assert all(a.failure_cause is None and a.samples(METRIC) for a in measured.arms), [a.detail for a in measured.arms]
+
 
 def test_tasks_yaml_keeps_text_as_blocks():
     from isobench_ray.mine import Candidate, Stats

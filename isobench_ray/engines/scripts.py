@@ -10,7 +10,8 @@ test, `NAME PAYLOAD`:
 - `gso` (GSO): `python TEST.py RESULT_FILE [--reference|--eqcheck] --file_prefix P` appends
   `Execution time: <seconds>s` to RESULT_FILE.
 
-Every arm gets `IMPL_TAG=isobench` and `COMMIT_HASH=reference`, so the reference a test stores in the baseline's
+The tree's root is on PYTHONPATH (a test imports the engine as when run from the repository). Every arm gets
+`IMPL_TAG=isobench` and `COMMIT_HASH=reference`, so the reference a test stores in the baseline's
 tree (`--reference`) has the name the human's and the agent's runs look for (`--eqcheck`, after the harness
 copies it over). The metric is `script_ms` (lower is better): the geometric mean of the tests' times in
 milliseconds, each test's own as `script_ms.NAME`. Pure: the stage runs the command and reads the file.
@@ -40,6 +41,8 @@ def runner_text(scripts: Iterable[PerfScript]) -> str:
     """The runner: `bash .isobench-perf/run.sh RESULT_FILE [--reference|--eqcheck]`, from the tree's root."""
     lines = ["# Written by isobench (engines/scripts.py): runs this task's performance tests, the same in every arm.",
              'set -u', 'result="$1"; shift', 'export IMPL_TAG=isobench COMMIT_HASH=reference PYTHONUNBUFFERED=1',
+             '# the tree is the package a test imports, as when it runs from the repository root',
+             'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
              'status=0']
     for s in scripts:
         name, test, prefix = s.name, shlex.quote(f"{PERF_DIR}/{s.name}"), shlex.quote(f"{PERF_DIR}/{s.name}")
