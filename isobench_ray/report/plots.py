@@ -34,6 +34,16 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
+# Beyond this many attempts a plot's points and error bars are drawn as one image inside the SVG (matplotlib's
+# rasterization below a z-order), axes and text staying vector: the page's size no longer grows with the run
+RASTER_POINTS = 1000
+
+
+def _bounded(ax, points: int) -> None:
+    if points > RASTER_POINTS:
+        ax.set_rasterization_zorder(4)
+
+
 def speedup_distribution(df: pl.DataFrame) -> str:
     """Each agent's speedups over baseline (measured attempts): a box and the points, a line at 1.0x."""
     fig = Figure(figsize=(9, 4.5))
@@ -44,6 +54,7 @@ def speedup_distribution(df: pl.DataFrame) -> str:
         _empty(ax, "no measured attempts")
     else:
         values = [data.filter(pl.col("agent") == a).get_column("speedup_vs_baseline").to_numpy() for a in agents]
+        _bounded(ax, data.height)
         ax.boxplot(values, tick_labels=agents, showfliers=False, widths=0.5, medianprops={"color": "#222"})
         rng = np.random.default_rng(0)
         for i, v in enumerate(values, start=1):
@@ -67,6 +78,7 @@ def agent_vs_human(df: pl.DataFrame) -> str:
         return _svg(fig, "vshuman")
     x = {t: i for i, t in enumerate(tasks)}
     agents = data.get_column("agent").unique().sort().to_list()
+    _bounded(ax, data.height)
     width = 0.7 / (len(agents) + 1)
 
     def bars(frame: pl.DataFrame, col: str, low: str, high: str, offset: float, label: str, color: str, marker: str):

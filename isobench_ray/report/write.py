@@ -133,8 +133,10 @@ def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Sect
                 .agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
     return [
-        Section("Per task: the three arms", t["per_task"],
-                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."),
+        Section("Per task: the three arms", t["per_task"].head(ATTEMPT_ROWS),
+                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."
+                + (f" The first {ATTEMPT_ROWS} of {t['per_task'].height} rows: all of them are computed from "
+                   "attempts.parquet." if t["per_task"].height > ATTEMPT_ROWS else "")),
         Section("Attempts", per_attempt.head(ATTEMPT_ROWS), "Each attempt id opens the attempt's page: its patch, "
                 "prompt, trajectory, logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view "
                 "RUN_DIR` serves them, and renders those a large run's report left out)."

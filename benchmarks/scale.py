@@ -1,0 +1,166 @@
+"""Run folders at scale: what status, resume and the report cost at 1k, 10k (and 100k) attempts.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR]
+
+Builds a synthetic run folder per size, records of a realistic shape written through the RunStore as a
+driver writes them (a 3 kB patch, validation checks, four arms of five rounds with a warm-up and two
+measured runs each, every run with a benchmark's metrics and the CPU telemetry, scores, a judgement for
+half of them), then measures, each in a fresh process (so peak memory is that step's own):
+
+- `status`: `isobench status` in-process (the index), and the whole command with interpreter start;
+- `resume`: what a resumed driver reads before its first submission (`is_done` over the plan);
+- `report`: `isobench report` (attempts.parquet, runs.parquet, report.md, report.html, attempt pages);
+- the sizes of report.md and report.html.
+
+Prints one row per size and, between the two largest sizes, each step's growth exponent
+(log(t2/t1) / log(n2/n1): 1 is linear). Single run, this machine; figures in docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Run in a fresh interpreter: builds and measures one step, prints {"seconds", "peak_mb"} as its last line
+STEP = r"""
+import json, resource, sys, time
+sys.path.insert(0, ROOT)
+step, run = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+if step == "status":
+    from typer.testing import CliRunner
+    from isobench_ray.cli import app
+    started = time.perf_counter()  # the command, not the imports
+    out = CliRunner().invoke(app, ["status", run])
+    assert out.exit_code == 0, out.output
+elif step == "resume":
+    from isobench_ray.store import RunStore
+    store = RunStore(run)
+    plan = store.read_json("plan.json")
+    done = sum(store.is_done(a["id"]) for a in plan)
+    assert done == len(plan) // 2, done
+elif step == "report":
+    from isobench_ray.report.write import write_report
+    write_report(run)
+elif step == "build":
+    sys.path.insert(0, ROOT + "/benchmarks")
+    from scale import build
+    build(__import__("pathlib").Path(run), int(sys.argv[3]))
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""".replace("ROOT", repr(str(ROOT)))
+
+
+def build(run: Path, n: int) -> float:
+    """A run folder of `n` planned attempts, half of them finished (records, half of those judged)."""
+    sys.path.insert(0, str(ROOT))
+    from isobench_ray.schema import (
+        ArmResult,
+        Attempt,
+        AttemptRecord,
+        Check,
+        HardClass,
+        Judgement,
+        Measurements,
+        Run,
+        Scores,
+        Session,
+        Status,
+        Validation,
+        Vote,
+    )
+    from isobench_ray.store import RunStore
+
+    started = time.perf_counter()
+    store = RunStore(run, background_writes=True)
+    metrics = {k: 100.0 + i for i, k in enumerate(("output_throughput", "request_throughput", "total_token_throughput",
+                                                    "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                                                    "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms",
+                                                    "p99_itl_ms", "duration", "completed"))}
+    telemetry = {"start": {"cpu_util": 12.5, "load1": 1.2, "gpu0_sm_mhz": 1980}, "end": {"cpu_util": 13.1, "load1": 1.3, "gpu0_sm_mhz": 1980}}
+    patch = "diff --git a/x.py b/x.py\n" + "+    line of code\n" * 150
+    plan = []
+    for i in range(n):
+        task, agent = f"task-{i % 500:03d}", f"agent-{i % 10}"
+        attempt = Attempt(task_id=task, agent=agent, rollout=i // 5000, id=f"{task}.{agent}.{i // 5000}.{i:08x}")
+        plan.append(attempt.model_dump())
+        if i % 2:
+            continue
+        runs = [Run(arm=arm, round=r, warmup=k == 0, metrics=metrics, duration_s=30.0, telemetry=telemetry,
+                    command="python benchmarks/benchmark_serving.py --model m --num-prompts 100")
+                for arm in ("baseline", "human", "agent", "baseline2") for r in range(5) for k in range(3)]
+        m = Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput", higher_is_better=True,
+                         arms=[ArmResult(arm=a, commit="c" * 40, command="python benchmarks/benchmark_serving.py",
+                                         runs=[r for r in runs if r.arm == a]) for a in ("baseline", "human", "agent", "baseline2")])
+        record = AttemptRecord(
+            attempt=attempt, status=Status.success,
+            session=Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000),
+            validation=Validation(attempt_id=attempt.id, checks=[Check(name=c, ok=True) for c in ("apply", "compile", "import", "server_start")]),
+            measurements=m,
+            scores=Scores(attempt_id=attempt.id, primary_metric="output_throughput", higher_is_better=True, baseline_value=100.0,
+                          human_value=120.0, agent_value=110.0, speedup_vs_baseline=1.1, human_speedup_vs_baseline=1.2,
+                          agent_vs_human_pct=-8.3, hard_class=HardClass.worse, hard_class_ci=HardClass.inconclusive,
+                          speedup_ci=(1.05, 1.15), noise_pct=1.5, rounds=5))
+        store.save_stage(attempt.id, "record", record)
+        if i % 4 == 0:
+            store.save_stage(attempt.id, "judgement", Judgement(attempt_id=attempt.id, votes=[Vote(judge="rule-based")]))
+    store.write_json("plan.json", plan)
+    store.write_json("run.json", {"agents": [{"name": f"agent-{k}", "kind": "noop"} for k in range(10)]})
+    store.flush()
+    return time.perf_counter() - started
+
+
+def step(name: str, run: Path, *extra: str) -> dict:
+    """One step in a fresh interpreter started from this small one: its peak memory is its own (Linux keeps a
+    process's high-water mark across exec, so a parent that had built the records would show in it)."""
+    proc = subprocess.run([sys.executable, "-c", STEP, name, str(run), *extra], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def command_seconds(run: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "isobench"), "status", str(run)], capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--keep", help="build the run folders here and keep them")
+    args = parser.parse_args()
+    base = Path(args.keep or tempfile.mkdtemp(prefix="isobench-scale-"))
+    rows = []
+    for n in map(int, args.sizes.split(",")):
+        run = base / f"run-{n}"
+        shutil.rmtree(run, ignore_errors=True)
+        row = {"attempts": n, "records": n // 2, "build_s": step("build", run, str(n))["seconds"]}
+        for name in ("status", "resume", "report"):
+            found = step(name, run)
+            row[f"{name}_s"], row[f"{name}_mb"] = found["seconds"], found["peak_mb"]
+        row["status_cmd_s"] = command_seconds(run)
+        row["report_md_mb"] = (run / "report.md").stat().st_size / 1e6
+        row["report_html_mb"] = (run / "report.html").stat().st_size / 1e6
+        rows.append(row)
+        print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    if len(rows) >= 2:
+        a, b = rows[-2], rows[-1]
+        ratio = math.log(b["attempts"] / a["attempts"])
+        print("growth exponents " + f"({a['attempts']} -> {b['attempts']}): " + ", ".join(
+            f"{k[:-2]} {math.log(max(b[k], 1e-9) / max(a[k], 1e-9)) / ratio:.2f}" for k in ("status_s", "resume_s", "report_s")))
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
