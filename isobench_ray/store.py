@@ -180,6 +180,9 @@ class RunStore:
         line = self.finished().get(attempt_id)
         if line is None:
             return False
+        if (attempt_id, "record") not in self._cache and not (self.attempt_dir(attempt_id) / "record.json").exists():
+            self._index({"id": attempt_id, "cleared": True})  # its folder lost the record (by hand, a full disk): redone
+            return False
         if line["failure_cause"] == FailureCause.infra_error.value:
             return False  # the machine failed, not the attempt: always worth another go
         return not (retry_failed and line["failure_cause"] is not None)

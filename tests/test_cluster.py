@@ -132,9 +132,14 @@ def own_ray_head(env: dict, dash: int):
     the machine, other people's included."""
     ray_bin = Path(sys.executable).parent / "ray"
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    # every port of its own: a head a person started by hand on this machine keeps Ray's defaults (the dashboard
+    # agent's 52365 among them), and a second agent on a taken port never comes up (.ci/ray_neighbour.py)
+    ports = [f"--{name}-port={free_port()}" for name in ("dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export",
+                                                          "runtime-env-agent", "ray-client-server")]
     subprocess.run([str(ray_bin), "start", "--head", f"--port={free_port()}", "--node-ip-address=127.0.0.1",
                     "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                    f"--temp-dir={temp_dir}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=180)
+                    *ports, f"--temp-dir={temp_dir}", "--disable-usage-stats"], env=env, check=True, capture_output=True,
+                   timeout=180)
     try:
         deadline = time.monotonic() + 180  # the job agent comes up after the head: submitting earlier is refused
         while subprocess.run([str(ray_bin), "job", "list", "--address", f"http://127.0.0.1:{dash}"], env=env,

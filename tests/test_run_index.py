@@ -52,3 +52,11 @@ def test_status_reads_the_index(tmp_path):
     result = CliRunner().invoke(app, ["status", str(tmp_path)])
     assert result.exit_code == 0 and "3/5 attempts done" in result.output, result.output
     assert "rerun the same command to resume" in result.output
+
+
+def test_a_record_lost_from_its_folder_is_redone_whatever_the_index_says(tmp_path):
+    store = RunStore(tmp_path)
+    store.save_stage("t0.x.0.0000", "record", _record(0))
+    (tmp_path / "attempts" / "t0.x.0.0000" / "record.json").unlink()  # by hand, or a disk that lost it
+    fresh = RunStore(tmp_path)
+    assert not fresh.is_done("t0.x.0.0000") and "t0.x.0.0000" not in RunStore(tmp_path).finished()
