@@ -19,7 +19,6 @@ import time
 sys.path.insert(0, os.getcwd())  # the arm's tree: its minillm, as an installed engine would be
 
 import numpy as np  # noqa: E402
-
 from minillm.sampler import Sampler  # noqa: E402
 from minillm.sampling_params import SamplingParams  # noqa: E402
 
