@@ -241,6 +241,18 @@ class _Proc:
 
 
 @dataclass
+class _Only:
+    """A sandbox factory that hands out one sandbox, and isolates nothing."""
+
+    sandbox: "RecordingSandbox"
+    kind: str = "local"
+    can_isolate: bool = False
+
+    def __call__(self, *args, **kwargs) -> "RecordingSandbox":
+        return self.sandbox
+
+
+@dataclass
 class RecordingSandbox:
     """Runs git for the stage (argv lists) and records every benchmark command (shell lines) instead of running it."""
 
@@ -324,7 +336,7 @@ def _run_stage(tmp_path: Path, task, case: Case):
     patch = "--- a/engine.py\n+++ b/engine.py\n@@ -1 +1 @@\n-SLOW = True\n+SLOW = False\n"
     settings = settings_under(tmp_path, **QUICK_BENCH)
     sandbox = RecordingSandbox(script=case.tree_path if case.tree_path.startswith("benchmarks/") else None)
-    bench = ThreeWayBenchmark(BenchSlot(name="rec", cpus=(0,)), settings, sandboxes=lambda *a, **k: sandbox)
+    bench = ThreeWayBenchmark(BenchSlot(name="rec", cpus=(0,)), settings, sandboxes=_Only(sandbox))
     measurements, logs = bench.run(Attempt.make(fake, NoopSpec(name="rec"), 0, "x"), fake, patch)
     return sandbox, measurements, logs, settings, script_text
 

@@ -123,6 +123,13 @@ def _soft_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section
 ATTEMPT_ROWS = 500  # rows of the attempts table in report.md and report.html; attempts.parquet holds them all
 
 
+def _first_rows(frame: pl.DataFrame, what: str) -> tuple[pl.DataFrame, str]:
+    """A long table's first ATTEMPT_ROWS rows, and the sentence that says so when it was cut."""
+    if frame.height <= ATTEMPT_ROWS:
+        return frame, ""
+    return frame.head(ATTEMPT_ROWS), f" The first {ATTEMPT_ROWS} of {frame.height} {what}"
+
+
 def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Section]:
     per_attempt = df.select("attempt_id", "task_id", "agent", "status", "failure_cause", "primary_metric",
                             "human_speedup_vs_baseline", "speedup_vs_baseline", "speedup_ci_low", "speedup_ci_high",
@@ -132,16 +139,14 @@ def _attempt_sections(df: pl.DataFrame, t: dict[str, pl.DataFrame]) -> list[Sect
                 .group_by("failure_stage", "failure_cause")
                 .agg(pl.len().alias("attempts"), pl.col("agent").unique().sort().str.join(", ").alias("agents"))
                 .sort("attempts", descending=True))
+    per_task, per_task_cut = _first_rows(t["per_task"], "rows: all of them are computed from attempts.parquet.")
+    attempts, attempts_cut = _first_rows(per_attempt, "attempts: every one is in attempts.parquet.")
     return [
-        Section("Per task: the three arms", t["per_task"].head(ATTEMPT_ROWS),
-                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals."
-                + (f" The first {ATTEMPT_ROWS} of {t['per_task'].height} rows: all of them are computed from "
-                   "attempts.parquet." if t["per_task"].height > ATTEMPT_ROWS else "")),
-        Section("Attempts", per_attempt.head(ATTEMPT_ROWS), "Each attempt id opens the attempt's page: its patch, "
+        Section("Per task: the three arms", per_task,
+                "The primary metric of baseline, human and agent, and the speedups with their 95% intervals." + per_task_cut),
+        Section("Attempts", attempts, "Each attempt id opens the attempt's page: its patch, "
                 "prompt, trajectory, logs, samples and the judges' votes (`attempts/<id>/index.html`; `isobench view "
-                "RUN_DIR` serves them, and renders those a large run's report left out)."
-                + (f" The first {ATTEMPT_ROWS} of {df.height} attempts: every one is in attempts.parquet."
-                   if df.height > ATTEMPT_ROWS else "")),
+                "RUN_DIR` serves them, and renders those a large run's report left out)." + attempts_cut),
         Section("Failures by cause", failures),
     ]
 

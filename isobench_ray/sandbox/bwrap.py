@@ -187,7 +187,7 @@ class Jail:
     def launch(self, command: list[str], cwd: Path, env: dict[str, str], log, pinned, watch: str = "") -> "Launch":
         """Start `command` in the jail (`pinned`: wraps an argv to run on the launch's cores), held until it is
         in the sandbox's cgroup. `watch` (a launch's marker): when the command ends, what it left running in
-        the jail is named in the log (base.split_leftovers) before the jail's end kills it."""
+        the jail is named in the log (base.read_watch) before the jail's end kills it."""
         self._setup(env)
         if watch:
             command = [sys.executable, "-I", "-c", _WATCH, f"{WATCH_MARK} {watch}", str(LINGER_S), *command]

@@ -106,7 +106,7 @@ def tagged(value: str, key: str = "ISOBENCH_TAG") -> list[psutil.Process]:
     me = os.getpid()
     for proc in psutil.process_iter():
         try:
-            if proc.pid != me and proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(key) == value:
+            if proc.pid != me and _alive(proc) and proc.environ().get(key) == value:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue

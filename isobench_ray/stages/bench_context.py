@@ -77,7 +77,7 @@ def arm_sandbox(sandboxes: SandboxFactory, settings: Settings, task: Task, tag: 
     """The sandbox one arm's code runs in (validation's, or one benchmark arm's): contained where the run's kind
     can (`isolate_arms`: bubblewrap, or a container), with the model caches the run names readable and their
     variables passed, network out (a model download) but never to the host."""
-    isolate = settings.sandbox.kind != "none" and settings.sandbox.isolate_arms and getattr(sandboxes, "can_isolate", False)
+    isolate = settings.sandbox.kind != "none" and settings.sandbox.isolate_arms and sandboxes.can_isolate
     passed = host_env(settings.sandbox.env_passthrough) if isolate else {}
     models = [p for p in (task.model, *passed.values()) if p and Path(p).is_absolute() and Path(p).is_dir()]
     made = with_agent(sandboxes, programs=models) if isolate else sandboxes
