@@ -7,10 +7,7 @@ the parent's tree, with a timeout."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -104,28 +101,15 @@ def reported_ms(output: str) -> float | None:
     return None
 
 
-def _run_group(cmd: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
-    """(exit code, None past the timeout; its output). Its own process group, killed after it ends either way:
-    nothing it started outlives it."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-        return proc.returncode, output
-    except subprocess.TimeoutExpired:
-        return None, ""
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-
-
 def run_on_parent(repo: git.Repo, parent: str, script: str, python: str, timeout_s: float) -> str | None:
     """None when the test passes on the parent commit (--reference, then --eqcheck against itself), else why not.
-    The script is the model's text: it is only written to a file and run as a process, in a temporary copy of
-    the parent's tree, with a timeout and an environment that carries none of the caller's keys."""
+    The script is the model's text: it is only written to a file and run in a sandbox (bubblewrap where it is
+    installed: no network, nothing of the host writable but a temporary copy of the parent's tree), with a
+    timeout and an environment that carries none of the caller's keys; whatever it starts goes with it."""
+    from isobench_ray.sandbox.base import with_agent
+    from isobench_ray.sandbox.local import LocalSandboxes
+
+    sandboxes = with_agent(LocalSandboxes(), programs=[python])
     with tempfile.TemporaryDirectory(prefix="isobench-mine-") as tmp:
         tree, archive = Path(tmp) / "tree", Path(tmp) / "tree.tar"
         with archive.open("wb") as stream:
@@ -135,16 +119,21 @@ def run_on_parent(repo: git.Repo, parent: str, script: str, python: str, timeout
         test = tree / PERF_DIR / "test_mined.py"
         test.parent.mkdir(parents=True, exist_ok=True)
         test.write_text(script)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "LANG": "C.UTF-8", "PYTHONPATH": str(tree),
-               "COMMIT_HASH": parent, "IMPL_TAG": "isobench", "PYTHONDONTWRITEBYTECODE": "1"}
-        for mode in ("--reference", "--eqcheck"):
-            code, output = _run_group([python, str(test), mode, "--prefix", str(test.parent / "mined")], tree, env, timeout_s)
-            if code is None:
-                return f"{mode}: still running after {timeout_s:.0f} s"
-            if code != 0:
-                return f"{mode}: exit {code}: {tail(output, 8)}"
-            if reported_ms(output) is None:
-                return f"{mode}: no JSON line with avg_ms: {tail(output, 8)}"
+        env = {"HOME": tmp, "LANG": "C.UTF-8", "PYTHONPATH": str(tree), "COMMIT_HASH": parent, "IMPL_TAG": "isobench",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        sandbox = sandboxes("mine-check", writable=[Path(tmp)], network=False, isolate=sandboxes.can_isolate, env=env)
+        try:
+            for mode in ("--reference", "--eqcheck"):
+                res = sandbox.exec([python, str(test), mode, "--prefix", str(test.parent / "mined")], cwd=tree,
+                                   timeout_s=timeout_s, log_path=Path(tmp) / f"check{mode}.log")
+                if res.timed_out:
+                    return f"{mode}: still running after {timeout_s:.0f} s"
+                if res.returncode != 0:
+                    return f"{mode}: exit {res.returncode}: {tail(res.output, 8)}"
+                if reported_ms(res.output) is None:
+                    return f"{mode}: no JSON line with avg_ms: {tail(res.output, 8)}"
+        finally:
+            sandbox.cleanup()
     return None
 
 
