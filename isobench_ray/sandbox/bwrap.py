@@ -235,16 +235,21 @@ except OSError as exc:
     rc = 127
 used = resource.getrusage(resource.RUSAGE_CHILDREN)
 def others():
+    # every process of the jail but its init, this watcher and zombies, by its state: a process in the middle
+    # of an exec can show an empty command line for a moment, and must not be missed for that
     found = []
     for pid in os.listdir('/proc'):
         if pid.isdigit() and int(pid) not in (1, me):
             try:
+                with open(f'/proc/{pid}/stat', 'rb') as fh:
+                    stat = fh.read().decode(errors='replace')
                 with open(f'/proc/{pid}/cmdline', 'rb') as fh:
                     cmd = fh.read().replace(b'\0', b' ').decode(errors='replace').strip()
             except OSError:
                 continue
-            if cmd:
-                found.append(f'{pid} {cmd[:200]}')
+            comm, _, rest = stat.partition('(')[2].rpartition(')')
+            if rest.split()[:1] not in (['Z'], ['X']):
+                found.append(f'{pid} {(cmd or "[" + comm + "]")[:200]}')
     return found
 end, left = time.monotonic() + linger, others()
 while left and time.monotonic() < end:

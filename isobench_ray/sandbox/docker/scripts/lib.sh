@@ -17,5 +17,6 @@ isobench_ppid() { cut -d')' -f2- < "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3; 
 # isobench_name PID: "PID command line" (200 characters at most)
 isobench_name() { printf '%s %s\n' "$1" "$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | cut -c1-200)"; }
 
-# isobench_live PID: a process with a command line (not a zombie; /proc files report no size, so read one)
-isobench_live() { [ -n "$(head -c1 "/proc/$1/cmdline" 2>/dev/null | tr -d '\0')" ]; }
+# isobench_live PID: a process that is not a zombie, by its state (a process in the middle of an exec can show
+# an empty command line for a moment, and must not be missed for that)
+isobench_live() { s=$(cut -d')' -f2- < "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2); [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]; }
