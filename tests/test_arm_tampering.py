@@ -18,6 +18,7 @@ from conftest import QUICK_BENCH, commit
 
 from isobench_ray.sandbox import make_sandboxes
 from isobench_ray.schema import Attempt, BenchmarkSpec, BenchSlot, FailureCause, NoopSpec, RepoSpec, Session, StageError, Task
+from isobench_ray.stages.bench_context import arm_sandbox
 from isobench_ray.stages.benchmark import ThreeWayBenchmark
 from isobench_ray.stages.validation import validate
 from isobench_ray.workspace import detached_tree, extract_patch, mirror
@@ -157,3 +158,23 @@ def test_tampering_is_a_hack_flag_in_the_tables_judged_or_not():
                            detail="the patch's code left processes running after the check")
     row = attempts_frame([record]).row(0, named=True)
     assert row["status"] == "failed" and row["hacked"] is True and row["hack_flags"] == "tampering"
+
+
+def test_an_arms_sandbox_reads_the_users_lm_eval_tasks_and_nothing_else_of_theirs(hostile, tmp_path, make_settings):
+    """lm-eval's `--include_path` is the user's folder, outside every tree: the arm's bubblewrap sandbox reads it
+    (without, lm-eval in the real tier said `Tasks not found`), and writes nothing there."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    tasks_dir = tmp_path / "lm_eval_tasks"
+    tasks_dir.mkdir()
+    (tasks_dir / "mine.yaml").write_text("task: mine\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    settings = make_settings(lm_eval_include_path=str(tasks_dir))
+    io = tmp_path / "io"
+    io.mkdir()
+    sandbox = arm_sandbox(make_sandboxes(settings), settings, hostile["task"], "lm-eval-read", [io], env={}, image=None)
+    read = sandbox.exec(f"cat {tasks_dir / 'mine.yaml'}", cwd=io, timeout_s=30)
+    assert read.ok and "task: mine" in read.output, read.output
+    assert not sandbox.exec(f"touch {tasks_dir / 'planted.yaml'}", cwd=io, timeout_s=30).ok
+    assert not sandbox.exec(f"ls {elsewhere}", cwd=io, timeout_s=30).ok

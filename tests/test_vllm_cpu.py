@@ -1,10 +1,12 @@
-"""The real vLLM tier on a CPU, end to end: one task of tasks/vllm-cpu/ through `isobench run` with the agents
-human and noop. The human commit (upstream vLLM) must measure faster than its parent (the injected
-regression), interval above 1; doing nothing must measure as nothing, interval around 1. Every measured run's
-numbers come from the JSON result the benchmark wrote (source: json).
+"""The real vLLM tier on a CPU, end to end: one task of tasks/vllm-cpu/ through `isobench run`, once with the
+agent noop and once with the agent human and the correctness check (greedy probe and lm-eval). The human
+commit (upstream vLLM) must measure faster than its parent (the injected regression), interval above 1, in
+both; doing nothing must measure as nothing, interval around 1. Every measured run's numbers come from the
+JSON result the benchmark wrote (source: json).
 
-Slow (about half an hour here): `make test-vllm` builds the engine environment, model and repository first and
-runs this file; `.ci/run` runs it, `make test` does not. Skips with the reason when the tier is not built.
+Slow (about 45 minutes here: 18 benchmark runs of about two minutes each, mostly imports, and the check's
+server starts): `make test-vllm` builds the engine environment, model and repository first and runs this
+file; `.ci/run` runs it, `make test` does not. Skips with the reason when the tier is not built.
 """
 
 import json
@@ -42,34 +44,39 @@ def _tier_env(tmp_path: Path, **settings: str) -> dict[str, str]:
             **{f"ISOBENCH_{k.upper()}": v for k, v in settings.items()}}
 
 
-def test_vllm_cpu_human_faster_noop_unchanged(tmp_path):
-    env = _tier_env(tmp_path, min_samples="3", noise_arm=os.environ.get("ISOBENCH_NOISE_ARM", "false"),
-                    check_correctness=os.environ.get("ISOBENCH_CHECK_CORRECTNESS", "false"))
+def _run(tmp_path: Path, agent: str, env: dict[str, str]) -> tuple[dict, dict, Path]:
+    """`isobench run` of the tier's task with one agent, three rounds: (measurements, scores, attempt folder),
+    every arm measured from the JSON result its benchmark wrote, and the human commit faster than its parent."""
     out = tmp_path / "run"
     rounds = os.environ.get("VLLM_ROUNDS", "3")
-    cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human,noop", "--task", TASK,
+    cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", agent, "--task", TASK,
            "--out", str(out), "--rounds", rounds, "--max-rounds", rounds, "--warmup", "0", "--server-timeout", "180",
            "--num-cpus", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stdout, stderr=sys.stderr)
     assert proc.returncode == 0
     attempts = _attempts(out)
-    assert set(attempts) == {"human", "noop"}, attempts
-    for agent, folder in attempts.items():
-        measurements = json.loads((folder / "measurements.json").read_text())
-        runs = [r for arm in measurements["arms"] for r in arm["runs"] if not r["warmup"]]
-        assert runs and all(not arm.get("failure_cause") for arm in measurements["arms"]), (agent, measurements)
-        assert all(r["metrics"].get("source") == "json" for r in runs), (agent, runs)
-        scores = json.loads((folder / "scores.json").read_text())
-        print(f"{TASK} {agent}: {scores['primary_metric']} speedup {scores['speedup_vs_baseline']:.3f} "
-              f"interval {scores['speedup_ci']}, human {scores['human_speedup_vs_baseline']:.3f} "
-              f"interval {scores['human_speedup_ci']}")
-        low, high = scores["human_speedup_ci"]
-        assert low > 1, ("the human commit is not faster than its parent", scores)
-        low, high = scores["speedup_ci"]
-        if agent == "human":
-            assert low > 1, scores
-        else:
-            assert low <= 1 <= high, ("doing nothing measured as a change", scores)
+    assert set(attempts) == {agent}, attempts
+    folder = attempts[agent]
+    measurements = json.loads((folder / "measurements.json").read_text())
+    runs = [r for arm in measurements["arms"] for r in arm["runs"] if not r["warmup"]]
+    assert runs and all(not arm.get("failure_cause") for arm in measurements["arms"]), (agent, measurements)
+    assert all(r["metrics"].get("source") == "json" for r in runs), (agent, runs)
+    scores = json.loads((folder / "scores.json").read_text())
+    print(f"{TASK} {agent}: {scores['primary_metric']} speedup {scores['speedup_vs_baseline']:.3f} "
+          f"interval {scores['speedup_ci']}, human {scores['human_speedup_vs_baseline']:.3f} "
+          f"interval {scores['human_speedup_ci']}")
+    low, _ = scores["human_speedup_ci"]
+    assert low > 1, ("the human commit is not faster than its parent", scores)
+    return measurements, scores, folder
+
+
+def test_vllm_cpu_noop_unchanged(tmp_path):
+    """Doing nothing measures as nothing: the agent arm's interval around 1 (and the human arm's above it)."""
+    env = _tier_env(tmp_path, min_samples="3", noise_arm=os.environ.get("ISOBENCH_NOISE_ARM", "false"),
+                    check_correctness="false")
+    _, scores, _ = _run(tmp_path, "noop", env)
+    low, high = scores["speedup_ci"]
+    assert low <= 1 <= high, ("doing nothing measured as a change", scores)
 
 
 # A question set the tiny random model cannot answer (accuracy 0 for every arm), in lm-eval's own task format:
@@ -96,12 +103,14 @@ metric_list:
 """
 
 
-def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
-    """The correctness check on the real engine: every arm's server answers the fixed prompts greedily and
-    lm-eval (from the engine's environment, `--include_path` for a local task) scores it; the human commit
-    keeps the baseline's tokens, so it is `preserved`."""
+def test_vllm_cpu_human_faster_and_correct_with_lm_eval(tmp_path):
+    """The human commit as the agent: faster (interval above 1), and the correctness check on the real engine:
+    every arm's server answers the fixed prompts greedily and lm-eval (from the engine's environment,
+    `--include_path` for a local task, read from inside each arm's sandbox) scores it; the human commit keeps
+    the baseline's tokens, so it is `preserved`. One attempt checks both: each vLLM run here is two minutes of
+    imports for three seconds of benchmark, and CI has 90 minutes for everything."""
     tasks_dir = tmp_path / "lm_eval_tasks"
-    env = {**_tier_env(tmp_path, min_samples="2", noise_arm="false", check_correctness="true", lm_eval_on_cpu="true",
+    env = {**_tier_env(tmp_path, min_samples="3", noise_arm="false", check_correctness="true", lm_eval_on_cpu="true",
                        lm_eval_tasks='["isobench_arith"]', lm_eval_include_path=str(tasks_dir), lm_eval_limit="6"),
            "HF_DATASETS_OFFLINE": "1"}
     tasks_dir.mkdir()
@@ -109,19 +118,11 @@ def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
     data.write_text("".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n"
                             for a, b in ((2, 3), (7, 5), (10, 4), (6, 6), (9, 1), (3, 8))))
     (tasks_dir / "isobench_arith.yaml").write_text(ARITH_TASK.format(data=data))
-    out = tmp_path / "run"
-    # the throughput task: no server for the benchmark itself, so the check's three server starts dominate
-    cmd = [sys.executable, "-m", "isobench_ray.cli", "run", str(TASKS), "--agents", "human",
-           "--task", "vllm-cpu-free-block-count", "--out", str(out), "--rounds", "2", "--max-rounds", "2",
-           "--warmup", "0", "--server-timeout", "180", "--num-cpus", "2"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=sys.stdout, stderr=sys.stderr)
-    assert proc.returncode == 0
-    folder = _attempts(out)["human"]
-    measurements = json.loads((folder / "measurements.json").read_text())
+    measurements, scores, folder = _run(tmp_path, "human", env)
+    assert scores["speedup_ci"][0] > 1, scores
     for arm in measurements["arms"]:
         assert arm["greedy_outputs"], (arm["arm"], arm.get("greedy_detail"))
         assert arm["accuracy"] is not None, (arm["arm"], arm.get("greedy_detail"))
-    scores = json.loads((folder / "scores.json").read_text())
     print(f"correctness: {scores['correctness']} ({scores['correctness_detail']}); accuracies "
           f"{[(a['arm'], a['accuracy']) for a in measurements['arms']]}")
     assert scores["correctness"] == "preserved", scores
@@ -130,3 +131,25 @@ def test_vllm_cpu_correctness_with_lm_eval(tmp_path):
         assert reported["results"]["isobench_arith"]["sample_len"] == 6, reported
         assert reported["configs"]["isobench_arith"]["generation_kwargs"]["do_sample"] is False
         assert (folder / "bench" / f"{arm}.lm_eval.log").is_file()
+
+
+def test_mining_the_tiers_repository_keeps_its_two_fixes(tmp_path):
+    """`isobench mine` on the tier's vLLM history (real vLLM source, five commits): the two upstream fixes are
+    kept (the tasks' human commits), the commits that inject the regressions are not performance commits, and
+    the import of the source is the root."""
+    from typer.testing import CliRunner
+
+    from isobench_ray.cli import app
+    from isobench_ray.tasks import load_tasks
+
+    repo = ROOT / "tasks" / "vllm-cpu" / ".build" / "vllm"
+    _tier_env(tmp_path)  # skips when the tier is not built
+    result = CliRunner().invoke(app, ["mine", str(repo), "--out", str(tmp_path / "mined")])
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(line) for line in (tmp_path / "mined" / "candidates.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (tmp_path / "mined" / "rejected.jsonl").read_text().splitlines()]
+    tasks = load_tasks(TASKS).tasks
+    assert {c["commit_hash"] for c in kept} == {t.human_commit for t in tasks}
+    assert sorted(r["reason"] for r in rejected) == ["not_a_perf_commit", "not_a_perf_commit", "root"]
+    assert {r["commit_hash"] for r in rejected if r["reason"] == "not_a_perf_commit"} == {t.parent_commit for t in tasks}
+    assert all(c["functions_changed"] and c["files_changed"][0].startswith("vllm/") for c in kept), kept

@@ -75,10 +75,11 @@ class BenchContext:
 def arm_sandbox(sandboxes: SandboxFactory, settings: Settings, task: Task, tag: str, writable: list[Path], *,
                 env: dict[str, str], image: str | None, slot_env: dict[str, str] | None = None) -> Sandbox:
     """The sandbox one arm's code runs in (validation's, or one benchmark arm's): contained where the run's kind
-    can (`isolate_arms`: bubblewrap, or a container), with the model caches the run names readable and their
-    variables passed, network out (a model download) but never to the host."""
+    can (`isolate_arms`: bubblewrap, or a container), with the model caches the run names and the user's lm-eval
+    task folder readable and their variables passed, network out (a model download) but never to the host."""
     isolate = settings.sandbox.kind != "none" and settings.sandbox.isolate_arms and sandboxes.can_isolate
     passed = host_env(settings.sandbox.env_passthrough) if isolate else {}
-    models = [p for p in (task.model, *passed.values()) if p and Path(p).is_absolute() and Path(p).is_dir()]
-    made = with_agent(sandboxes, programs=models) if isolate else sandboxes
+    readable = [p for p in (task.model, *passed.values(), settings.lm_eval.include_path)
+                if p and Path(p).is_absolute() and Path(p).is_dir()]
+    made = with_agent(sandboxes, programs=readable) if isolate else sandboxes
     return made(tag, writable=writable, network=True, isolate=isolate, slot_env=slot_env, env={**passed, **env}, image=image)

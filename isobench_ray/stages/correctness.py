@@ -62,7 +62,8 @@ def _lm_eval(ctx: BenchContext, arm: Arm, url: str) -> dict:
     every arm; the mean of each task's first reported accuracy."""
     s = ctx.settings
     out_dir = ctx.io[arm] / "lm_eval"
-    argv = ["python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
+    # the datasets library caches what it loads under HF_HOME, which an arm may only read: the arm's io folder
+    argv = ["env", f"HF_DATASETS_CACHE={ctx.io[arm] / 'hf_datasets'}", "python", "-m", "lm_eval", "--model", "local-completions", "--model_args",
             f"model={ctx.task.model},base_url={url},num_concurrent=8,max_retries=3,tokenized_requests=False",
             "--tasks", ",".join(s.lm_eval.tasks), "--batch_size", str(s.lm_eval.batch_size),
             "--seed", str(s.lm_eval.seed), "--output_path", str(out_dir)]
