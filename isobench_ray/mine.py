@@ -24,7 +24,9 @@ import git
 from isobench_ray.schema.base import Frozen
 
 Reason = Literal["root", "merge", "revert", "outside_paths", "version_bump", "no_source_change", "too_large",
-                 "not_a_perf_commit", "bad_reply", "description_leaks_fix", "test_fails_on_parent"]
+                 "not_a_perf_commit", "bad_reply", "description_leaks_fix", "test_fails_on_parent",
+                 # --verify (mine_verify.py)
+                 "test_fails_on_commit", "not_equivalent", "no_gain", "too_noisy", "not_measured"]
 Progress = Callable[..., Iterable]  # tqdm's shape: progress(iterable, total=..., desc=...)
 
 
@@ -55,6 +57,7 @@ class Candidate(Frozen):
     perf_score: int
     description: str | None = None
     test_script: str | None = None
+    verified: str | None = None  # --verify: how the commit cleared the strict rule against its parent
 
 
 class Rejection(Frozen):
@@ -381,6 +384,7 @@ class MinedFiles:
 
     def __init__(self, out: Path):
         out.mkdir(parents=True, exist_ok=True)
+        self.out = out
         self.candidates, self.rejected, self.tasks = out / "candidates.jsonl", out / "rejected.jsonl", out / "tasks.yaml"
         for path in (self.candidates, self.rejected):
             if path.exists() and path.stat().st_size:
@@ -418,10 +422,11 @@ class MinedFiles:
         os.replace(temporary, self.candidates)
 
     def summary(self) -> dict[str, int]:
-        """The folder's totals: kept (and how many of them are described), rejected by reason."""
+        """The folder's totals: kept (and how many of them are described, and verified), rejected by reason."""
         kept = self.read_candidates()
         rejected = Counter(r.reason for r in self.read_rejections())
-        return {"kept": len(kept), "described": sum(c.description is not None for c in kept), **dict(sorted(rejected.items()))}
+        return {"kept": len(kept), "described": sum(c.description is not None for c in kept),
+                "verified": sum(c.verified is not None for c in kept), **dict(sorted(rejected.items()))}
 
 
 def mine(opts: MineOptions, progress: Progress = lambda items, **_: items) -> int:

@@ -173,8 +173,17 @@ def describe_pending(repo: git.Repo, files: MinedFiles, opts: MineOptions, progr
             files.add(result)
     described = [c for c in candidates if isinstance(c, Candidate) and c.description and c.test_script]
     if described:
-        name, url, _ = repo_identity(repo)
-        files.tasks.write_text(tasks_yaml(described, name, url))
+        write_tasks(repo, described, files.tasks)
+
+
+def write_tasks(repo: git.Repo, candidates: list[Candidate], path: Path) -> None:
+    name, url, _ = repo_identity(repo)
+    path.write_text(tasks_yaml(candidates, name, url))
+
+
+def task_id(repo: git.Repo, cand: Candidate) -> str:
+    """The id tasks.yaml gives a candidate's task: the repository's name and the commit's first 12 digits."""
+    return f"{slug(repo_identity(repo)[0].split('/')[-1])}-{cand.commit_hash[:12]}"
 
 
 class _BlockDumper(yaml.SafeDumper):

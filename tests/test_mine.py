@@ -4,6 +4,7 @@ commits): find without a model, resume, describe and test against a scripted mod
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_resuming_looks_at_no_commit_twice(demo_repo, tmp_path):
     files = MinedFiles(tmp_path)
     hashes = [c.commit_hash for c in files.read_candidates()] + [r.commit_hash for r in files.read_rejections()]
     assert len(hashes) == len(set(hashes)) == 9
-    assert files.summary() == {"kept": 4, "described": 0, "no_source_change": 2, "not_a_perf_commit": 1, "root": 1, "version_bump": 1}
+    assert files.summary() == {"kept": 4, "described": 0, "verified": 0, "no_source_change": 2, "not_a_perf_commit": 1, "root": 1, "version_bump": 1}
 
 
 def test_since_until_and_paths_narrow_the_walk(demo_repo, tmp_path):
@@ -314,3 +315,67 @@ def test_a_model_that_does_not_answer_stops_the_run_and_leaves_the_candidates_pe
     assert "stay in" in result.output and len(llm.requests) == 1
     files = MinedFiles(tmp_path)
     assert files.summary()["kept"] == 4 and all(c.description is None for c in files.read_candidates())
+
+
+# ---------------------------------------------------------------- verify
+
+@pytest.mark.slow
+def test_verify_keeps_the_commit_whose_test_measures_it_faster(demo_repo, tmp_path):
+    """`--verify` measures each described candidate through `isobench run` (the commit against its parent, the
+    A/A arm beside them): the sampler commit's test shows its 2.4x beyond the noise (kept, how it cleared said);
+    the block-hash commit got the same sampler test, which does not exercise its change: rejected, with the
+    commit/parent interval in words (no_gain, or too_noisy where this host's noise hides a small difference).
+    The task file left holds only the verified task, and `isobench tasks validate` passes it."""
+    repo, commits = demo_repo
+    out = tmp_path / "out"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "RAY_USAGE_STATS_ENABLED": "0",
+           "ISOBENCH_CACHE_DIR": str(tmp_path / "cache"), "ISOBENCH_WORK_DIR": str(tmp_path / "work")}
+    env.pop("OPENAI_API_KEY", None)
+    with ScriptedLLM(_scripted_reply) as llm:
+        cmd = [sys.executable, "-m", "isobench_ray.cli", "mine", str(repo), "--out", str(out), "--model",
+               "openai/scripted", "--api-base", llm.url, "--test-timeout", "120", "--verify", "--num-cpus", "2",
+               "--rounds", "3", "--max-rounds", "8"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(1 described, 1 verified)" in proc.stdout, proc.stdout
+
+    kept = {c["commit_hash"]: c for c in _lines(out / "candidates.jsonl")}
+    rejected = {r["commit_hash"]: r for r in _lines(out / "rejected.jsonl")}
+    sampler, hashes = commits["vectorized-sampler"], commits["cached-block-hashes"]
+    assert set(kept) == {sampler} and kept[sampler]["verified"].startswith("beats: commit/parent"), kept
+    assert rejected[hashes]["reason"] in ("no_gain", "too_noisy") and "commit/parent" in rejected[hashes]["detail"]
+    assert (out / "verify" / "report.md").exists()  # the measurements behind each decision, to read
+    doc = yaml.safe_load((out / "tasks.yaml").read_text())
+    assert [t["human_commit"] for t in doc["tasks"]] == [sampler]
+    checked = CliRunner().invoke(app, ["tasks", "validate", str(out / "tasks.yaml")])
+    assert checked.exit_code == 0, checked.output
+
+    again = subprocess.run(cmd[:7] + ["--verify"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 commits looked at" in again.stdout  # nothing left to measure: no run
+
+
+def test_verification_names_why_a_measured_commit_is_rejected():
+    """The pure decision on a verify run's record: an arm that failed, an output that changed, a gain inside
+    the band, no A/A arm."""
+    from isobench_ray.mine_verify import verification
+    from isobench_ray.schema import ArmResult, Attempt, AttemptRecord, FailureCause, Measurements, Run, Status
+
+    def record(human: list[float], baseline2: list[float] | None = (10.0, 10.2, 9.9, 10.1), failed: str | None = None,
+               equivalent: bool | None = None) -> AttemptRecord:
+        values = {"baseline": [10.0, 10.1, 9.9, 10.0], "human": human, "agent": [10.0, 10.1, 9.9, 10.0],
+                  **({"baseline2": list(baseline2)} if baseline2 else {})}
+        arms = [ArmResult(arm=arm, commit="c", command="x", failure_cause=FailureCause.bench_error if arm == failed else None,
+                          equivalent=equivalent if arm == "human" else None,
+                          runs=[Run(arm=arm, round=i, metrics={"script_ms": v}) for i, v in enumerate(vs)])
+                for arm, vs in values.items()]
+        attempt = Attempt(task_id="t", agent="noop", rollout=0, id="t.noop.0.x")
+        return AttemptRecord(attempt=attempt, status=Status.success, measurements=Measurements(
+            attempt_id=attempt.id, slot="cpu", primary_metric="script_ms", higher_is_better=False, arms=arms))
+
+    assert verification(record([5.0, 5.1, 4.9, 5.0]), 5.0)[0] is None  # twice as fast, the A/A tight
+    assert verification(record([10.0, 10.1, 9.9, 10.05]), 5.0)[0] == "no_gain"
+    assert verification(record([5.0, 5.1, 4.9, 5.0], baseline2=None), 5.0)[0] == "too_noisy"
+    assert verification(record([5.0, 5.1, 4.9, 5.0], failed="baseline"), 5.0)[0] == "test_fails_on_parent"
+    assert verification(record([5.0, 5.1, 4.9, 5.0], failed="human"), 5.0)[0] == "test_fails_on_commit"
+    assert verification(record([5.0, 5.1, 4.9, 5.0], equivalent=False), 5.0)[0] == "not_equivalent"
+    assert verification(None, 5.0)[0] == "not_measured"
