@@ -47,3 +47,46 @@ def test_an_agents_file_cutoff_reaches_the_report(tmp_path):
     assert "## Before and after each agent's knowledge cutoff" in report and "after the cutoff" in report
     assert pl.read_parquet(tmp_path / "run" / "compare_cutoff.parquet").get_column("tasks").to_list() == [
         "before the cutoff", "after the cutoff"]
+
+
+def test_probe_memory_scores_a_recalled_diff_high_and_a_guess_low(tmp_path, monkeypatch):
+    """`isobench probe-memory`: a model that writes back the sampler commit's own diff from its subject scores
+    line_recall 1; one that guesses scores near 0; a rerun asks nothing again. The model is a scripted server."""
+    from scripted_llm import ScriptedLLM
+    from typer.testing import CliRunner
+
+    from isobench_ray import demo
+    from isobench_ray.cli import app
+    from isobench_ray.probe_memory import overlap
+    from isobench_ray.tasks import load_tasks
+    from isobench_ray.workspace import diff_between, mirror
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("ISOBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    demo.build_repo()
+    sampler = next(t for t in load_tasks(demo.TASKS_FILE).tasks if t.id == "demo-sampler-python-loop")
+    diff = diff_between(mirror(sampler.repo.url, tmp_path / "cache"), sampler.parent_commit, sampler.human_commit)
+
+    def reply(messages):
+        asked = messages[-1]["content"]
+        if "Vectorize the sampler" in asked:
+            return 200, f"I recall it well:\n```diff\n{diff}```\n"
+        return 200, "```diff\n+def faster():\n+    return cache.get(key)  # guessed\n```"
+
+    out = tmp_path / "probe.jsonl"
+    with ScriptedLLM(reply) as llm:
+        args = ["probe-memory", str(demo.TASKS_FILE), "--model", "openai/scripted", "--api-base", llm.url, "--out", str(out)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        asked = len(llm.requests)
+        again = CliRunner().invoke(app, args)
+        assert again.exit_code == 0 and len(llm.requests) == asked  # resumed: nothing asked twice
+    rows = {r["task_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert asked == len(rows) == 5
+    recalled = rows["demo-sampler-python-loop"]
+    assert recalled["line_recall"] == 1.0 and recalled["similarity"] > 0.9 and recalled["subject"].startswith("[Perf] Vectorize")
+    guessed = rows["demo-free-block-scan"]
+    assert guessed["line_recall"] == 0.0 and guessed["similarity"] < 0.3
+    assert "mean line_recall" in result.output
+    assert overlap("+    x = 1\n", "anything") == (0.0, 0.0, 0)  # nothing of 8 characters to recall: no score
