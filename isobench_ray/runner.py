@@ -291,8 +291,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
         cluster.Driver(store, plan, settings, retry_failed=opts.retry_failed, show_progress=opts.show_progress,
                        on_record=panel.submit, unavailable=unavailable).run()
     finally:
-        for record in RunStore(out).records():  # attempts finished by an earlier run, not judged yet
-            panel.submit(record)
+        panel.submit_finished(RunStore(out))  # attempts finished by an earlier run, not judged yet
         panel.close()
     report_path, _ = write_report(out)
     return report_path
@@ -331,8 +330,7 @@ def judge(out: str | Path, settings: Settings, again: bool = False) -> tuple[Pat
         with RunLock(out):
             panel = JudgePanel(out, {t.id: t for t in run_tasks(out)}, settings)
             _check_judges(panel)
-            for record in RunStore(out).records():
-                panel.submit(record, again=again)
+            panel.submit_finished(RunStore(out), again=again)
             judged = panel.close()
             report_path, _ = write_report(out)
     except RunDirBusy as exc:

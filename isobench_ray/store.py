@@ -72,6 +72,7 @@ class RunStore:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-store") if background_writes else None
         self._pending: list[Future] = []
         self._finished: dict[str, dict] | None = None  # the index, read once: attempt id -> its line
+        self._index_read = 0  # how far into index.jsonl that reading went
 
     def _write(self, path: Path, data: str | bytes) -> None:
         self._submit(write_atomic, path, data)
@@ -115,13 +116,17 @@ class RunStore:
             self._write(self.attempt_dir(attempt_id) / name, text)
         self._cache[(attempt_id, stage)] = model
         path = self.attempt_dir(attempt_id) / STAGE_FILES[stage][0]
+        if stage == "judgement":  # the file, then the attempt's row with it in the run's table (report/table.py)
+            record = self.load_stage(attempt_id, "record")
+            self._submit(_write_judgement, path, model, record, self.root, self.stamp_of(attempt_id))
+            return
         if stage != "record":
             self.write_model(path, model)
             return
-        # the record, then its index line, in one write: a line is never there without its file
-        line = index_line(model)
+        # the record, its table lines, then its index line, in one write: a line is never there without its file
+        line = index_line(model, stamp=f"{time.time_ns():x}")
         self._remember(line)
-        self._submit(_write_and_index, path, model.model_dump_json(indent=2), self.root / INDEX, json.dumps(line))
+        self._submit(_write_and_index, path, model, self.root, line)
 
     def load_stage(self, attempt_id: str, stage: str) -> BaseModel | None:
         if (attempt_id, stage) in self._cache:
@@ -151,7 +156,24 @@ class RunStore:
 
     def _index(self, line: dict) -> None:
         self._remember(line)
-        self._submit(append_line, self.root / INDEX, json.dumps(line))
+        self._submit(append_line, self.root / INDEX, json.dumps(line) + "\n")
+
+    def restamp(self, attempt_id: str) -> str:
+        """A new stamp for a finished attempt's record (its table lines rebuilt: report/table.py), in the index."""
+        line = {**self.finished()[attempt_id], "stamp": f"{time.time_ns():x}r"}
+        self._index(line)
+        return line["stamp"]
+
+    def stamp_of(self, attempt_id: str) -> str:
+        """The stamp of a finished attempt's record; a record another store wrote since this one read the index
+        (the judges' store, beside the driver's) is found by reading only the lines added since."""
+        line = self.finished().get(attempt_id)
+        if line is None:
+            added, self._index_read = index_lines_after(self.root / INDEX, self._index_read)
+            for found in added:
+                self._remember(found)
+            line = self.finished().get(attempt_id)
+        return (line or {}).get("stamp", "")
 
     def finished(self) -> dict[str, dict]:
         """Every finished attempt's index line (id, task_id, agent, status, failure_cause), read once: from
@@ -159,10 +181,12 @@ class RunStore:
         (a torn last line after a crash is only dropped)."""
         if self._finished is None:
             self.flush()
-            found = read_index(self.root / INDEX)
+            found, self._index_read = read_index(self.root / INDEX)
             if found is None:
                 found = {r.attempt.id: index_line(r) for r in self._read_records()}
-                write_atomic(self.root / INDEX, "".join(json.dumps(line) + "\n" for line in found.values()))
+                text = "".join(json.dumps(line) + "\n" for line in found.values())
+                write_atomic(self.root / INDEX, text)
+                self._index_read = len(text.encode())
             self._finished = found
         return self._finished
 
@@ -191,34 +215,52 @@ class RunStore:
 INDEX = "index.jsonl"
 
 
-def index_line(record: AttemptRecord) -> dict:
+def index_line(record: AttemptRecord, stamp: str = "") -> dict:
+    """`stamp`: which write of the record this is; the table's lines (report/table.py) carry it too."""
     return {"id": record.attempt.id, "task_id": record.attempt.task_id, "agent": record.attempt.agent,
-            "status": record.status.value, "failure_cause": record.failure_cause.value if record.failure_cause else None}
+            "status": record.status.value, "failure_cause": record.failure_cause.value if record.failure_cause else None,
+            "stamp": stamp}
 
 
-def _write_and_index(path: Path, data: str, index: Path, line: str) -> None:
-    write_atomic(path, data)
-    append_line(index, line)
+def _write_and_index(path: Path, record: AttemptRecord, root: Path, line: dict) -> None:
+    from isobench_ray.report.table import ROWS, RUNS, row_text, runs_text  # the table is the report's view
+
+    write_atomic(path, record.model_dump_json(indent=2))
+    append_line(root / RUNS, runs_text(record, line["stamp"]), sync=False)
+    append_line(root / ROWS, row_text(record, None, line["stamp"]), sync=False)
+    append_line(root / INDEX, json.dumps(line) + "\n")
 
 
-def append_line(path: Path, text: str) -> None:
-    """One line appended and fsynced (O_APPEND: a line lands whole or, after a crash, torn at the end)."""
+def _write_judgement(path: Path, judgement: Judgement, record: AttemptRecord | None, root: Path, stamp: str) -> None:
+    from isobench_ray.report.table import ROWS, row_text
+
+    write_atomic(path, judgement.model_dump_json(indent=2))
+    if record is not None:
+        append_line(root / ROWS, row_text(record, judgement, stamp))
+
+
+def append_line(path: Path, text: str, sync: bool = True) -> None:
+    """Lines appended in one write (O_APPEND: they land whole or, after a crash, torn at the end), fsynced
+    unless `sync` is off (lines a report can rebuild from the record they come from: the table's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, (text + "\n").encode())
-        os.fsync(fd)
+        os.write(fd, text.encode())
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def read_index(path: Path) -> dict[str, dict] | None:
-    """The index's lines, the last per attempt winning and a `cleared` line removing it; None when there is no
-    index or a line cannot be read (torn by a crash mid-append, edited): then it is rebuilt from the folders."""
+def read_index(path: Path) -> tuple[dict[str, dict] | None, int]:
+    """The index's lines, the last per attempt winning and a `cleared` line removing it, and how many bytes
+    were read; None when there is no index or a line cannot be read (torn by a crash mid-append, edited):
+    then it is rebuilt from the folders."""
     try:
-        lines = path.read_bytes().split(b"\n")
+        data = path.read_bytes()
     except FileNotFoundError:
-        return None
+        return None, 0
+    lines = data.split(b"\n")
     found: dict[str, dict] = {}
     for raw in lines:
         if not raw.strip():
@@ -227,12 +269,32 @@ def read_index(path: Path) -> dict[str, dict] | None:
             line = json.loads(raw)
             key = line["id"]
         except (ValueError, KeyError, TypeError):
-            return None
+            return None, len(data)
         if line.get("cleared"):
             found.pop(key, None)
         else:
             found[key] = line
-    return found
+    return found, len(data)
+
+
+def index_lines_after(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The index's whole lines after `offset` (bytes), in order, and where they end; unreadable ones skipped."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(offset)
+            data = stream.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = data[:data.rfind(b"\n") + 1]
+    lines = []
+    for raw in whole.split(b"\n"):
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and "id" in line:
+            lines.append(line)
+    return lines, offset + len(whole)
 
 
 def read_model(path: Path, cls: Type[M]) -> M | None:

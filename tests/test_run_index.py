@@ -22,8 +22,9 @@ def test_each_record_adds_one_line_and_a_cleared_record_its_tombstone(tmp_path):
     fresh = RunStore(tmp_path)  # what a resumed driver or `isobench status` reads: the index alone
     assert sorted(fresh.finished()) == [f"t{i}.x.0.{i:04d}" for i in (0, 2, 3, 4, 5)]
     assert fresh.is_done("t0.x.0.0000") and not fresh.is_done("t1.x.0.0001") and not fresh.is_done("t5.x.0.0005")
-    assert fresh.finished()["t2.x.0.0002"] == {"id": "t2.x.0.0002", "task_id": "t2", "agent": "b", "status": "success",
-                                               "failure_cause": None}
+    line = fresh.finished()["t2.x.0.0002"]
+    assert line == {"id": "t2.x.0.0002", "task_id": "t2", "agent": "b", "status": "success", "failure_cause": None,
+                    "stamp": line["stamp"]} and line["stamp"]
 
 
 def test_a_missing_or_torn_index_is_rebuilt_from_the_folders(tmp_path):
@@ -60,3 +61,83 @@ def test_a_record_lost_from_its_folder_is_redone_whatever_the_index_says(tmp_pat
     (tmp_path / "attempts" / "t0.x.0.0000" / "record.json").unlink()  # by hand, or a disk that lost it
     fresh = RunStore(tmp_path)
     assert not fresh.is_done("t0.x.0.0000") and "t0.x.0.0000" not in RunStore(tmp_path).finished()
+
+
+# ---------------------------------------------------------------- the run's table (report/table.py)
+
+def _measured(i: int, value: float) -> AttemptRecord:
+    from isobench_ray.schema import ArmResult, Measurements, Run
+
+    rec = _record(i)
+    arms = [ArmResult(arm=arm, commit="c", command="x", runs=[Run(arm=arm, round=r, metrics={"throughput": value})
+                                                               for r in range(2)]) for arm in ("baseline", "human", "agent")]
+    return rec.model_copy(update={"measurements": Measurements(attempt_id=rec.attempt.id, slot="cpu", primary_metric="throughput",
+                                                               higher_is_better=True, arms=arms)})
+
+
+def test_the_report_reads_the_table_and_ignores_the_lines_of_a_redone_record(tmp_path):
+    """A report's frames come from rows.jsonl and runs.jsonl; an attempt measured again (its record cleared and
+    redone) counts once, with the new record's runs; a judgement's row replaces the record's."""
+    import polars as pl
+
+    from isobench_ray.report.write import write_report
+    from isobench_ray.schema import Judgement, Vote
+
+    store = RunStore(tmp_path, background_writes=True)
+    for i in range(3):
+        store.save_stage(f"t{i}.x.0.{i:04d}", "record", _measured(i, 10.0))
+    store.clear_attempt("t1.x.0.0001", ("record",))
+    store.save_stage("t1.x.0.0001", "record", _measured(1, 20.0))
+    store.save_stage("t2.x.0.0002", "judgement", Judgement(attempt_id="t2.x.0.0002", votes=[Vote(judge="rule-based")]))
+    store.flush()
+    write_report(tmp_path)
+    attempts, runs = pl.read_parquet(tmp_path / "attempts.parquet"), pl.read_parquet(tmp_path / "runs.parquet")
+    assert sorted(attempts.get_column("attempt_id")) == [f"t{i}.x.0.{i:04d}" for i in range(3)]
+    assert runs.height == 3 * 3 * 2  # three attempts, three arms, two rounds: the cleared record's runs are gone
+    assert set(runs.filter(pl.col("attempt_id") == "t1.x.0.0001").get_column("value")) == {20.0}
+    assert attempts.filter(pl.col("attempt_id") == "t2.x.0.0002").get_column("judges").to_list() == ["rule-based"]
+
+
+def test_a_table_lost_or_cut_short_is_rebuilt_from_the_records_without_counting_runs_twice(tmp_path):
+    """A run folder from before the table (no rows.jsonl, no runs.jsonl, no stamps), or one whose rows file lost
+    its lines while runs.jsonl kept them: the report rebuilds what is missing from the records, under new
+    stamps, so every attempt appears once and every run once."""
+    import polars as pl
+
+    from isobench_ray.report.table import ROWS, RUNS
+    from isobench_ray.report.write import write_report
+
+    store = RunStore(tmp_path)
+    for i in range(4):
+        store.save_stage(f"t{i}.x.0.{i:04d}", "record", _measured(i, 10.0 + i))
+    (tmp_path / ROWS).write_text("".join(line for line in (tmp_path / ROWS).read_text().splitlines(True)[:2]))
+    write_report(tmp_path)
+    first = pl.read_parquet(tmp_path / "runs.parquet")
+    assert pl.read_parquet(tmp_path / "attempts.parquet").height == 4 and first.height == 4 * 3 * 2
+
+    for name in (ROWS, RUNS, INDEX):
+        (tmp_path / name).unlink()  # an older run: records only
+    write_report(tmp_path)
+    attempts, runs = pl.read_parquet(tmp_path / "attempts.parquet"), pl.read_parquet(tmp_path / "runs.parquet")
+    assert attempts.height == 4 and runs.sort("attempt_id", "arm", "round").equals(first.sort("attempt_id", "arm", "round"))
+
+
+def test_a_judgement_from_another_store_finds_a_record_written_after_it_read_the_index(tmp_path):
+    """The judges write through a store of their own beside the driver's: a record the driver wrote after the
+    judges' store read the index still gets its judged row under its stamp (read from the lines added since),
+    so the report shows the verdict."""
+    import polars as pl
+
+    from isobench_ray.report.write import write_report
+    from isobench_ray.schema import Judgement, Vote
+
+    driver, judges = RunStore(tmp_path, background_writes=True), RunStore(tmp_path)
+    driver.save_stage("t0.x.0.0000", "record", _measured(0, 10.0))
+    driver.flush()
+    assert list(judges.finished()) == ["t0.x.0.0000"]
+    driver.save_stage("t1.x.0.0001", "record", _measured(1, 10.0))
+    driver.flush()
+    judges.save_stage("t1.x.0.0001", "judgement", Judgement(attempt_id="t1.x.0.0001", votes=[Vote(judge="rule-based")]))
+    write_report(tmp_path)
+    attempts = pl.read_parquet(tmp_path / "attempts.parquet")
+    assert attempts.filter(pl.col("attempt_id") == "t1.x.0.0001").get_column("judges").to_list() == ["rule-based"]

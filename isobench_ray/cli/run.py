@@ -25,12 +25,12 @@ def resolve_out(out: Path) -> Path:
 
 
 def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path], **kwargs) -> None:
+    import polars as pl
+
     from isobench_ray import demo as demo_suite
     from isobench_ray.agents import AgentConfigError, parse_agents
-    from isobench_ray.report.frames import agent_models, attempts_frame
     from isobench_ray.report.write import print_summary
     from isobench_ray.runner import DryRun, PlanError, run
-    from isobench_ray.store import RunStore
     from isobench_ray.tasks import TaskFileError
 
     out = resolve_out(out)
@@ -46,13 +46,13 @@ def _execute(tasks_file: str, agents: str, out: Path, agents_file: Optional[Path
         return
     except KeyboardInterrupt:
         _fail(f"\ninterrupted: every finished attempt is kept in {out}; rerun the same command to resume", code=130)
-    records = RunStore(out).records()
-    print_summary(attempts_frame(records, models=agent_models(RunStore(out).read_json("run.json"))))
+    attempts = pl.read_parquet(out / "attempts.parquet")  # what the report just wrote, not every record again
+    print_summary(attempts)
     settings = kwargs.get("settings")
     if settings is not None and settings.sandbox.kind == "docker":  # the containers are gone; their logs are kept here
         typer.echo("\nContainer logs (agent.log: the session; validate_*.log: validation; bench/: every arm, server and run):")
-        for record in records:
-            typer.echo(f"  {record.attempt.id}: {out / 'attempts' / record.attempt.id}")
+        for attempt_id in attempts.get_column("attempt_id"):
+            typer.echo(f"  {attempt_id}: {out / 'attempts' / attempt_id}")
     typer.echo(f"\nReport: {report}\nPage:   {report.with_suffix('.html')}\nTable:  {out / 'attempts.parquet'}")
 
 

@@ -91,15 +91,26 @@ class JudgePanel:
         """Each judge asked once before any attempt is sent: the causes of those that cannot answer."""
         return [cause for judge in self.judges if (cause := judge.check())]
 
+    def needs(self, attempt_id: str, again: bool = False) -> bool:
+        """Not submitted in this run, and not judged already by these judges with a verdict (unless `again`)."""
+        if attempt_id in self.submitted:
+            return False
+        previous = self.store.load_stage(attempt_id, "judgement")
+        return again or previous is None or previous.judge_error is not None or not self._same_judges(previous)
+
     def submit(self, record: AttemptRecord, again: bool = False) -> None:
         """Judge it unless it was judged already (with a verdict); `again` re-asks also those."""
-        if record.attempt.id in self.submitted:
-            return
-        previous = self.store.load_stage(record.attempt.id, "judgement")
-        if previous is not None and previous.judge_error is None and not again and self._same_judges(previous):
+        if not self.needs(record.attempt.id, again):
             return
         self.submitted.add(record.attempt.id)
         self.futures.append(self.pool.submit(self._judge, record))
+
+    def submit_finished(self, store, again: bool = False) -> None:
+        """Every finished attempt of the run that `needs` judging, its record read only then (a run of 100,000
+        attempts judged already reads none)."""
+        for attempt_id in store.finished():
+            if self.needs(attempt_id, again) and (record := store.load_stage(attempt_id, "record")) is not None:
+                self.submit(record, again)
 
     def _same_judges(self, judgement: Judgement) -> bool:
         return {v.judge for v in judgement.votes} == {j.name for j in self.judges}

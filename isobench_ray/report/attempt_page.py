@@ -120,19 +120,20 @@ def stale(folder: Path) -> bool:
     return any((folder / name).exists() and (folder / name).stat().st_mtime > built for name in ("record.json", "judgement.json"))
 
 
-def write_attempt_pages(root: Path, records: list[AttemptRecord], judgements: dict[str, Judgement],
-                        models: dict[str, str], limit: int | None = None) -> int:
-    """attempts/<id>/index.html for the attempts whose page is missing or stale, `limit` at most (in plan
-    order; default PAGES_PER_REPORT); returns how many were written."""
+def write_attempt_pages(store, attempt_ids: list[str], models: dict[str, str], limit: int | None = None) -> int:
+    """attempts/<id>/index.html for the attempts whose page is missing or stale, `limit` at most (in the order
+    given; default PAGES_PER_REPORT), each record read only for its page; returns how many were written."""
     from isobench_ray.store import write_atomic
 
     limit = PAGES_PER_REPORT if limit is None else limit
     written = 0
-    for record in records:
-        folder = root / "attempts" / record.attempt.id
-        if written >= limit or not stale(folder):
+    for attempt_id in attempt_ids:
+        folder = store.attempt_dir(attempt_id)
+        if written >= limit:
+            break
+        if not stale(folder) or (record := store.load_stage(attempt_id, "record")) is None:
             continue
-        page = render_attempt(folder, record, judgements.get(record.attempt.id), models.get(record.attempt.agent))
+        page = render_attempt(folder, record, store.load_stage(attempt_id, "judgement"), models.get(record.attempt.agent))
         write_atomic(folder / "index.html", page)
         written += 1
     return written

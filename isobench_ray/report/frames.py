@@ -58,7 +58,8 @@ def _soft(rec: AttemptRecord, j: Judgement | None) -> dict:
     }
 
 
-def _row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
+def attempt_row(rec: AttemptRecord, judgement: Judgement | None = None) -> dict:
+    """One attempt's row, all but the columns a run's files give (agent_model, commit_date)."""
     s, m = rec.scores, rec.measurements
     agent_arm = m.arm("agent") if m else None
     return {
@@ -103,7 +104,7 @@ def attempts_frame(records: list[AttemptRecord], judgements: dict[str, Judgement
     """One row per attempt; `models`: each agent's model (run.json's agents, `agent_models`); `dates`: each
     task's commit date (tasks.json, `task_dates`)."""
     judgements, models, dates = judgements or {}, models or {}, dates or {}
-    rows = [_row(r, judgements.get(r.attempt.id)) | {"agent_model": models.get(r.attempt.agent),
+    rows = [attempt_row(r, judgements.get(r.attempt.id)) | {"agent_model": models.get(r.attempt.agent),
                                                       "commit_date": dates.get(r.attempt.task_id)} for r in records]
     return pl.DataFrame(rows, schema=_SCHEMA)
 
@@ -129,19 +130,23 @@ _RUNS_SCHEMA = {"attempt_id": pl.Utf8, "task_id": pl.Utf8, "agent": pl.Utf8, "ar
 def runs_frame(records: list[AttemptRecord]) -> pl.DataFrame:
     """One row per benchmark run of every arm (warm-ups and disturbed runs included, marked): the raw samples
     behind each speedup, with the exact commands and the server's start time."""
+    return pl.DataFrame([row for rec in records for row in run_rows(rec)], schema=_RUNS_SCHEMA)
+
+
+def run_rows(rec: AttemptRecord) -> list[dict]:
+    """runs_frame's rows of one attempt."""
     rows = []
-    for rec in records:
-        m = rec.measurements
-        for arm in (m.arms if m else []):
-            for index, run in enumerate(arm.runs):
-                value = run.metrics.get(m.primary_metric)
-                rows.append({
-                    "attempt_id": rec.attempt.id, "task_id": rec.attempt.task_id, "agent": rec.attempt.agent,
-                    "arm": arm.arm, "round": run.round, "index": index, "warmup": run.warmup, "sample": run.is_sample,
-                    "primary_metric": m.primary_metric, "value": None if value is None else float(value),
-                    "source": run.metrics.get("source"), "duration_s": run.duration_s, "server_start_s": run.server_start_s,
-                    "outside_load": run.outside_load, "disturbed": run.disturbed,
-                    "failure_cause": run.failure_cause.value if run.failure_cause else None,
-                    "server_cpus": ",".join(map(str, arm.server_cpus)), "client_cpus": ",".join(map(str, arm.client_cpus)),
-                    "command": run.command, "server_command": run.server_command})
-    return pl.DataFrame(rows, schema=_RUNS_SCHEMA)
+    m = rec.measurements
+    for arm in (m.arms if m else []):
+        for index, run in enumerate(arm.runs):
+            value = run.metrics.get(m.primary_metric)
+            rows.append({
+                "attempt_id": rec.attempt.id, "task_id": rec.attempt.task_id, "agent": rec.attempt.agent,
+                "arm": arm.arm, "round": run.round, "index": index, "warmup": run.warmup, "sample": run.is_sample,
+                "primary_metric": m.primary_metric, "value": None if value is None else float(value),
+                "source": run.metrics.get("source"), "duration_s": run.duration_s, "server_start_s": run.server_start_s,
+                "outside_load": run.outside_load, "disturbed": run.disturbed,
+                "failure_cause": run.failure_cause.value if run.failure_cause else None,
+                "server_cpus": ",".join(map(str, arm.server_cpus)), "client_cpus": ",".join(map(str, arm.client_cpus)),
+                "command": run.command, "server_command": run.server_command})
+    return rows

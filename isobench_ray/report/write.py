@@ -10,9 +10,10 @@ from pathlib import Path
 
 import polars as pl
 
+from isobench_ray.report import table
 from isobench_ray.report.contamination import agent_cutoffs, cutoff_split
 from isobench_ray.report.format import for_people
-from isobench_ray.report.frames import agent_models, attempts_frame, runs_frame, task_dates
+from isobench_ray.report.frames import COLUMNS, agent_models, task_dates
 from isobench_ray.report.html import Section
 from isobench_ray.report.ranking import health, ranking, ranking_note
 from isobench_ray.report.summary import RULE_BASED, agent_usage, summary_by_agent, summary_tables
@@ -200,10 +201,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     from isobench_ray.report.plots import all_plots
 
     store = RunStore(run_dir)
-    records = store.records()
-    judgements = {r.attempt.id: j for r in records if (j := store.load_stage(r.attempt.id, "judgement"))}
     run_json = store.read_json("run.json")
-    df = attempts_frame(records, judgements, agent_models(run_json), task_dates(store.read_json("tasks.json")))
+    df = _attempts(store, agent_models(run_json), task_dates(store.read_json("tasks.json")))
     superseded = set(store.read_json("superseded.json") or [])
     if superseded:  # earlier versions of edited tasks or agents (--accept-changed): apart in every table
         df = df.with_columns(pl.when(pl.col("attempt_id").is_in(sorted(superseded)))
@@ -212,14 +211,16 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
     tmp = store.root / ".attempts.parquet.tmp"
     df.write_parquet(tmp)
     tmp.replace(store.root / "attempts.parquet")
-    runs_frame(records).write_parquet(tmp)
+    table.sink_runs(store.root, store.finished(), tmp)
     tmp.replace(store.root / "runs.parquet")
     comparisons = {**agent_comparisons(df), "cutoff": cutoff_split(df, agent_cutoffs(run_json))}
     for name, frame in comparisons.items():  # the agents compared, as tables of their own
         frame.write_parquet(tmp)
         tmp.replace(store.root / f"compare_{name}.parquet")
     rule_based = bool(df.get_column("judge_rule_based").fill_null(False).any())
-    sections, tables = _sections(df, list(judgements.values()), comparisons)
+    # the judges' votes (kappas, usage): the judgement files, which only judged runs have
+    judgements = [j for a in store.finished() if (j := store.load_stage(a, "judgement"))]
+    sections, tables = _sections(df, judgements, comparisons)
     text = "\n\n".join([
         f"# isobench report: {store.root.name}",
         f"{df.height} attempts. {INTRO}",
@@ -228,11 +229,29 @@ def write_report(run_dir: str | Path) -> tuple[Path, pl.DataFrame]:
         FILES,
     ]) + "\n"
     write_atomic(store.root / "report.md", text)
-    write_attempt_pages(store.root, records, judgements, agent_models(run_json))
+    write_attempt_pages(store, df.get_column("attempt_id").to_list(), agent_models(run_json))
     plots = all_plots(df, tables["quadrants"], rule_based)
     write_atomic(store.root / "report.html", render_html(store.root.name, f"{df.height} attempts. {INTRO}", sections, plots,
                                                                 RULE_BASED_NOTE if rule_based else "", FILES))
     return store.root / "report.md", df
+
+
+def _attempts(store: RunStore, models: dict[str, str], dates: dict[str, str]) -> pl.DataFrame:
+    """attempts.parquet's frame from the run's table (report/table.py), what it lacks rebuilt from the records
+    first; in plan order, each agent's model and each task's commit date added."""
+    finished = store.finished()
+    rows = table.read_rows(store.root, finished)
+    if rows.height < len(finished) and table.repair(store, rows.get_column("attempt_id").to_list()):
+        rows = table.read_rows(store.root, store.finished())
+    plan = store.read_json("plan.json") or []
+    order = pl.DataFrame({"attempt_id": [a["id"] for a in plan], "_order": range(len(plan))},
+                         schema={"attempt_id": pl.Utf8, "_order": pl.Int64})
+    frame = (rows.join(order, on="attempt_id", how="left").with_row_index("_written")
+             .sort(["_order", "_written"], nulls_last=True).drop("_order", "_written", "stamp"))
+    return frame.with_columns(
+        pl.col("agent").replace_strict(models, default=None, return_dtype=pl.Utf8).alias("agent_model"),
+        pl.col("task_id").replace_strict(dates, default=None, return_dtype=pl.Utf8).alias("commit_date"),
+    ).select(COLUMNS)
 
 
 def print_summary(df: pl.DataFrame) -> None:
