@@ -43,3 +43,19 @@ def test_an_attempt_ended_at_planning_needs_no_stage_bar():
         ("session", "validation", "measurements"), 1)
     progress.attempt_done("failed", "session")  # a session failure still needs its session bar
     assert {stage: bar.total for stage, bar in progress.bars.items()} == {"session": 1, "validation": 0, "measurements": 0}
+
+
+def test_the_minute_summary_says_where_the_run_is_and_when_it_ends():
+    """The job log's one line a minute: done of total by status, what runs per stage, the queue, and the
+    rate counted from what this driver finished (attempts of an earlier run do not inflate it)."""
+    import collections
+
+    from isobench_ray.cluster.progress import summary_line
+
+    counts = collections.Counter(done=1100, success=900, failed=150, error=50)
+    running = collections.Counter(session=40, validation=10, measurements=1000)
+    line = summary_line(counts, 100_000, running, 25, elapsed_s=600.0, done_before=1000)
+    assert "1100/100000 attempts done (ok 900, failed 150, error 50)" in line
+    assert "benchmark 1000; queued for a slot 25" in line and "10.0 attempts/min" in line
+    assert "164.8 h left" in line  # 98,900 left at 10 a minute
+    assert "all done" in summary_line(collections.Counter(done=5), 5, collections.Counter(), 0, 60.0, 0)

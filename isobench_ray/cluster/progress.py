@@ -1,15 +1,32 @@
-"""What a person watching the run sees: a tqdm bar per stage in the job's log, and status.json (read by
-`isobench status`), written at most once a second."""
+"""What a person watching the run sees: a tqdm bar per stage in the job's log, a one-line summary every minute
+(readable where the bars' carriage returns are not: a Ray job's log in the dashboard, a file), and
+status.json (read by `isobench status`), written at most once a second."""
 
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from typing import Callable
 
 from tqdm import tqdm
 
 STAGES = (("session", "agent sessions"), ("validation", "validation"), ("measurements", "3-way benchmarks"))
+SUMMARY_EVERY_S = 60.0
+
+
+def summary_line(counts: collections.Counter, total: int, running: collections.Counter, queued: int,
+                 elapsed_s: float, done_before: int) -> str:
+    """One line of where the run is: done of total by status, running per stage, the queue, the rate since the
+    driver started and the time left at that rate."""
+    finished_now = counts["done"] - done_before
+    rate = finished_now / elapsed_s * 60 if elapsed_s > 0 else 0.0
+    left = total - counts["done"]
+    eta = f"{left / rate / 60:.1f} h left at that rate" if rate > 0 and left else "no rate yet" if left else "all done"
+    return (f"[isobench {time.strftime('%H:%M:%S')}] {counts['done']}/{total} attempts done (ok {counts['success']}, "
+            f"failed {counts['failed']}, error {counts['error']}); running: session {running['session']}, validation "
+            f"{running['validation']}, benchmark {running['measurements']}; queued for a slot {queued}; "
+            f"{rate:.1f} attempts/min, {eta}")
 
 
 class Progress:
@@ -26,6 +43,8 @@ class Progress:
         self.counts: collections.Counter = collections.Counter(done=done)
         self.stage_failed: collections.Counter = collections.Counter()
         self._written = 0.0
+        self._started = self._said = time.monotonic()
+        self._done_before, self._show = done, show
 
     def stage_done(self, stage: str, failed: bool) -> None:
         self.bars[stage].update(1)
@@ -49,7 +68,12 @@ class Progress:
             bar.set_postfix(running=running[stage], failed=self.stage_failed[stage],
                             **({"queued": queued_for_benchmark} if stage == "measurements" else {}), refresh=False)
         self.bar.set_postfix(ok=self.counts["success"], failed=self.counts["failed"], error=self.counts["error"], refresh=False)
-        if time.monotonic() - self._written < 1.0 and self.counts["done"] < self.total:
+        now = time.monotonic()
+        if self._show and now - self._said >= SUMMARY_EVERY_S:
+            self._said = now
+            tqdm.write(summary_line(self.counts, self.total, running, queued_for_benchmark, now - self._started,
+                                    self._done_before), file=sys.stderr)
+        if now - self._written < 1.0 and self.counts["done"] < self.total:
             return  # nobody needs it faster
         self._written = time.monotonic()
         self.write_status({"total": self.total, **self.counts, "running": dict(running),
