@@ -379,3 +379,26 @@ def test_verification_names_why_a_measured_commit_is_rejected():
     assert verification(record([5.0, 5.1, 4.9, 5.0], failed="human"), 5.0)[0] == "test_fails_on_commit"
     assert verification(record([5.0, 5.1, 4.9, 5.0], equivalent=False), 5.0)[0] == "not_equivalent"
     assert verification(None, 5.0)[0] == "not_measured"
+
+
+def test_the_mined_folder_is_pushed_to_the_hub_as_a_dataset(demo_repo, tmp_path, monkeypatch):
+    """`--push-to-hub`: candidates.jsonl (the viewer's split), rejected.jsonl and a card in one commit to a
+    stand-in of the hub's HTTP API on 127.0.0.1."""
+    import huggingface_hub.constants
+    from conftest import serve
+    from test_report import _FakeHub
+
+    repo, _ = demo_repo
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the Makefile sets it; this test only
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    _FakeHub.calls, _FakeHub.files = [], {}
+    with serve(_FakeHub) as server:
+        # the hub client reads HF_ENDPOINT when it is imported: the value it took is replaced
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        result = CliRunner().invoke(app, ["mine", str(repo), "--out", str(tmp_path / "out"), "--push-to-hub", "me/mined"])
+    assert result.exit_code == 0, result.output
+    assert "pushed:" in result.output and set(_FakeHub.files) == {"README.md", "candidates.jsonl", "rejected.jsonl"}
+    assert _FakeHub.files["candidates.jsonl"] == (tmp_path / "out" / "candidates.jsonl").read_bytes()
+    card = huggingface_hub.DatasetCard(_FakeHub.files["README.md"].decode())
+    assert card.data.configs[0]["data_files"][0]["path"] == "candidates.jsonl" and "4 performance commits kept" in card.text

@@ -61,6 +61,9 @@ def mine_cmd(
     address: Optional[str] = typer.Option(None, help="--verify on this Ray cluster; default RAY_ADDRESS or a new local one."),
     num_cpus: Optional[int] = typer.Option(None, help="--verify: logical CPUs of a new local cluster."),
     num_gpus: Optional[int] = typer.Option(None, help="--verify: logical GPUs of a new local cluster."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO", help="Then upload candidates.jsonl, "
+                                              "rejected.jsonl and tasks.yaml as this Hugging Face dataset (HF_TOKEN)."),
+    private: bool = typer.Option(False, "--private", help="--push-to-hub: create the dataset private."),
 ) -> None:
     """Find performance commits in a repository's history and write candidate tasks.
 
@@ -70,21 +73,11 @@ def mine_cmd(
     the parent commit), and DIR/tasks.yaml holds them as `script` tasks. With --verify: each is measured, and
     kept only when the commit is faster than its parent beyond the noise (no_gain, too_noisy,
     test_fails_on_commit, not_equivalent otherwise)."""
-    import git
+    from isobench_ray.mine import MinedFiles, MineOptions
 
-    from isobench_ray.mine import MinedFiles, MineOptions, mine
-    from isobench_ray.mine_describe import ModelUnavailable
-
-    opts = MineOptions(repo=repo, out=out, since=since, until=until, paths=tuple(paths or ()), limit=limit,
-                       max_lines=max_lines, model=model, api_base=api_base, test_timeout_s=test_timeout, python=python)
-    try:
-        looked_at = mine(opts, _progress())
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        _fail(f"not a git repository: {exc}")
-    except ModelUnavailable as exc:
-        _fail(f"{exc}\nthe candidates not described yet stay in {out / 'candidates.jsonl'} for the next run", 1)
-    except git.GitCommandError as exc:
-        _fail(f"git failed: {' '.join(map(str, exc.command))}: {str(exc.stderr).strip()[:500]}", 1)
+    looked_at = _mine(MineOptions(repo=repo, out=out, since=since, until=until, paths=tuple(paths or ()), limit=limit,
+                                  max_lines=max_lines, model=model, api_base=api_base, test_timeout_s=test_timeout,
+                                  python=python))
     files = MinedFiles(out)
     if verify:
         _verify(repo, files, _settings(rounds=rounds, max_rounds=max_rounds, sandbox=sandbox),
@@ -92,6 +85,35 @@ def mine_cmd(
     typer.echo(summary_table(looked_at, files.summary()))
     typer.echo(f"candidates: {files.candidates}\nrejected:   {files.rejected}"
                + (f"\ntasks:      {files.tasks}" if files.tasks.exists() else ""))
+    if push_to_hub:
+        _push(out, push_to_hub, private)
+
+
+def _mine(opts) -> int:
+    import git
+
+    from isobench_ray.mine import mine
+    from isobench_ray.mine_describe import ModelUnavailable
+
+    try:
+        return mine(opts, _progress())
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        _fail(f"not a git repository: {exc}")
+    except ModelUnavailable as exc:
+        _fail(f"{exc}\nthe candidates not described yet stay in {opts.out / 'candidates.jsonl'} for the next run", 1)
+    except git.GitCommandError as exc:
+        _fail(f"git failed: {' '.join(map(str, exc.command))}: {str(exc.stderr).strip()[:500]}", 1)
+    raise AssertionError("unreachable")  # _fail exits
+
+
+def _push(out: Path, repo_id: str, private: bool) -> None:
+    from isobench_ray.report.hub import push_mined
+
+    try:
+        typer.echo(f"pushed:     {push_mined(out, repo_id, private=private)}")
+    except Exception as exc:  # the hub's HTTP errors, a missing token, no network: one line, the files kept
+        _fail(f"the files are written, but pushing them to the hub as {repo_id} failed: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", 1)
 
 
 def _verify(repo: Path, files, settings, **run_options) -> None:

@@ -58,3 +58,31 @@ def push_to_hub(run_dir: str | Path, repo_id: str, *, endpoint: str | None = Non
     info = api.create_commit(repo_id, operations, repo_type="dataset",
                              commit_message=f"isobench run {run_dir.name}: {df.height} attempts")
     return info.commit_url
+
+
+MINED_FILES = ("candidates.jsonl", "rejected.jsonl", "tasks.yaml")
+
+
+def push_mined(out: str | Path, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
+               private: bool = False) -> str:
+    """Upload an `isobench mine` folder as the dataset `repo_id`: candidates.jsonl (the released dataset's
+    fields, the viewer's split), rejected.jsonl and tasks.yaml where they exist, and a card; the commit's URL."""
+    from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi
+
+    out = Path(out)
+    present = [name for name in MINED_FILES if (out / name).exists()]
+    kept = sum(1 for line in (out / "candidates.jsonl").read_text().splitlines() if line.strip()) \
+        if "candidates.jsonl" in present else 0
+    data = DatasetCardData(pretty_name=f"isobench mined tasks {out.name}", tags=["isobench", "performance", "mined"],
+                           configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "candidates.jsonl"}]}])
+    body = (f"# Tasks mined by `isobench mine` ({out.name})\n\n{kept} performance commits kept, one JSON object a line "
+            "in `candidates.jsonl` in the fields of ISO-Bench's released dataset (`commit_hash`, `parent_commit`, "
+            "`commit_date`, `files_changed`, `functions_changed`, `stats`, `diff_text`, ...), with the model-written "
+            "`description` and `test_script` where described and `verified` where measured; `rejected.jsonl` gives "
+            "every other commit looked at with its reason; `tasks.yaml` runs under `isobench run`.\n")
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    operations = [CommitOperationAdd("README.md", str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")).encode())]
+    operations += [CommitOperationAdd(name, out / name) for name in present]
+    info = api.create_commit(repo_id, operations, repo_type="dataset", commit_message=f"isobench mine: {kept} candidates")
+    return info.commit_url
