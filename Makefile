@@ -9,7 +9,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-fast test-agents lint test-docker-demo test-vllm test-gpu lock clean
+.PHONY: demo test test-fast test-agents lint test-docker-demo test-vllm test-gpu test-scale lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,12 @@ demo: $(STAMP)
 	$(BIN)/isobench demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm and not gpu and not agent_install"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not docker_e2e and not vllm and not gpu and not agent_install and not scale"
 
 # the fast lane: make test without the tests marked slow (Ray clusters, pipelines, servers, dockerd); under two
 # minutes on a 2-core machine
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not docker_e2e and not vllm and not gpu and not agent_install"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not docker_e2e and not vllm and not gpu and not agent_install and not scale"
 
 # the real third-party agents (Claude Code, Codex CLI from npm; mini-swe-agent, OpenHands from PyPI) installed into
 # ~/.cache/isobench-agents and driven by a scripted model server (tests/test_agent_adapters.py); CI runs it
@@ -41,6 +41,10 @@ test-agents: $(STAMP)
 # a benchmark slot's NVML checks on a real GPU (tests/test_gpu_slot.py; a GPU node only, seconds)
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu -s tests/test_gpu_slot.py
+
+# a simulated run of 10,000 attempts killed at half and resumed: nothing lost or repeated (tests/test_scale.py)
+test-scale: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m scale tests/test_scale.py
 
 # the demo's tasks with the local sandbox and in containers: the same outcomes (about 15 minutes; CI runs it)
 test-docker-demo: $(STAMP)

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR]
 
-Builds a synthetic run folder per size, records of a realistic shape written through the RunStore as a
-driver writes them (a 3 kB patch, validation checks, four arms of five rounds with a warm-up and two
+Builds a synthetic run folder per size, records of a realistic shape in the files and lines the RunStore
+writes (without its fsyncs, which only the build would wait on; a 3 kB patch, validation checks, four arms of five rounds with a warm-up and two
 measured runs each, every run with a benchmark's metrics and the CPU telemetry, scores, a judgement for
 half of them), then measures, each in a fresh process (so peak memory is that step's own):
 
@@ -63,6 +63,7 @@ print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUS
 def build(run: Path, n: int) -> float:
     """A run folder of `n` planned attempts, half of them finished (records, half of those judged)."""
     sys.path.insert(0, str(ROOT))
+    from isobench_ray.report.table import ROWS, RUNS, row_text, runs_text
     from isobench_ray.schema import (
         ArmResult,
         Attempt,
@@ -78,44 +79,54 @@ def build(run: Path, n: int) -> float:
         Validation,
         Vote,
     )
-    from isobench_ray.store import RunStore
+    from isobench_ray.store import INDEX, index_line
 
     started = time.perf_counter()
-    store = RunStore(run, background_writes=True)
     metrics = {k: 100.0 + i for i, k in enumerate(("output_throughput", "request_throughput", "total_token_throughput",
                                                     "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
                                                     "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms",
                                                     "p99_itl_ms", "duration", "completed"))}
     telemetry = {"start": {"cpu_util": 12.5, "load1": 1.2, "gpu0_sm_mhz": 1980}, "end": {"cpu_util": 13.1, "load1": 1.3, "gpu0_sm_mhz": 1980}}
     patch = "diff --git a/x.py b/x.py\n" + "+    line of code\n" * 150
+    runs = [Run(arm=arm, round=r, warmup=k == 0, metrics=metrics, duration_s=30.0, telemetry=telemetry,
+                command="python benchmarks/benchmark_serving.py --model m --num-prompts 100")
+            for arm in ("baseline", "human", "agent", "baseline2") for r in range(5) for k in range(3)]
+    arms = [ArmResult(arm=a, commit="c" * 40, command="python benchmarks/benchmark_serving.py",
+                      runs=[r for r in runs if r.arm == a]) for a in ("baseline", "human", "agent", "baseline2")]
     plan = []
-    for i in range(n):
-        task, agent = f"task-{i % 500:03d}", f"agent-{i % 10}"
-        attempt = Attempt(task_id=task, agent=agent, rollout=i // 5000, id=f"{task}.{agent}.{i // 5000}.{i:08x}")
-        plan.append(attempt.model_dump())
-        if i % 2:
-            continue
-        runs = [Run(arm=arm, round=r, warmup=k == 0, metrics=metrics, duration_s=30.0, telemetry=telemetry,
-                    command="python benchmarks/benchmark_serving.py --model m --num-prompts 100")
-                for arm in ("baseline", "human", "agent", "baseline2") for r in range(5) for k in range(3)]
-        m = Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput", higher_is_better=True,
-                         arms=[ArmResult(arm=a, commit="c" * 40, command="python benchmarks/benchmark_serving.py",
-                                         runs=[r for r in runs if r.arm == a]) for a in ("baseline", "human", "agent", "baseline2")])
-        record = AttemptRecord(
-            attempt=attempt, status=Status.success,
-            session=Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000),
-            validation=Validation(attempt_id=attempt.id, checks=[Check(name=c, ok=True) for c in ("apply", "compile", "import", "server_start")]),
-            measurements=m,
-            scores=Scores(attempt_id=attempt.id, primary_metric="output_throughput", higher_is_better=True, baseline_value=100.0,
-                          human_value=120.0, agent_value=110.0, speedup_vs_baseline=1.1, human_speedup_vs_baseline=1.2,
-                          agent_vs_human_pct=-8.3, hard_class=HardClass.worse, hard_class_ci=HardClass.inconclusive,
-                          speedup_ci=(1.05, 1.15), noise_pct=1.5, rounds=5))
-        store.save_stage(attempt.id, "record", record)
-        if i % 4 == 0:
-            store.save_stage(attempt.id, "judgement", Judgement(attempt_id=attempt.id, votes=[Vote(judge="rule-based")]))
-    store.write_json("plan.json", plan)
-    store.write_json("run.json", {"agents": [{"name": f"agent-{k}", "kind": "noop"} for k in range(10)]})
-    store.flush()
+    # the files and lines RunStore.save_stage writes (record.json, runs.jsonl, rows.jsonl, index.jsonl,
+    # judgement.json), without its fsyncs: they cost the build, not the steps measured
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / RUNS, "w") as runs_file, open(run / ROWS, "w") as rows_file, open(run / INDEX, "w") as index:
+        for i in range(n):
+            task, agent = f"task-{i % 500:03d}", f"agent-{i % 10}"
+            attempt = Attempt(task_id=task, agent=agent, rollout=i // 5000, id=f"{task}.{agent}.{i // 5000}.{i:08x}")
+            plan.append(attempt.model_dump())
+            if i % 2:
+                continue
+            record = AttemptRecord(
+                attempt=attempt, status=Status.success,
+                session=Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000),
+                validation=Validation(attempt_id=attempt.id, checks=[Check(name=c, ok=True) for c in ("apply", "compile", "import", "server_start")]),
+                measurements=Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput",
+                                          higher_is_better=True, arms=arms),
+                scores=Scores(attempt_id=attempt.id, primary_metric="output_throughput", higher_is_better=True, baseline_value=100.0,
+                              human_value=120.0, agent_value=110.0, speedup_vs_baseline=1.1, human_speedup_vs_baseline=1.2,
+                              agent_vs_human_pct=-8.3, hard_class=HardClass.worse, hard_class_ci=HardClass.inconclusive,
+                              speedup_ci=(1.05, 1.15), noise_pct=1.5, rounds=5))
+            folder = run / "attempts" / attempt.id
+            folder.mkdir(parents=True)
+            (folder / "record.json").write_text(record.model_dump_json(indent=2))
+            stamp = f"{i:x}"
+            runs_file.write(runs_text(record, stamp))
+            rows_file.write(row_text(record, None, stamp))
+            index.write(json.dumps(index_line(record, stamp)) + "\n")
+            if i % 4 == 0:
+                judgement = Judgement(attempt_id=attempt.id, votes=[Vote(judge="rule-based")])
+                (folder / "judgement.json").write_text(judgement.model_dump_json(indent=2))
+                rows_file.write(row_text(record, judgement, stamp))
+    (run / "plan.json").write_text(json.dumps(plan, indent=2))
+    (run / "run.json").write_text(json.dumps({"planned": len(plan), "agents": [{"name": f"agent-{k}", "kind": "noop"} for k in range(10)]}))
     return time.perf_counter() - started
 
 
@@ -134,10 +145,24 @@ def command_seconds(run: Path) -> float:
     return time.perf_counter() - started
 
 
+def screenshot(page: Path, shot: Path) -> str:
+    """The page's first 1400 x 2400 pixels in headless Chromium (its path), or why there is none."""
+    browser = next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
+    if browser is None:
+        return "no chromium on PATH"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                        f"--user-data-dir={profile}", "--window-size=1400,2400", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, timeout=180)
+    return str(shot) if shot.exists() else "chromium wrote no screenshot"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--keep", help="build the run folders here and keep them")
+    parser.add_argument("--screenshot", help="a folder: report.html of each size as headless Chromium shows it")
     args = parser.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="isobench-scale-"))
     rows = []
@@ -151,6 +176,8 @@ def main() -> None:
         row["status_cmd_s"] = command_seconds(run)
         row["report_md_mb"] = (run / "report.md").stat().st_size / 1e6
         row["report_html_mb"] = (run / "report.html").stat().st_size / 1e6
+        if args.screenshot:
+            row["screenshot"] = screenshot(run / "report.html", Path(args.screenshot) / f"report-{n}.png")
         rows.append(row)
         print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     if len(rows) >= 2:

@@ -274,7 +274,7 @@ def _run_locked(tasks_path: str, agents: list, agent_specs: list[AgentSpec], out
     store.write_json("plan.json", [a.model_dump() for a, _, _ in plan])
     store.write_json("tasks.json", [t.model_dump() for t in tasks])  # what the judges read, and a person
     store.write_json("run.json", {
-        "tasks": str(tasks_path), "rollouts": opts.rollouts, "identity": identity,
+        "tasks": str(tasks_path), "rollouts": opts.rollouts, "planned": len(plan), "identity": identity,
         # env values may be secrets: only their names are written (their hashes are in the identity)
         "agents": [s.model_dump() | {"env": sorted(s.env)} for s in agent_specs],
         "settings": settings.flat(), "isobench_version": __version__, "python": platform.python_version(),

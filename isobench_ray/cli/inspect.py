@@ -106,11 +106,13 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory, finished o
     from isobench_ray.store import RunLock, RunStore
 
     store = RunStore(run_dir)
-    plan = store.read_json("plan.json")
-    if plan is None:
+    if not (store.root / "plan.json").exists():
         _fail(f"{run_dir}: not a run directory (no plan.json)")
+    # how many were planned: run.json says it in one number; a run written before it did, plan.json's length
+    planned = (store.read_json("run.json") or {}).get("planned")
+    planned = planned if isinstance(planned, int) else len(store.read_json("plan.json"))
     records = list(store.finished().values())  # the index: one file, whatever the run's size
-    typer.echo(f"{run_dir}: {len(records)}/{len(plan)} attempts done")
+    typer.echo(f"{run_dir}: {len(records)}/{planned} attempts done")
     if records:
         counts = collections.Counter((r["agent"], r["status"], r["failure_cause"] or "") for r in records)
         table = pl.DataFrame([{"agent": a, "status": st, "cause": c, "attempts": n} for (a, st, c), n in counts.items()])
@@ -122,9 +124,9 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory, finished o
         running = ", ".join(f"{stage} {n}" for stage, n in (live.get("running") or {}).items() if n) or "starting"
         typer.echo(f"running: driver {holder}; now {running}; queued for a benchmark slot: "
                    f"{live.get('queued_for_benchmark', 0)}")
-    elif len(records) < len(plan):
+    elif len(records) < planned:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(live["updated"])) if live.get("updated") else "unknown"
-        typer.echo(f"stopped: the driver is gone (its last word at {since}), {len(plan) - len(records)} attempts "
+        typer.echo(f"stopped: the driver is gone (its last word at {since}), {planned - len(records)} attempts "
                    f"not done; rerun the same command to resume (nothing finished is redone)")
     recorded = (store.read_json("run.json") or {}).get("settings", {})
     if recorded.get("sandbox") == "docker":  # this node's image cache: what a full disk would come from
