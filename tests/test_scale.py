@@ -1,10 +1,12 @@
 """A large simulated run killed half-way resumes with no attempt lost or repeated (issue: scale).
 
-The real driver (cluster/driver.py) on a local Ray with logical GPUs, stages that do nothing
-(cluster/simulate.py, scale 0), 10,000 attempts by default (ISOBENCH_SCALE_ATTEMPTS): killed with everything
-it started once half of the records are written, then run again to the end. Every attempt has exactly one
-record, and the index says each was written once: the resumed driver redid none of the first half.
-Slow (a few minutes here): marked `scale`, run by `make test-scale` (and CI), not by `make test`.
+The real driver (cluster/driver.py) on a local Ray with 16 logical GPUs, stages that do nothing
+(cluster/simulate.py, scale 0), 1,000 attempts by default (ISOBENCH_SCALE_ATTEMPTS=10000 for the issue's
+size): killed with everything it started once half of the records are written, then run again to the end.
+Every attempt has exactly one record, and the index says each was written once: the resumed driver redid
+none of the first half. On 2 cores each attempt costs about 0.15 s of Ray's task and actor calls (1,000: 4
+minutes for both runs; 10,000 would take about 40), so CI runs 1,000: marked `scale`, `make test-scale`,
+not `make test`.
 """
 
 import json
@@ -20,7 +22,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(3600)]
 
-ATTEMPTS = int(os.environ.get("ISOBENCH_SCALE_ATTEMPTS", "10000"))
+ATTEMPTS = int(os.environ.get("ISOBENCH_SCALE_ATTEMPTS", "1000"))
 
 DRIVER = textwrap.dedent("""
     import sys, ray
@@ -29,10 +31,10 @@ DRIVER = textwrap.dedent("""
     from isobench_ray.pipeline import plan_attempts
     from isobench_ray.config import Settings
     from isobench_ray.store import RunStore
-    ray.init(num_cpus=8, num_gpus=32, include_dashboard=False)
+    ray.init(num_cpus=32, num_gpus=16, include_dashboard=False)  # logical: 16 slot actors of a CPU each, 16 sessions
     plan = plan_attempts(simulate.tasks(int(sys.argv[2])), [simulate.SimAgent()])
     Driver(RunStore(sys.argv[1], background_writes=True), plan,
-           Settings(agent_concurrency=32, work_dir=sys.argv[1] + "-work"), stages=simulate.stages(0.0),
+           Settings(agent_concurrency=16, work_dir=sys.argv[1] + "-work"), stages=simulate.stages(0.0),
            show_progress=False).run()
 """)
 
