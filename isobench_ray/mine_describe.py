@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -173,12 +174,18 @@ def describe_pending(repo: git.Repo, files: MinedFiles, opts: MineOptions, progr
             files.add(result)
     described = [c for c in candidates if isinstance(c, Candidate) and c.description and c.test_script]
     if described:
-        write_tasks(repo, described, files.tasks)
+        write_tasks(repo, described, files.tasks, engine_python(opts.python))
 
 
-def write_tasks(repo: git.Repo, candidates: list[Candidate], path: Path) -> None:
+def engine_python(python: str) -> str | None:
+    """The repository's `python:` in the task file: the interpreter the tests were checked with, unless it is
+    the harness's own (the default, which a run uses anyway)."""
+    return None if Path(python).resolve() == Path(sys.executable).resolve() else str(Path(python).absolute())
+
+
+def write_tasks(repo: git.Repo, candidates: list[Candidate], path: Path, python: str | None = None) -> None:
     name, url, _ = repo_identity(repo)
-    path.write_text(tasks_yaml(candidates, name, url))
+    path.write_text(tasks_yaml(candidates, name, url, python))
 
 
 def task_id(repo: git.Repo, cand: Candidate) -> str:
@@ -198,14 +205,16 @@ _BlockDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
     "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
 
 
-def tasks_yaml(candidates: list[Candidate], name: str, url: str) -> str:
-    """A task file of the `script` kind, one task per described candidate, the repository by its URL or path."""
+def tasks_yaml(candidates: list[Candidate], name: str, url: str, python: str | None = None) -> str:
+    """A task file of the `script` kind, one task per described candidate, the repository by its URL or path
+    and, when given, the interpreter of its environment (`python:`, what every arm runs the tests with)."""
     key = slug(name.split("/")[-1])
     tasks = [{"id": f"{key}-{c.commit_hash[:12]}", "repo": key, "human_commit": c.commit_hash, "parent_commit": c.parent_commit,
               "commit_date": c.commit_date, "description": c.description,
               "benchmark": {"kind": "script", "scripts": [{"name": f"test_{c.commit_hash[:12]}.py", "text": c.test_script}]}}
              for c in candidates]
-    doc = {"suite": "mined", "repos": {key: {"url": url, "engine": "generic"}}, "tasks": tasks}
+    doc = {"suite": "mined", "repos": {key: {"url": url, "engine": "generic", **({"python": python} if python else {})}},
+           "tasks": tasks}
     return ("# Written by `isobench mine`: candidate tasks, each description and test written by a model and checked\n"
             "# (no line of the fix quoted, the test passes on the parent commit). Read them before running them.\n"
             + yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=1000))

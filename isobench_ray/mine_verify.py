@@ -49,9 +49,10 @@ def verification(record: AttemptRecord | None, margin_pct: float) -> tuple[Reaso
     return "too_noisy", said
 
 
-def verify_pending(repo: git.Repo, files: MinedFiles, settings: Settings, **run_options) -> None:
+def verify_pending(repo: git.Repo, files: MinedFiles, settings: Settings, python: str | None = None, **run_options) -> None:
     """Measure the described candidates not verified yet (DIR/verify/ resumes), then move each rejected one
-    to rejected.jsonl with its reason and rewrite tasks.yaml from the verified ones."""
+    to rejected.jsonl with its reason and rewrite tasks.yaml from the verified ones. `python`: the
+    repository's environment (`python:` in the task files), None for the harness's interpreter."""
     from isobench_ray.agents import parse_agents
     from isobench_ray.mine_describe import task_id, write_tasks
     from isobench_ray.runner import run
@@ -63,7 +64,7 @@ def verify_pending(repo: git.Repo, files: MinedFiles, settings: Settings, **run_
         return
     run_dir = files.out / VERIFY_DIR
     pending_tasks = files.out / "verify-tasks.yaml"  # only what is measured now; tasks.yaml stays the whole set
-    write_tasks(repo, pending, pending_tasks)
+    write_tasks(repo, pending, pending_tasks, python)
     # the agent noop: its arm is the parent again, so the run's stop rule (agent against human) measures more
     # rounds exactly while parent against commit is undecided
     run(str(pending_tasks), parse_agents("noop", None), run_dir, settings.replace(noise_arm=True), **run_options)
@@ -79,5 +80,5 @@ def verify_pending(repo: git.Repo, files: MinedFiles, settings: Settings, **run_
             cand = cand.model_copy(update={"verified": detail})
         kept.append(cand)
     files.replace_candidates(kept)
-    write_tasks(repo, [c for c in kept if c.description and c.test_script], files.tasks)
+    write_tasks(repo, [c for c in kept if c.description and c.test_script], files.tasks, python)
 

@@ -284,6 +284,12 @@ def test_tasks_yaml_keeps_text_as_blocks():
     assert "tasks:\n  - id: engine-aaaaaaaaaaaa\n" in text and "    description: |\n      Slow.\n      Very.\n" in text
     assert "          text: |\n            print(1)\n            print(2)\n" in text
     assert yaml.safe_load(text)["tasks"][0]["id"] == "engine-aaaaaaaaaaaa"
+    assert "python" not in yaml.safe_load(text)["repos"]["engine"]  # the harness's interpreter: nothing to say
+    # the engine's own environment (`--python`): every arm of a run of the file runs the tests with it
+    engine = yaml.safe_load(tasks_yaml([cand], "owner/engine", "https://github.com/owner/engine", "/opt/engine/bin/python"))
+    assert engine["repos"]["engine"]["python"] == "/opt/engine/bin/python"
+    from isobench_ray.mine_describe import engine_python
+    assert engine_python(sys.executable) is None and engine_python("/opt/engine/bin/python") == "/opt/engine/bin/python"
 
 
 # ---------------------------------------------------------------- the command

@@ -80,7 +80,7 @@ def mine_cmd(
                                   python=python))
     files = MinedFiles(out)
     if verify:
-        _verify(repo, files, _settings(rounds=rounds, max_rounds=max_rounds, sandbox=sandbox),
+        _verify(repo, files, _settings(rounds=rounds, max_rounds=max_rounds, sandbox=sandbox), python,
                 address=address, num_cpus=num_cpus, num_gpus=num_gpus)
     typer.echo(summary_table(looked_at, files.summary()))
     typer.echo(f"candidates: {files.candidates}\nrejected:   {files.rejected}"
@@ -116,9 +116,10 @@ def _push(out: Path, repo_id: str, private: bool) -> None:
               f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", 1)
 
 
-def _verify(repo: Path, files, settings, **run_options) -> None:
+def _verify(repo: Path, files, settings, python: str, **run_options) -> None:
     import git
 
+    from isobench_ray.mine_describe import engine_python
     from isobench_ray.mine_verify import verify_pending
     from isobench_ray.runner import PlanError
     from isobench_ray.tasks import TaskFileError
@@ -127,7 +128,7 @@ def _verify(repo: Path, files, settings, **run_options) -> None:
     if untested:
         typer.echo(f"{untested} candidates have no test yet, so --verify skips them: describe them with --model", err=True)
     try:
-        verify_pending(git.Repo(repo), files, settings, **run_options)
+        verify_pending(git.Repo(repo), files, settings, engine_python(python), **run_options)
     except (PlanError, TaskFileError) as exc:
         _fail(f"--verify: {exc}\nwhat was measured is kept in {files.out / 'verify'}; rerun to resume", 1)
     except KeyboardInterrupt:
