@@ -110,14 +110,17 @@ class RunStore:
         if not path.exists():
             self.write_model(path, attempt)
 
-    def save_stage(self, attempt_id: str, stage: str, model: BaseModel, logs: dict[str, str] | None = None) -> None:
+    def save_stage(self, attempt_id: str, stage: str, model: BaseModel, logs: dict[str, str] | None = None,
+                   judged: AttemptRecord | None = None) -> None:
+        """`judged`: with a judgement, the record it judged (the judges hold it; the driver's writer may not have
+        written its file yet), for the attempt's row in the run's table."""
         # Logs first, the stage JSON last: the JSON is the marker that the stage is complete.
         for name, text in (logs or {}).items():
             self._write(self.attempt_dir(attempt_id) / name, text)
         self._cache[(attempt_id, stage)] = model
         path = self.attempt_dir(attempt_id) / STAGE_FILES[stage][0]
         if stage == "judgement":  # the file, then the attempt's row with it in the run's table (report/table.py)
-            record = self.load_stage(attempt_id, "record")
+            record = judged or self.load_stage(attempt_id, "record")
             self._submit(_write_judgement, path, model, record, self.root, self.stamp_of(attempt_id))
             return
         if stage != "record":
@@ -164,16 +167,26 @@ class RunStore:
         self._index(line)
         return line["stamp"]
 
-    def stamp_of(self, attempt_id: str) -> str:
-        """The stamp of a finished attempt's record; a record another store wrote since this one read the index
-        (the judges' store, beside the driver's) is found by reading only the lines added since."""
-        line = self.finished().get(attempt_id)
-        if line is None:
-            added, self._index_read = index_lines_after(self.root / INDEX, self._index_read)
-            for found in added:
-                self._remember(found)
-            line = self.finished().get(attempt_id)
-        return (line or {}).get("stamp", "")
+    def stamp_of(self, attempt_id: str, wait_s: float = 30.0) -> str:
+        """The stamp of a finished attempt's record. A record another store wrote since this one read the index
+        (the judges' store, beside the driver's) is found by reading only the lines added since; one whose
+        line the driver's writer thread has not appended yet (the judges are handed the record as it is
+        saved) is waited for, `wait_s` at most, then "" (a judged row the report ignores)."""
+        from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+        def look() -> dict | None:
+            if attempt_id not in self.finished():
+                added, self._index_read = index_lines_after(self.root / INDEX, self._index_read)
+                for found in added:
+                    self._remember(found)
+            return self.finished().get(attempt_id)
+
+        try:
+            line = Retrying(retry=retry_if_result(lambda found: found is None), wait=wait_fixed(0.05),
+                            stop=stop_after_delay(wait_s))(look)
+        except RetryError:
+            return ""
+        return line.get("stamp", "")
 
     def finished(self) -> dict[str, dict]:
         """Every finished attempt's index line (id, task_id, agent, status, failure_cause), read once: from

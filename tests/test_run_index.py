@@ -141,3 +141,32 @@ def test_a_judgement_from_another_store_finds_a_record_written_after_it_read_the
     write_report(tmp_path)
     attempts = pl.read_parquet(tmp_path / "attempts.parquet")
     assert attempts.filter(pl.col("attempt_id") == "t1.x.0.0001").get_column("judges").to_list() == ["rule-based"]
+
+
+def test_a_judgement_saved_before_the_drivers_writer_wrote_the_record_still_reaches_the_report(tmp_path):
+    """The driver hands the judges a record as it saves it, while its writer thread writes the file and the
+    index line later; a rule-based judge can finish first. The judged row waits for the record's index line
+    and takes the record from the judges, so the report shows the verdict (the pipeline test saw it lost)."""
+    import threading
+
+    import polars as pl
+
+    from isobench_ray.report.write import write_report
+    from isobench_ray.schema import Judgement, Vote
+
+    driver, judges = RunStore(tmp_path, background_writes=True), RunStore(tmp_path)
+    assert judges.finished() == {}
+    gate = threading.Event()
+    driver._submit(gate.wait)  # the writer thread busy: the record below is written after the judgement starts
+    record = _measured(0, 10.0)
+    driver.save_stage("t0.x.0.0000", "record", record)
+    judging = threading.Thread(target=judges.save_stage, args=("t0.x.0.0000", "judgement",
+                                                               Judgement(attempt_id="t0.x.0.0000", votes=[Vote(judge="rule-based")])),
+                               kwargs={"judged": record})
+    judging.start()
+    gate.set()
+    judging.join(timeout=60)
+    driver.flush()
+    write_report(tmp_path)
+    attempts = pl.read_parquet(tmp_path / "attempts.parquet")
+    assert attempts.get_column("judges").to_list() == ["rule-based"]

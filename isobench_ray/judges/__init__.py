@@ -84,7 +84,7 @@ class JudgePanel:
         previous = self.store.load_stage(record.attempt.id, "judgement")
         if judgement.judge_error and previous is not None and previous.judge_error is None:
             return judgement  # a failed judging never replaces a verdict: the previous one stays
-        self.store.save_stage(record.attempt.id, "judgement", judgement)
+        self.store.save_stage(record.attempt.id, "judgement", judgement, judged=record)
         return judgement
 
     def check(self) -> list[str]:
