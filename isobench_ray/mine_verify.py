@@ -17,9 +17,11 @@ from isobench_ray.scoring import hard, stats, verdicts
 VERIFY_DIR = "verify"
 
 
-def verification(record: AttemptRecord | None, margin_pct: float) -> tuple[Reason | None, str]:
+def verification(record: AttemptRecord | None, margin_pct: float, confidence: float = 0.95,
+                 method: stats.Method = stats.DEFAULT_METHOD) -> tuple[Reason | None, str]:
     """(None, how it cleared) for a commit measured faster than its parent beyond the margin and the A/A
-    noise; else (the reason it is rejected, why)."""
+    noise; else (the reason it is rejected, why). The intervals as the run scored it (its confidence and
+    interval method)."""
     if record is None:
         return "not_measured", "the verify run has no record of it"
     m = record.measurements
@@ -35,7 +37,7 @@ def verification(record: AttemptRecord | None, margin_pct: float) -> tuple[Reaso
     human = next((a for a in m.arms if a.arm == "human"), None)
     if human is not None and human.equivalent is False:
         return "not_equivalent", "the commit's output differs from the parent's under the test's own check"
-    ivs = hard.intervals(m)
+    ivs = hard.intervals(m, confidence, method)
     noise = stats.noise_pct(ivs["noise"])
     if noise is None:
         return "too_noisy", "no A/A arm was measured: the noise the gain must clear is unknown"
@@ -69,10 +71,11 @@ def verify_pending(repo: git.Repo, files: MinedFiles, settings: Settings, python
     # rounds exactly while parent against commit is undecided
     run(str(pending_tasks), parse_agents("noop", None), run_dir, settings.replace(noise_arm=True), **run_options)
     records = {r.attempt.task_id: r for r in RunStore(run_dir).records()}
+    measured, s = {c.commit_hash for c in pending}, settings.measurement
     kept: list[Candidate] = []
     for cand in candidates:
-        if cand in pending:
-            reason, detail = verification(records.get(task_id(repo, cand)), settings.measurement.hard_band_pct)
+        if cand.commit_hash in measured:
+            reason, detail = verification(records.get(task_id(repo, cand)), s.hard_band_pct, s.confidence, s.interval_method)
             if reason is not None:
                 files.add(Rejection(commit_hash=cand.commit_hash, commit_subject=cand.commit_subject, reason=reason,
                                     detail=detail))
