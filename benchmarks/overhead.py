@@ -34,7 +34,10 @@ from isobench_ray.store import RunStore
 
 
 def rows(out: Path) -> list[dict]:
-    timings = json.loads((out / "timings.json").read_text())["attempts"]
+    timings = {}
+    for line in (out / "timings.jsonl").read_text().splitlines():  # the driver's clock, a line per attempt
+        clock = json.loads(line)
+        timings[clock.pop("attempt")] = clock
     result = []
     for rec in RunStore(out).records():
         clock = timings.get(rec.attempt.id, {})

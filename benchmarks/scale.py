@@ -1,19 +1,29 @@
 """Run folders at scale: what status, resume and the report cost at 1k, 10k (and 100k) attempts.
 
-    .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR]
+    .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR] [--screenshot DIR] [--driver-sizes 500,2000]
 
 Builds a synthetic run folder per size, records of a realistic shape in the files and lines the RunStore
 writes (without its fsyncs, which only the build would wait on; a 3 kB patch, validation checks, four arms of five rounds with a warm-up and two
 measured runs each, every run with a benchmark's metrics and the CPU telemetry, scores, a judgement for
 half of them), then measures, each in a fresh process (so peak memory is that step's own):
 
+- `plan`: a first start of the real driver over `n` simulated attempts: planning, the driver's set-up, and
+  its writer putting down every attempt.json;
 - `status`: `isobench status` in-process (the index), and the whole command with interpreter start;
-- `resume`: what a resumed driver reads before its first submission (`is_done` over the plan);
+- `resume`: the real driver built over the folder (half finished) up to its first possible submission;
+- `regrade`: `isobench regrade` (every finished attempt rescored from its samples);
 - `report`: `isobench report` (attempts.parquet, runs.parquet, report.md, report.html, attempt pages);
 - the sizes of report.md and report.html.
 
+Peak memory is the step's high-water resident set (`_mb`); for the report also its peak of anonymous memory
+(`report_anon_mb`, sampled every 20 ms), since Polars reads runs.jsonl through a memory map whose pages count
+in the resident set but are the page cache's, given back under pressure.
+
 Prints one row per size and, between the two largest sizes, each step's growth exponent
-(log(t2/t1) / log(n2/n1): 1 is linear). Single run, this machine; figures in docs/scale.md.
+(log(t2/t1) / log(n2/n1): 1 is linear). Then the driver loop (`--driver-sizes`): the real driver on a local
+Ray of 16 logical GPUs running simulated attempts whose stages take no time, its own CPU per attempt and
+that figure's growth, and the projection to 1,000 slots (driver_loop says how and why). Single run, this
+machine; figures in docs/scale.md.
 """
 
 from __future__ import annotations
@@ -32,9 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Run in a fresh interpreter: builds and measures one step, prints {"seconds", "peak_mb"} as its last line
 STEP = r"""
-import json, resource, sys, time
+import json, resource, sys, threading, time
 sys.path.insert(0, ROOT)
 step, run = sys.argv[1], sys.argv[2]
+anon = [0]
+def watch():  # the peak of anonymous memory (RssAnon): ru_maxrss also counts the pages of files Polars maps
+    while True:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    anon[0] = max(anon[0], int(line.split()[1]))
+        time.sleep(0.02)
+threading.Thread(target=watch, daemon=True).start()
 started = time.perf_counter()
 if step == "status":
     from typer.testing import CliRunner
@@ -42,12 +61,32 @@ if step == "status":
     started = time.perf_counter()  # the command, not the imports
     out = CliRunner().invoke(app, ["status", run])
     assert out.exit_code == 0, out.output
+elif step == "plan":  # a first start: the plan, then the driver writing each attempt.json (the writer's pace)
+    sys.path.insert(0, ROOT + "/benchmarks")
+    from scale import start_driver
+    import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
+    started = time.perf_counter()  # the work, not the imports
+    start_driver(__import__("pathlib").Path(run), int(sys.argv[3]), first=True)
 elif step == "resume":
-    from isobench_ray.store import RunStore
-    store = RunStore(run)
-    plan = store.read_json("plan.json")
-    done = sum(store.is_done(a["id"]) for a in plan)
-    assert done == len(plan) // 2, done
+    sys.path.insert(0, ROOT + "/benchmarks")
+    from scale import start_driver
+    import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
+    started = time.perf_counter()
+    start_driver(__import__("pathlib").Path(run), 0, first=False)
+elif step == "regrade":
+    from isobench_ray.regrade import regrade
+    started = time.perf_counter()
+    regrade(run)
+elif step == "driver":
+    sys.path.insert(0, ROOT + "/benchmarks")
+    from scale import drive
+    print(json.dumps(drive(__import__("pathlib").Path(run), int(sys.argv[3]))))
+elif step == "wait":
+    sys.path.insert(0, ROOT + "/benchmarks")
+    import ray
+    from scale import wait_cost
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    print(json.dumps({str(k): wait_cost(k) for k in (64, 1064)}))
 elif step == "report":
     from isobench_ray.report.write import write_report
     write_report(run)
@@ -56,7 +95,8 @@ elif step == "build":
     from scale import build
     build(__import__("pathlib").Path(run), int(sys.argv[3]))
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "anon_mb": anon[0] / 1024}))
 """.replace("ROOT", repr(str(ROOT)))
 
 
@@ -102,6 +142,9 @@ def build(run: Path, n: int) -> float:
             task, agent = f"task-{i % 500:03d}", f"agent-{i % 10}"
             attempt = Attempt(task_id=task, agent=agent, rollout=i // 5000, id=f"{task}.{agent}.{i // 5000}.{i:08x}")
             plan.append(attempt.model_dump())
+            folder = run / "attempts" / attempt.id
+            folder.mkdir(parents=True)
+            (folder / "attempt.json").write_text(attempt.model_dump_json(indent=2))
             if i % 2:
                 continue
             record = AttemptRecord(
@@ -114,8 +157,6 @@ def build(run: Path, n: int) -> float:
                               human_value=120.0, agent_value=110.0, speedup_vs_baseline=1.1, human_speedup_vs_baseline=1.2,
                               agent_vs_human_pct=-8.3, hard_class=HardClass.worse, hard_class_ci=HardClass.inconclusive,
                               speedup_ci=(1.05, 1.15), noise_pct=1.5, rounds=5))
-            folder = run / "attempts" / attempt.id
-            folder.mkdir(parents=True)
             (folder / "record.json").write_text(record.model_dump_json(indent=2))
             stamp = f"{i:x}"
             runs_file.write(runs_text(record, stamp))
@@ -130,13 +171,101 @@ def build(run: Path, n: int) -> float:
     return time.perf_counter() - started
 
 
+def start_driver(run: Path, n: int, first: bool) -> None:
+    """The real driver built over a run folder, up to the moment it could submit its first stage (no Ray
+    needed until then). `first`: a new run of `n` simulated attempts (planning, and the driver writing each
+    attempt.json, waited for); else a resume of the folder's plan (half of it finished)."""
+    sys.path.insert(0, str(ROOT))
+    from isobench_ray.cluster import simulate
+    from isobench_ray.cluster.driver import Driver
+    from isobench_ray.config import Settings
+    from isobench_ray.pipeline import plan_attempts
+    from isobench_ray.schema import Attempt
+    from isobench_ray.store import RunStore
+
+    if first:
+        plan = plan_attempts(simulate.tasks(n), [simulate.SimAgent()])
+    else:
+        task, agent = simulate.tasks(1)[0], simulate.SimAgent()
+        plan = [(Attempt.model_validate(a), task, agent) for a in json.loads((run / "plan.json").read_text())]
+    store = RunStore(run, background_writes=True)
+    driver = Driver(store, plan, Settings(work_dir=str(run) + "-work"), stages=simulate.stages(0.0), show_progress=False)
+    store.flush()
+    assert first or len(driver.queue) == len(plan) - len(plan) // 2, len(driver.queue)
+
+
+def drive(run: Path, n: int) -> dict:
+    """The real driver running `n` simulated attempts whose stages take no time, on 16 logical GPUs (16 slot
+    actors, 16 sessions at once): the driver process's own CPU seconds (user + system, its Ray threads
+    included) per attempt, and per `ray.wait` of its loop."""
+    import resource
+
+    sys.path.insert(0, str(ROOT))
+    import ray
+
+    from isobench_ray.cluster import simulate
+    from isobench_ray.cluster.driver import Driver
+    from isobench_ray.config import Settings
+    from isobench_ray.pipeline import plan_attempts
+    from isobench_ray.store import RunStore
+
+    ray.init(num_cpus=32, num_gpus=16, include_dashboard=False, log_to_driver=False)
+    plan = plan_attempts(simulate.tasks(n), [simulate.SimAgent()])
+    driver = Driver(RunStore(run, background_writes=True), plan, Settings(agent_concurrency=16, work_dir=str(run) + "-work"),
+                    stages=simulate.stages(0.0), show_progress=False)
+    driver.start_slots()  # actor start-up is not the loop's work
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    before, started = cpu(), time.perf_counter()
+    driver.run()
+    spent, wall = cpu() - before, time.perf_counter() - started
+    ray.shutdown()
+    return {"cpu_per_attempt_ms": spent / n * 1000, "wall_per_attempt_ms": wall / n * 1000,
+            "waits_per_attempt": driver.waits / n}
+
+
+def wait_cost(in_flight: int, calls: int = 300) -> float:
+    """Milliseconds of one `ray.wait(refs, num_returns=1, timeout=0)` over `in_flight` pending refs: actor calls
+    held open by one async actor (as a thousand slots' benchmarks would be), in this process's own Ray."""
+    import ray
+
+    @ray.remote(num_cpus=0, max_concurrency=in_flight + 1)
+    class Held:
+        def __init__(self):
+            import asyncio
+
+            self.release = asyncio.Event()
+
+        async def hold(self) -> None:
+            await self.release.wait()
+
+        async def free(self) -> None:
+            self.release.set()
+
+    held = Held.remote()
+    refs = [held.hold.remote() for _ in range(in_flight)]
+    ray.wait(refs, num_returns=1, timeout=0.5)  # every call submitted and running
+    started = time.perf_counter()
+    for _ in range(calls):
+        ray.wait(list(refs), num_returns=1, timeout=0)
+    seconds = (time.perf_counter() - started) / calls
+    ray.get(held.free.remote())
+    ray.get(refs)
+    ray.kill(held)
+    return seconds * 1000
+
+
 def step(name: str, run: Path, *extra: str) -> dict:
     """One step in a fresh interpreter started from this small one: its peak memory is its own (Linux keeps a
     process's high-water mark across exec, so a parent that had built the records would show in it)."""
     proc = subprocess.run([sys.executable, "-c", STEP, name, str(run), *extra], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    return {**json.loads(lines[-1]), "line": lines[-2] if len(lines) > 1 else ""}  # the step's own result line
 
 
 def command_seconds(run: Path) -> float:
@@ -158,11 +287,39 @@ def screenshot(page: Path, shot: Path) -> str:
     return str(shot) if shot.exists() else "chromium wrote no screenshot"
 
 
+def driver_loop(sizes: list[int], base: Path) -> None:
+    """The driver's own CPU per attempt on simulated runs of each size (16 slots), the cost of Ray's wait at 64
+    and at 1,064 refs in flight (16 or 1,000 slots' benchmarks and 48 sessions), and from both the per-attempt
+    cost at 1,000 slots: a thousand slot actors cannot start on 2 cores (a process each), and besides Ray's
+    wait the loop does the same O(1) work per event whatever the number of slots (counters, the queue's head;
+    driver.py), so the wait is the part that grows with them."""
+    found = []
+    for n in sizes:
+        result = json.loads(step("driver", base / f"driver-{n}", str(n))["line"])
+        found.append((n, result))
+        shutil.rmtree(base / f"driver-{n}", ignore_errors=True)
+        print(f"driver n={n}: cpu {result['cpu_per_attempt_ms']:.2f} ms/attempt, wall {result['wall_per_attempt_ms']:.1f} "
+              f"ms/attempt, {result['waits_per_attempt']:.2f} waits/attempt", flush=True)
+    if len(found) >= 2:
+        (n1, a), (n2, b) = found[-2], found[-1]
+        print(f"driver cpu per attempt growth exponent ({n1} -> {n2}): "
+              f"{math.log(b['cpu_per_attempt_ms'] / a['cpu_per_attempt_ms']) / math.log(n2 / n1):.2f}")
+    costs = json.loads(step("wait", base)["line"])
+    print(f"ray.wait: {costs['64']:.3f} ms over 64 refs in flight, {costs['1064']:.3f} ms over 1,064")
+    n, last = found[-1]
+    extra = last["waits_per_attempt"] * (costs["1064"] - costs["64"])
+    print(f"driver cpu per attempt at 1,000 slots (16-slot figure + waits per attempt x the wait's growth): "
+          f"{last['cpu_per_attempt_ms'] + extra:.2f} ms; at 100,000 attempts {(last['cpu_per_attempt_ms'] + extra) * 100:.0f} s "
+          f"of driver CPU in all")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--keep", help="build the run folders here and keep them")
     parser.add_argument("--screenshot", help="a folder: report.html of each size as headless Chromium shows it")
+    parser.add_argument("--driver-sizes", default="500,2000",
+                        help="simulated runs of the real driver (about 0.15 s of Ray calls per attempt here; '' for none)")
     args = parser.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="isobench-scale-"))
     rows = []
@@ -170,9 +327,13 @@ def main() -> None:
         run = base / f"run-{n}"
         shutil.rmtree(run, ignore_errors=True)
         row = {"attempts": n, "records": n // 2, "build_s": step("build", run, str(n))["seconds"]}
-        for name in ("status", "resume", "report"):
+        found = step("plan", base / f"plan-{n}", str(n))
+        row["plan_s"], row["plan_mb"] = found["seconds"], found["peak_mb"]
+        shutil.rmtree(base / f"plan-{n}", ignore_errors=True)
+        for name in ("status", "resume", "regrade", "report"):
             found = step(name, run)
             row[f"{name}_s"], row[f"{name}_mb"] = found["seconds"], found["peak_mb"]
+        row["report_anon_mb"] = found["anon_mb"]  # without runs.jsonl's pages, which Polars maps to read it
         row["status_cmd_s"] = command_seconds(run)
         row["report_md_mb"] = (run / "report.md").stat().st_size / 1e6
         row["report_html_mb"] = (run / "report.html").stat().st_size / 1e6
@@ -184,7 +345,10 @@ def main() -> None:
         a, b = rows[-2], rows[-1]
         ratio = math.log(b["attempts"] / a["attempts"])
         print("growth exponents " + f"({a['attempts']} -> {b['attempts']}): " + ", ".join(
-            f"{k[:-2]} {math.log(max(b[k], 1e-9) / max(a[k], 1e-9)) / ratio:.2f}" for k in ("status_s", "resume_s", "report_s")))
+            f"{k[:-2]} {math.log(max(b[k], 1e-9) / max(a[k], 1e-9)) / ratio:.2f}"
+            for k in ("plan_s", "status_s", "resume_s", "regrade_s", "report_s")))
+    if args.driver_sizes:
+        driver_loop([int(n) for n in args.driver_sizes.split(",")], base)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from isobench_ray.scoring.stats import DEFAULT_METHOD
 from isobench_ray.scoring.verdicts import Verdict
 
 M = TypeVar("M", bound=BaseModel)
+ROWS_AT_ONCE = 1000
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def regrade(run_dir: str | Path, policy: str = "strict", margin: float | None = 
         raise ValueError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
     root = Path(run_dir)
     grading, drop_max = grading_for(root, margin, method)
-    records, judgements, flips, skipped = [], {}, [], []
+    plan = {a["id"]: i for i, a in enumerate(json.loads((root / "plan.json").read_text()))} if (root / "plan.json").exists() else {}
+    frames, chunk, judgements, flips, skipped = [], [], {}, [], []
     for folder in sorted(p for p in (root / "attempts").glob("*") if p.is_dir()):
         record = read_lenient(folder / "record.json", AttemptRecord)
         if record is None:
@@ -126,14 +128,18 @@ def regrade(run_dir: str | Path, policy: str = "strict", margin: float | None = 
             continue
         measurements = read_lenient(folder / "measurements.json", Measurements) or record.measurements
         regraded, verdict = regrade_record(record, measurements, policy, grading, drop_max)
-        records.append(regraded)
+        chunk.append(regraded)
         if (judgement := read_lenient(folder / "judgement.json", Judgement)) is not None:
             judgements[record.attempt.id] = judgement
         if verdict.hard_class.value != _own(record, policy):
             flips.append(Flip(record.attempt.id, _own(record, policy), verdict.hard_class.value, verdict.reason))
-    plan = {a["id"]: i for i, a in enumerate(json.loads((root / "plan.json").read_text()))} if (root / "plan.json").exists() else {}
-    records.sort(key=lambda r: (plan.get(r.attempt.id, len(plan)), r.attempt.id))
-    frame = attempts_frame(records, judgements)
+        if len(chunk) == ROWS_AT_ONCE:  # rows, not records, are kept: 100,000 records with their samples would not fit
+            frames.append(attempts_frame(chunk, judgements))
+            chunk, judgements = [], {}
+    frames.append(attempts_frame(chunk, judgements))
+    frame = pl.concat(frames)
+    order = [plan.get(aid, len(plan)) for aid in frame["attempt_id"]]
+    frame = frame.with_columns(pl.Series("_order", order)).sort("_order", "attempt_id").drop("_order")
     target = Path(out) if out else root / "regrade" / f"{policy}.parquet"
     _write_parquet(frame, target)
     return Regraded(policy, frame, target, flips, skipped)

@@ -122,6 +122,7 @@ class RunStore:
         if stage == "judgement":  # the file, then the attempt's row with it in the run's table (report/table.py)
             record = judged or self.load_stage(attempt_id, "record")
             self._submit(_write_judgement, path, model, record, self.root, self.stamp_of(attempt_id))
+            self._submit(self._forget, attempt_id)
             return
         if stage != "record":
             self.write_model(path, model)
@@ -130,6 +131,18 @@ class RunStore:
         line = index_line(model, stamp=f"{time.time_ns():x}")
         self._remember(line)
         self._submit(_write_and_index, path, model, self.root, line)
+        # then the attempt's models leave memory (a driver of 100,000 attempts keeps none): once written, in
+        # order on the writer, so until then a read is still served from memory
+        self._submit(self._forget, attempt_id)
+
+    def _forget(self, attempt_id: str) -> None:
+        for stage in STAGE_FILES:
+            self._cache.pop((attempt_id, stage), None)
+
+    def append_jsonl(self, name: str, data: dict) -> None:
+        """A line of a run-level log (the driver's timings): appended in order with the other writes, not
+        fsynced (nothing is rebuilt from it)."""
+        self._submit(append_line, self.root / name, json.dumps(data, default=str) + "\n", False)
 
     def load_stage(self, attempt_id: str, stage: str) -> BaseModel | None:
         if (attempt_id, stage) in self._cache:

@@ -59,3 +59,42 @@ def test_the_minute_summary_says_where_the_run_is_and_when_it_ends():
     assert "benchmark 1000; queued for a slot 25" in line and "10.0 attempts/min" in line
     assert "164.8 h left" in line  # 98,900 left at 10 a minute
     assert "all done" in summary_line(collections.Counter(done=5), 5, collections.Counter(), 0, 60.0, 0)
+
+
+class _Slot:
+    """A stand-in for a slot actor's handle: records what it was handed (Ray's `.remote` call shape)."""
+
+    def __init__(self, name: str):
+        self.name, self.handed = name, []
+        self.run = self
+
+    def remote(self, attempt, task, patch):
+        self.handed.append(attempt.id)
+        return object()
+
+
+def test_a_queued_benchmark_no_idle_slot_suits_keeps_its_place_and_the_next_one_goes(make_settings, tmp_path):
+    """The driver takes benchmarks from the head of its queue: one that must wait (its retry avoids the only
+    idle slot) stays first in line, the one behind it runs, and nothing else of the queue is touched."""
+    from isobench_ray.cluster.driver import Driver
+    from isobench_ray.pipeline import plan_attempts
+    from isobench_ray.schema import Session
+    from isobench_ray.store import RunStore
+
+    store = RunStore(tmp_path)
+    plan = plan_attempts(simulate.tasks(4), [simulate.SimAgent()])
+    driver = Driver(store, plan, make_settings(), stages=simulate.stages(0.0), show_progress=False)
+    ids = [a.id for a, _, _ in plan]
+    for aid in ids:
+        store.save_stage(aid, "session", Session(attempt_id=aid, patch="--- x\n"))
+    free, busy = _Slot("n/gpu0"), _Slot("n/gpu1")
+    pool = driver.slots
+    pool._gpus, pool.node_gpus = 2, [2]
+    pool.actors, pool.idle, pool.ready = {free: None, busy: None}, [free], {free, busy}
+    pool.slot_of = {free: "n/gpu0", busy: "n/gpu1"}
+    driver.avoid[ids[0]] = {"n/gpu0"}  # it failed there: it waits for gpu1
+    driver.bench_queue.extend(ids)
+    driver._dispatch_benchmarks()
+    assert free.handed == [ids[1]] and busy.handed == []
+    assert list(driver.bench_queue) == [ids[0], ids[2], ids[3]]
+    assert driver.running["measurements"] == 1

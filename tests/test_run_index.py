@@ -2,7 +2,7 @@
 
 import json
 
-from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Status
+from isobench_ray.schema import Attempt, AttemptRecord, FailureCause, Session, Status
 from isobench_ray.store import INDEX, RunStore
 
 
@@ -170,3 +170,15 @@ def test_a_judgement_saved_before_the_drivers_writer_wrote_the_record_still_reac
     write_report(tmp_path)
     attempts = pl.read_parquet(tmp_path / "attempts.parquet")
     assert attempts.get_column("judges").to_list() == ["rule-based"]
+
+
+def test_a_finished_attempt_leaves_the_drivers_memory_once_its_record_is_written(tmp_path):
+    """At 100,000 attempts a driver that kept every stage's model (patches, samples) would outgrow its node."""
+    store = RunStore(tmp_path, background_writes=True)
+    aid = "t0.x.0.0000"
+    store.save_stage(aid, "session", Session(attempt_id=aid, patch="+x\n" * 1000))
+    store.save_stage(aid, "record", _record(0))
+    assert store.load_stage(aid, "session").patch  # before the writer is through: served from memory
+    store.flush()
+    assert not [key for key in store._cache if key[0] == aid]
+    assert store.load_stage(aid, "session").patch == "+x\n" * 1000 and store.is_done(aid)  # from its files

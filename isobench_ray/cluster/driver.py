@@ -5,6 +5,9 @@
   never handed a second benchmark.
 - Every stage result is written to the run directory as it arrives, so a stopped run resumes where it
   stopped; failures follow the policy in policy.py; progress.py shows where things are.
+- Per event the loop does O(1) work besides Ray's own `ray.wait` (counters, not scans, of what runs; the
+  benchmark queue taken from its head), freed slots get their next benchmark before the finished attempt
+  is scored, and nothing per attempt stays in memory after its record is written (the plan aside).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from isobench_ray.store import STAGE_FILES, RunStore
 
 if TYPE_CHECKING:
     from isobench_ray.agents import Agent
+
+SKIP_AT_MOST = 64  # queued benchmarks passed over per dispatch when no idle slot suits them
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -81,13 +86,16 @@ class Driver:
         self._validate = _stage_task(self.stages.validate, "validate")
         self.slots = SlotPool(settings, self.stages)
         self.policy = RetryPolicy()
-        self.avoid: collections.defaultdict[str, set[str]] = collections.defaultdict(set)  # attempt -> slots it failed on
+        self.avoid: dict[str, set[str]] = {}  # attempt -> slots it failed on
         self._slots_checked = 0.0
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
         self.queue: collections.deque[str] = collections.deque()
         self.bench_queue: collections.deque[str] = collections.deque()
         self.in_flight: dict[Any, tuple[str, str, Any]] = {}
-        # driver-side clock per attempt and stage (submitted, returned), for benchmarks/overhead.py
+        self.running: collections.Counter[str] = collections.Counter()  # stage -> in flight, kept, never counted
+        self.waits = 0
+        # driver-side clock per attempt and stage (submitted, returned), for benchmarks/overhead.py: a line of
+        # timings.jsonl once the attempt's record is written, then forgotten
         self.timings: collections.defaultdict[str, dict[str, list[float]]] = collections.defaultdict(dict)
         done = 0
         for attempt, _, _ in plan:
@@ -123,26 +131,29 @@ class Driver:
 
     def _submit(self, ref, aid: str, stage: str, actor=None) -> None:
         self.in_flight[ref] = (aid, stage, actor)
+        self.running[stage] += 1
         self.timings[aid][stage] = [time.time()]
 
     def _finish(self, record: AttemptRecord) -> None:
-        started = time.time()
-        self.store.save_stage(record.attempt.id, "record", record)
-        self.timings[record.attempt.id]["record"] = [started, time.time()]
+        aid, started = record.attempt.id, time.time()
+        self.store.save_stage(aid, "record", record)
+        clock = self.timings.pop(aid, {})
+        clock["record"] = [started, time.time()]
+        self.store.append_jsonl("timings.jsonl", {"attempt": aid, **clock})
+        self.avoid.pop(aid, None)
         self.progress.attempt_done(record.status.value, record.failure_stage)
         if self.on_record is not None:
             self.on_record(record)
         self._show()
 
     def _show(self) -> None:
-        running = collections.Counter(stage for _, stage, _ in self.in_flight.values())
-        self.progress.show(running, len(self.bench_queue))
+        self.progress.show(self.running, len(self.bench_queue))
 
     def _dispatch(self) -> None:
         for aid, stage in self.policy.due():
             (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
-        sessions = sum(1 for _, stage, _ in self.in_flight.values() if stage == "session")
-        benchmarking = any(stage == "measurements" for _, stage, _ in self.in_flight.values())
+        sessions = self.running["session"]
+        benchmarking = self.running["measurements"] > 0
         while self.queue and sessions < self.settings.schedule.agent_concurrency and not (benchmarking and self.slots.cpu_only()):
             aid = self.queue.popleft()
             if next_stage(self.store, aid) != "session":
@@ -155,26 +166,32 @@ class Driver:
             sessions += 1
         if self.bench_queue and self.slots.cpu_only():
             # A CPU benchmark shares the cores with every other stage: measure only when nothing else runs.
-            if any(stage != "measurements" for _, stage, _ in self.in_flight.values()) or self.queue:
+            if self.running["session"] + self.running["validation"] or self.queue:
                 return
-        if self.bench_queue or any(stage == "measurements" for _, stage, _ in self.in_flight.values()):
+        if self.bench_queue or self.running["measurements"]:
             self._ensure_slots()
-        for aid in list(self.bench_queue):
-            if not self.slots.idle:
-                break
+        self._dispatch_benchmarks()
+
+    def _dispatch_benchmarks(self) -> None:
+        """Benchmarks from the head of the queue to idle slots. One that no idle slot suits (its size, or the
+        slots it failed on) keeps its place; at most SKIP_AT_MOST are passed over per call, so a long queue
+        is never walked whole for every event."""
+        skipped: list[str] = []
+        while self.bench_queue and self.slots.idle and len(skipped) < SKIP_AT_MOST:
+            aid = self.bench_queue.popleft()
             attempt, task, _ = self.by_id[aid]
             if not self.slots.cpu_only() and task.benchmark.gpus > self.slots.max_node_gpus() > 0:
-                self.bench_queue.remove(aid)
                 self._finish(error_record(attempt, self.store, "benchmark", FailureCause.no_slot,
                                           f"the task needs {task.benchmark.gpus} GPUs on one node; the largest node "
                                           f"alive has {self.slots.max_node_gpus()}"))
                 continue
-            actor = self.slots.pick(task, self.avoid[aid])
+            actor = self.slots.pick(task, self.avoid.get(aid, set()))
             if actor is None:
+                skipped.append(aid)
                 continue
-            self.bench_queue.remove(aid)
             session = self.store.load_stage(aid, "session")
             self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
+        self.bench_queue.extendleft(reversed(skipped))
 
     def _ensure_slots(self) -> None:
         # at most once a second: it asks the GCS for the alive nodes
@@ -193,25 +210,34 @@ class Driver:
             self._finish(error_record(attempt, self.store, stage, known.failure_cause, known.detail))
             return
         if actor is not None:
-            self.avoid[aid].add(self.slots.slot_of.get(actor, ""))  # its retry goes to another slot
+            self.avoid.setdefault(aid, set()).add(self.slots.slot_of.get(actor, ""))  # its retry goes to another slot
             self.slots.drop(actor)
         if not self.policy.failed(aid, stage):
             self._finish(error_record(attempt, self.store, stage, FailureCause.infra_error, describe(error)))
 
-    def _collect(self, ref) -> None:
-        aid, stage, actor = self.in_flight.pop(ref)
-        self.timings[aid][stage].append(time.time())
-        try:
-            model, logs = ray.get(ref)
-        except Exception as exc:  # a dead node/actor, or an exception in the stage
-            self._failed(aid, stage, actor, exc)
-            return
-        if actor is not None:
-            self.slots.release(actor, model.slot, self.by_id[aid][1])
-        self.store.save_stage(aid, stage, model, logs)
-        failed = bool(getattr(model, "failure_cause", None) or any(a.failure_cause for a in getattr(model, "arms", [])))
-        self.progress.stage_done(stage, failed)
-        self._advance(aid)
+    def _collect(self, refs: list) -> None:
+        """Every ready result saved and its slot freed, the freed slots handed their next benchmarks, and only
+        then the finished attempts scored and recorded (a slot does not wait on another attempt's scores)."""
+        advance = []
+        for ref in refs:
+            aid, stage, actor = self.in_flight.pop(ref)
+            self.running[stage] -= 1
+            self.timings[aid][stage].append(time.time())
+            try:
+                model, logs = ray.get(ref)
+            except Exception as exc:  # a dead node/actor, or an exception in the stage
+                self._failed(aid, stage, actor, exc)
+                continue
+            if actor is not None:
+                self.slots.release(actor, model.slot, self.by_id[aid][1])
+            self.store.save_stage(aid, stage, model, logs)
+            failed = bool(getattr(model, "failure_cause", None) or any(a.failure_cause for a in getattr(model, "arms", [])))
+            self.progress.stage_done(stage, failed)
+            advance.append(aid)
+        if self.bench_queue and self.slots.idle and not self.slots.cpu_only():
+            self._dispatch_benchmarks()
+        for aid in advance:
+            self._advance(aid)
 
     def start_slots(self) -> int:
         return self.slots.start()
@@ -235,11 +261,11 @@ class Driver:
                     time.sleep(0.5)  # waiting for a benchmark actor to come up, or a retry's backoff
                     continue
                 refs = list(self.in_flight)
+                self.waits += 1  # benchmarks/scale.py: Ray's wait is the part of an event that grows with the slots
                 ready, _ = ray.wait(refs, num_returns=1, timeout=1.0)
                 if ready:  # take everything that is done, not one per loop
                     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                for ref in ready:
-                    self._collect(ref)
+                self._collect(ready)
                 self._show()
         finally:
             for ref, (_, _, actor) in self.in_flight.items():
@@ -248,5 +274,5 @@ class Driver:
                 except Exception:
                     pass
             self.progress.close()
-            self.store.write_json("timings.json", {"driver_started": self.started, "attempts": self.timings})
+            self.store.write_json("timings.json", {"driver_started": self.started})
             self.store.flush()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class RetryPolicy:
     max_tries: int = MAX_TRIES
     max_backoff_s: float = 10.0
     tries: dict[tuple[str, str], int] = field(default_factory=dict)
-    delayed: list[tuple[float, str, str]] = field(default_factory=list)  # (due, attempt, stage)
+    delayed: list[tuple[float, str, str]] = field(default_factory=list)  # a heap of (due, attempt, stage)
 
     def failed(self, aid: str, stage: str) -> bool:
         """Count a transient failure; True when it is delayed for another try, False when tries are spent."""
@@ -45,11 +46,12 @@ class RetryPolicy:
         if n >= self.max_tries:
             return False
         # back off without stalling the driver loop: other results keep flowing meanwhile
-        self.delayed.append((time.monotonic() + min(2 ** n, self.max_backoff_s), aid, stage))
+        heapq.heappush(self.delayed, (time.monotonic() + min(2 ** n, self.max_backoff_s), aid, stage))
         return True
 
     def due(self) -> list[tuple[str, str]]:
-        now = time.monotonic()
-        ready = [d for d in self.delayed if d[0] <= now]
-        self.delayed = [d for d in self.delayed if d[0] > now]
-        return [(aid, stage) for _, aid, stage in ready]
+        now, ready = time.monotonic(), []
+        while self.delayed and self.delayed[0][0] <= now:
+            _, aid, stage = heapq.heappop(self.delayed)
+            ready.append((aid, stage))
+        return ready
