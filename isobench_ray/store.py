@@ -19,6 +19,7 @@ truth: the index is rebuilt from them when it is missing or a line of it cannot 
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import socket
@@ -70,7 +71,7 @@ class RunStore:
         self.root = Path(run_dir)
         self._cache: dict[tuple[str, str], BaseModel] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-store") if background_writes else None
-        self._pending: list[Future] = []
+        self._pending: collections.deque[Future] = collections.deque()
         self._finished: dict[str, dict] | None = None  # the index, read once: attempt id -> its line
         self._index_read = 0  # how far into index.jsonl that reading went
 
@@ -82,15 +83,15 @@ class RunStore:
         if self._writer is None:
             fn(*args)
         else:
-            for future in [f for f in self._pending if f.done()]:
-                future.result()  # a failed write (a full disk) stops the driver here, not silently
-            self._pending = [f for f in self._pending if not f.done()]
+            # one writer thread: writes finish in order, so the done ones are at the head (O(1) per write,
+            # however far the disk is behind)
+            while self._pending and self._pending[0].done():
+                self._pending.popleft().result()  # a failed write (a full disk) stops the driver here, not silently
             self._pending.append(self._writer.submit(fn, *args))
 
     def flush(self) -> None:
-        for future in self._pending:
-            future.result()  # re-raises a failed write (a full disk) instead of losing it silently
-        self._pending = []
+        while self._pending:
+            self._pending.popleft().result()  # re-raises a failed write (a full disk) instead of losing it silently
 
     def attempt_dir(self, attempt_id: str) -> Path:
         return self.root / "attempts" / attempt_id
