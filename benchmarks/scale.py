@@ -66,13 +66,13 @@ elif step == "plan":  # a first start: the plan, then the driver writing each at
     from scale import start_driver
     import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
     started = time.perf_counter()  # the work, not the imports
-    start_driver(__import__("pathlib").Path(run), int(sys.argv[3]), first=True)
+    print(json.dumps(start_driver(__import__("pathlib").Path(run), int(sys.argv[3]), first=True)))
 elif step == "resume":
     sys.path.insert(0, ROOT + "/benchmarks")
     from scale import start_driver
     import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
     started = time.perf_counter()
-    start_driver(__import__("pathlib").Path(run), 0, first=False)
+    print(json.dumps(start_driver(__import__("pathlib").Path(run), 0, first=False)))
 elif step == "regrade":
     from isobench_ray.regrade import regrade
     started = time.perf_counter()
@@ -171,7 +171,7 @@ def build(run: Path, n: int) -> float:
     return time.perf_counter() - started
 
 
-def start_driver(run: Path, n: int, first: bool) -> None:
+def start_driver(run: Path, n: int, first: bool) -> dict:
     """The real driver built over a run folder, up to the moment it could submit its first stage (no Ray
     needed until then). `first`: a new run of `n` simulated attempts (planning, and the driver writing each
     attempt.json, waited for); else a resume of the folder's plan (half of it finished)."""
@@ -188,10 +188,13 @@ def start_driver(run: Path, n: int, first: bool) -> None:
     else:
         task, agent = simulate.tasks(1)[0], simulate.SimAgent()
         plan = [(Attempt.model_validate(a), task, agent) for a in json.loads((run / "plan.json").read_text())]
+    started = time.perf_counter()
     store = RunStore(run, background_writes=True)
     driver = Driver(store, plan, Settings(work_dir=str(run) + "-work"), stages=simulate.stages(0.0), show_progress=False)
+    ready = time.perf_counter() - started
     store.flush()
     assert first or len(driver.queue) == len(plan) - len(plan) // 2, len(driver.queue)
+    return {"ready_s": ready, "written_s": time.perf_counter() - started}
 
 
 def drive(run: Path, n: int) -> dict:
@@ -329,6 +332,7 @@ def main() -> None:
         row = {"attempts": n, "records": n // 2, "build_s": step("build", run, str(n))["seconds"]}
         found = step("plan", base / f"plan-{n}", str(n))
         row["plan_s"], row["plan_mb"] = found["seconds"], found["peak_mb"]
+        row["plan_ready_s"] = json.loads(found["line"])["ready_s"]  # the driver could submit; the rest is its writer
         shutil.rmtree(base / f"plan-{n}", ignore_errors=True)
         for name in ("status", "resume", "regrade", "report"):
             found = step(name, run)
