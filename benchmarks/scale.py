@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run in a fresh interpreter: builds and measures one step, prints {"seconds", "peak_mb"} as its last line
 STEP = r"""
 import json, resource, sys, threading, time
+from pathlib import Path
 sys.path.insert(0, ROOT)
 step, run = sys.argv[1], sys.argv[2]
 anon = [0]
@@ -66,13 +67,13 @@ elif step == "plan":  # a first start: the plan, then the driver writing each at
     from scale import start_driver
     import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
     started = time.perf_counter()  # the work, not the imports
-    print(json.dumps(start_driver(__import__("pathlib").Path(run), int(sys.argv[3]), first=True)))
+    print(json.dumps(start_driver(Path(run), int(sys.argv[3]), first=True)))
 elif step == "resume":
     sys.path.insert(0, ROOT + "/benchmarks")
     from scale import start_driver
     import isobench_ray.cluster.driver, isobench_ray.cluster.simulate, isobench_ray.pipeline  # noqa: E401
     started = time.perf_counter()
-    print(json.dumps(start_driver(__import__("pathlib").Path(run), 0, first=False)))
+    print(json.dumps(start_driver(Path(run), 0, first=False)))
 elif step == "regrade":
     from isobench_ray.regrade import regrade
     started = time.perf_counter()
@@ -80,7 +81,7 @@ elif step == "regrade":
 elif step == "driver":
     sys.path.insert(0, ROOT + "/benchmarks")
     from scale import drive
-    print(json.dumps(drive(__import__("pathlib").Path(run), int(sys.argv[3]))))
+    print(json.dumps(drive(Path(run), int(sys.argv[3]))))
 elif step == "wait":
     sys.path.insert(0, ROOT + "/benchmarks")
     import ray
@@ -93,7 +94,7 @@ elif step == "report":
 elif step == "build":
     sys.path.insert(0, ROOT + "/benchmarks")
     from scale import build
-    build(__import__("pathlib").Path(run), int(sys.argv[3]))
+    build(Path(run), int(sys.argv[3]))
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "anon_mb": anon[0] / 1024}))
