@@ -42,8 +42,8 @@ test-agents: $(STAMP)
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu -s tests/test_gpu_slot.py
 
-# a simulated run of 1,000 attempts (ISOBENCH_SCALE_ATTEMPTS) killed at half and resumed: nothing lost or
-# repeated (tests/test_scale.py; about 4 minutes here; CI runs it)
+# a simulated run of 10,000 attempts (ISOBENCH_SCALE_ATTEMPTS) killed at half and resumed: nothing lost or
+# repeated (tests/test_scale.py; about 8 minutes here; CI runs it)
 test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m scale tests/test_scale.py
 
