@@ -4,16 +4,27 @@
 
 Stages sleep for durations drawn per attempt (isobench_ray/simulate.py: agent sessions of 2-30 minutes,
 validation of under a minute, 3-way benchmarks of 3-8 minutes), `scale` seconds per simulated minute.
-The real driver (isobench_ray/cluster.py) schedules them on a ray.cluster_utils.Cluster. Prints the
-makespan against the ideal (total benchmark work / GPUs) as an efficiency ratio, the median of `repeats`
-runs of the same plan (with each slot's idle gap between benchmarks), and the same ratio for a
-strictly sequential runner (one attempt after another, stage after stage: the sum of all durations,
-computed from the same draws rather than waited for).
+The real driver (isobench_ray/cluster/driver.py) schedules them on a ray.cluster_utils.Cluster. Prints,
+for the median of `repeats` runs of the same plan:
+
+- the efficiency: the ideal makespan (total benchmark work / GPUs) over the measured one;
+- the same policy replayed from the same draws with no overhead at all (`replay`: sessions in plan order,
+  `agent_concurrency` at once, each benchmark to the first free slot once its validation is done), and the
+  driver's efficiency against that replay: what the driver itself loses, Ray's calls included;
+- a lower bound that no scheduler beats once the sessions are done when the replay has them done
+  (`release_bound`), since the ideal makespan ignores that no benchmark can start before an agent is done;
+- where the slots' idle time went, in slot-seconds (`idle_time`): waiting for the first benchmark (the
+  pipeline filling), between benchmarks (the driver's gap and Ray's round trip on the driver's clock,
+  and waiting for a ready attempt), after the last (draining);
+
+and the same ratio for a strictly sequential runner (one attempt after another, stage after stage: the sum
+of all durations, computed from the same draws rather than waited for).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import statistics
 import tempfile
@@ -57,6 +68,7 @@ def main() -> None:
     bench_work = sum(d.benchmark for d in draws)
     sequential = sum(d.session + d.validation + d.benchmark for d in draws)
     ideal = bench_work / gpus
+    replayed, bound = replay(draws, gpus, args.agent_concurrency), release_bound(draws, gpus, args.agent_concurrency)
 
     # Start the worker processes first: on a real cluster they start once and live for hours of agent
     # sessions; here 60 Python workers starting on 2 cores would dominate a 1-minute simulated run. The slot
@@ -78,12 +90,16 @@ def main() -> None:
         started = time.monotonic()
         driver.run()
         makespan = time.monotonic() - started
-        gaps = slot_gaps(Path(out))
+        spans = slot_spans(Path(out), args.scale)
+        gaps = [later[0] - earlier[1] for runs in spans.values() for earlier, later in zip(runs, runs[1:])] or [0.0, 0.0]
         results.append(makespan)
-        print(f"repeat {repeat + 1}: makespan {makespan:.1f} s, efficiency {ideal / makespan:.3f}; "
-              f"{len(RunStore(out).records())} recorded; a slot's gap between one benchmark's result and its next "
-              f"start: median {statistics.median(gaps) * 1000:.0f} ms, p90 {statistics.quantiles(gaps, n=10)[-1] * 1000:.0f} ms",
-              flush=True)
+        idle = idle_time(spans, started_at=driver.started, ended_at=driver.started + makespan)
+        print(f"repeat {repeat + 1}: makespan {makespan:.1f} s, efficiency {ideal / makespan:.3f}, against the replay "
+              f"{replayed / makespan:.3f}; {len(RunStore(out).records())} recorded; a slot's gap between one benchmark's result "
+              f"and its next start: median {statistics.median(gaps) * 1000:.0f} ms, p90 {statistics.quantiles(gaps, n=10)[-1] * 1000:.0f} ms; "
+              f"slots idle (slot-s): filling {idle['filling']:.1f}, between {idle['between']:.1f} (of which no attempt was "
+              f"ready {idle['none_ready']:.1f}), draining {idle['draining']:.1f}; benchmarks took {idle['overrun']:.1f} slot-s "
+              f"longer on the driver's clock than they slept (Ray's calls)", flush=True)
     ray.shutdown()
     cluster.shutdown()
 
@@ -95,28 +111,76 @@ def main() -> None:
           f"(no benchmark can start before the shortest session and validation, {first_bench:.1f} s)")
     print(f"pipelined Ray driver: median makespan of {args.repeats} {makespan:.1f} s, efficiency {ideal / makespan:.3f} "
           f"(each: {', '.join(f'{ideal / m:.3f}' for m in results)})")
+    print(f"the same policy with no overhead (replay of the draws): makespan {replayed:.1f} s, efficiency {ideal / replayed:.3f}; "
+          f"the driver against it: {replayed / makespan:.3f} (each: {', '.join(f'{replayed / m:.3f}' for m in results)})")
+    print(f"no scheduler can finish before {bound:.1f} s once the sessions end when the replay ends them "
+          f"(efficiency at most {ideal / bound:.3f})")
     print(f"sequential runner:    makespan {sequential:.1f} s, efficiency {ideal / sequential:.3f}")
     print(f"speed-up of the pipelined driver over the sequential runner: {sequential / makespan:.1f}x")
 
 
-def slot_gaps(out: Path) -> list[float]:
-    """Seconds each slot stood idle between returning a benchmark's result to the driver and being handed its
-    next one, from the driver's clock (timings.jsonl) and the slot each benchmark ran on (its record)."""
+def replay(draws: list[simulate.Durations], gpus: int, concurrency: int) -> float:
+    """The makespan of the driver's policy with no overhead: sessions in plan order, `concurrency` at once, a
+    validation as soon as its session ends, each benchmark to the first free slot in the order they became ready."""
+    slots = [0.0] * gpus
+    makespan = 0.0
+    for ready, benchmark in _ready_times(draws, concurrency):
+        start = max(heapq.heappop(slots), ready)
+        heapq.heappush(slots, start + benchmark)
+        makespan = max(makespan, start + benchmark)
+    return makespan
+
+
+def release_bound(draws: list[simulate.Durations], gpus: int, concurrency: int) -> float:
+    """A lower bound on any schedule's makespan given when each benchmark can start (the replay's session
+    policy): the work ready at or after a time t cannot be done before t + work / gpus, even if benchmarks
+    could be split across slots, nor can one benchmark end before it is ready plus its length."""
+    bound, work = 0.0, 0.0
+    for ready, benchmark in reversed(_ready_times(draws, concurrency)):
+        work += benchmark
+        bound = max(bound, ready + work / gpus, ready + benchmark)
+    return bound
+
+
+def _ready_times(draws: list[simulate.Durations], concurrency: int) -> list[tuple[float, float]]:
+    places = [0.0] * concurrency  # when each of the `concurrency` session places frees
+    ready = []
+    for draw in draws:
+        ends = heapq.heappop(places) + draw.session
+        heapq.heappush(places, ends)
+        ready.append((ends + draw.validation, draw.benchmark))
+    return sorted(ready)
+
+
+def slot_spans(out: Path, scale: float) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Per slot, its benchmarks in order: (submitted, returned) on the driver's clock (timings.jsonl), when
+    the attempt's validation returned, and how long the benchmark slept (its draw)."""
     clock = {}
     for line in (out / "timings.jsonl").read_text().splitlines():
         entry = json.loads(line)
         if len(entry.get("measurements", [])) == 2:
-            clock[entry["attempt"]] = entry["measurements"]
-    by_slot: dict[str, list[list[float]]] = {}
+            clock[entry["attempt"]] = (*entry["measurements"], entry["validation"][1])
+    by_slot: dict[str, list[tuple[float, float, float, float]]] = {}
     for record in RunStore(out).records():
         if record.measurements and record.attempt.id in clock:
-            by_slot.setdefault(record.measurements.slot, []).append(clock[record.attempt.id])
-    gaps = []
-    for spans in by_slot.values():
-        spans.sort()
-        gaps += [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
-    return gaps or [0.0, 0.0]
+            slept = simulate.durations(record.attempt.id, scale).benchmark
+            by_slot.setdefault(record.measurements.slot, []).append((*clock[record.attempt.id], slept))
+    return {slot: sorted(spans) for slot, spans in by_slot.items()}
 
+
+def idle_time(spans: dict[str, list[tuple[float, float, float, float]]], started_at: float, ended_at: float) -> dict[str, float]:
+    """Slot-seconds of the makespan in which slots ran no benchmark, by when: before their first, between two
+    (`none_ready`: the part no attempt was ready to run), after their last; and `overrun`: how much longer
+    the benchmarks took on the driver's clock than they slept."""
+    idle = dict.fromkeys(("filling", "between", "none_ready", "draining", "overrun"), 0.0)
+    for runs in spans.values():
+        idle["filling"] += runs[0][0] - started_at
+        idle["draining"] += ended_at - runs[-1][1]
+        for (_, returned, _, _), (submitted, _, ready, _) in zip(runs, runs[1:]):
+            idle["between"] += submitted - returned
+            idle["none_ready"] += max(0.0, min(submitted, ready) - returned)
+        idle["overrun"] += sum(returned - submitted - slept for submitted, returned, _, slept in runs)
+    return idle
 
 if __name__ == "__main__":
     main()
