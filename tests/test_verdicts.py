@@ -250,6 +250,18 @@ def test_pass_and_opt_at_k():
     assert compare.pass_at_k_estimate(5, 1, 5) == 1.0
 
 
+def test_the_reports_at_k_table_keeps_a_few_k_per_agent_and_each_agents_rows_together():
+    """20 rollouts a task: pass@k and opt@k at 1, 2, 4, 8, 16 and 20 (every k from 1 to 20 was 400 rows for ten
+    agents, pushing the attempts off the page), pass@k first, one agent's k in order."""
+    from isobench_ray.report.write import agent_comparisons, at_k_values
+
+    assert at_k_values(20) == [1, 2, 4, 8, 16, 20] and at_k_values(3) == [1, 2, 3] and at_k_values(1) == [1]
+    rows = [{**row, "rollout": row["rollout"] + 3 * extra} for extra in range(7) for row in _rows()]  # 21 a task
+    table = agent_comparisons(pl.DataFrame(rows))["at_k"]
+    assert table.select("measure", "agent", "k").rows()[:7] == [("pass@k", "fast", k) for k in (1, 2, 4, 8, 16, 21)] + [("pass@k", "slow", 1)]
+    assert table.height == 2 * 2 * 6
+
+
 def test_every_policy_says_inconclusive_disturbed_when_outside_load_left_no_clean_sample():
     """Two busy processes on the slot's cores for the whole run: every measured run disturbed. No policy has a
     number then (the paper's used to divide None by None); the record stays a measurement, not a failure."""

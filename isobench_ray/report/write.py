@@ -169,18 +169,26 @@ def _notes(df: pl.DataFrame) -> list[Section]:
     ]
 
 
+def at_k_values(rollouts: int) -> list[int]:
+    """The k the report shows pass@k and opt@k at: 1, the powers of two below the fewest rollouts, and that
+    number itself (20 rollouts: 1, 2, 4, 8, 16, 20), so the table stays a few rows per agent."""
+    return sorted({1, max(1, rollouts), *(2**i for i in range(1, max(1, rollouts).bit_length()) if 2**i < rollouts)})
+
+
 def agent_comparisons(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """The agents compared with intervals (scoring/compare.py): pairwise on shared tasks, pass@k and opt@k for
-    every k up to the fewest rollouts any agent has on a task (1 when nobody ran more than one)."""
+    """The agents compared with intervals (scoring/compare.py): pairwise on shared tasks, pass@k and opt@k at
+    the k of `at_k_values` up to the fewest rollouts any agent has on a task (1 when nobody ran more than
+    one), one agent's k together."""
     pairwise = compare.pairwise(df)
     rollouts = df.group_by("agent", "task_id").len().get_column("len")
-    ks = range(1, int(rollouts.min() or 1) + 1) if rollouts.len() else range(1, 2)
+    ks = at_k_values(int(rollouts.min() or 1) if rollouts.len() else 1)
     at_k = [frame.with_columns(pl.lit(name).alias("measure"))
             for k in ks for name, frame in (("pass@k", compare.pass_at_k(df, k, column="hard_pass_ci")),
                                              ("opt@k", compare.opt_at_k(df, k)))]
     at_k_frame = pl.concat(at_k, how="diagonal_relaxed") if at_k else pl.DataFrame()
     if at_k_frame.width:
-        at_k_frame = at_k_frame.select("measure", *[c for c in at_k_frame.columns if c != "measure"])
+        at_k_frame = (at_k_frame.select("measure", *[c for c in at_k_frame.columns if c != "measure"])
+                      .sort(pl.col("measure") != "pass@k", "agent", "k"))
     return {"pairwise": pairwise, "at_k": at_k_frame}
 
 
