@@ -1,6 +1,7 @@
 """Run folders at scale: what status, resume and the report cost at 1k, 10k (and 100k) attempts.
 
-    .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR] [--screenshot DIR] [--driver-sizes 500,2000]
+    .venv/bin/python benchmarks/scale.py [--sizes 1000,10000] [--keep DIR] [--screenshot DIR]
+        [--driver-sizes 1000,10000,100000] [--driver-attempts 1000]
 
 Builds a synthetic run folder per size, records of a realistic shape in the files and lines the RunStore
 writes (without its fsyncs, which only the build would wait on; a 3 kB patch, validation checks, four arms of five rounds with a warm-up and two
@@ -21,8 +22,8 @@ in the resident set but are the page cache's, given back under pressure.
 
 Prints one row per size and, between the two largest sizes, each step's growth exponent
 (log(t2/t1) / log(n2/n1): 1 is linear). Then the driver loop (`--driver-sizes`): the real driver on a local
-Ray of 16 logical GPUs running simulated attempts whose stages take no time, its own CPU per attempt and
-that figure's growth, and the projection to 1,000 slots (driver_loop says how and why). Single run, this
+Ray of 16 logical GPUs over plans of each size whose stages take no time, its own CPU per attempt over
+the first 1,000 attempts of each and that figure's growth, and the projection to 1,000 slots (driver_loop says how and why). Single run, this
 machine; figures in docs/scale.md.
 """
 
@@ -31,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -81,7 +84,7 @@ elif step == "regrade":
 elif step == "driver":
     sys.path.insert(0, ROOT + "/benchmarks")
     from scale import drive
-    print(json.dumps(drive(Path(run), int(sys.argv[3]))))
+    print(json.dumps(drive(Path(run), int(sys.argv[3]), int(sys.argv[4]))))
 elif step == "wait":
     sys.path.insert(0, ROOT + "/benchmarks")
     import ray
@@ -108,16 +111,8 @@ def build(run: Path, n: int) -> float:
     from isobench_ray.schema import (
         ArmResult,
         Attempt,
-        AttemptRecord,
-        Check,
-        HardClass,
         Judgement,
-        Measurements,
         Run,
-        Scores,
-        Session,
-        Status,
-        Validation,
         Vote,
     )
     from isobench_ray.store import INDEX, index_line
@@ -140,36 +135,54 @@ def build(run: Path, n: int) -> float:
     run.mkdir(parents=True, exist_ok=True)
     with open(run / RUNS, "w") as runs_file, open(run / ROWS, "w") as rows_file, open(run / INDEX, "w") as index:
         for i in range(n):
-            task, agent = f"task-{i % 500:03d}", f"agent-{i % 10}"
+            task, agent = f"task-{i // 10 % 500:03d}", f"agent-{i % 10}"  # every agent on every task
             attempt = Attempt(task_id=task, agent=agent, rollout=i // 5000, id=f"{task}.{agent}.{i // 5000}.{i:08x}")
             plan.append(attempt.model_dump())
             folder = run / "attempts" / attempt.id
             folder.mkdir(parents=True)
             (folder / "attempt.json").write_text(attempt.model_dump_json(indent=2))
-            if i % 2:
+            if i >= n // 2:  # the first half of the plan finished, as a driver going through it in order leaves it
                 continue
-            record = AttemptRecord(
-                attempt=attempt, status=Status.success,
-                session=Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000),
-                validation=Validation(attempt_id=attempt.id, checks=[Check(name=c, ok=True) for c in ("apply", "compile", "import", "server_start")]),
-                measurements=Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput",
-                                          higher_is_better=True, arms=arms),
-                scores=Scores(attempt_id=attempt.id, primary_metric="output_throughput", higher_is_better=True, baseline_value=100.0,
-                              human_value=120.0, agent_value=110.0, speedup_vs_baseline=1.1, human_speedup_vs_baseline=1.2,
-                              agent_vs_human_pct=-8.3, hard_class=HardClass.worse, hard_class_ci=HardClass.inconclusive,
-                              speedup_ci=(1.05, 1.15), noise_pct=1.5, rounds=5))
+            record = synthetic_record(attempt, i, patch, arms)
             (folder / "record.json").write_text(record.model_dump_json(indent=2))
             stamp = f"{i:x}"
             runs_file.write(runs_text(record, stamp))
             rows_file.write(row_text(record, None, stamp))
             index.write(json.dumps(index_line(record, stamp)) + "\n")
-            if i % 4 == 0:
+            if (i // 10) % 2 == 0:  # half of them judged, every agent
                 judgement = Judgement(attempt_id=attempt.id, votes=[Vote(judge="rule-based")])
                 (folder / "judgement.json").write_text(judgement.model_dump_json(indent=2))
                 rows_file.write(row_text(record, judgement, stamp))
     (run / "plan.json").write_text(json.dumps(plan, indent=2))
     (run / "run.json").write_text(json.dumps({"planned": len(plan), "agents": [{"name": f"agent-{k}", "kind": "noop"} for k in range(10)]}))
     return time.perf_counter() - started
+
+
+def synthetic_record(attempt, i: int, patch: str, arms: list):
+    """A finished attempt of a plausible run: agent-k's speed-up over the baseline around 0.92 + 0.04 k (the
+    human's 1.2), an interval 3 to 8 points wide each side, its classes from both, and one attempt in ten
+    failed at validation (no measurements)."""
+    from isobench_ray.schema import AttemptRecord, Check, FailureCause, HardClass, Measurements, Scores, Session, Status, Validation
+    from isobench_ray.scoring.hard import hard_class
+
+    rng = random.Random(i)
+    session = Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000)
+    checks = [Check(name=c, ok=True) for c in ("apply", "compile", "import", "server_start")]
+    if rng.random() < 0.1:
+        return AttemptRecord(attempt=attempt, status=Status.failed, failure_stage="validation", failure_cause=FailureCause.compile_error,
+                             session=session, validation=Validation(attempt_id=attempt.id, checks=[*checks[:1], Check(name="compile", ok=False)]))
+    speed = max(0.5, 0.92 + 0.04 * (i % 10) + rng.gauss(0.0, 0.06))
+    half = 0.03 + 0.05 * rng.random()
+    low, high = ((speed - half) / 1.2 - 1) * 100, ((speed + half) / 1.2 - 1) * 100  # the agent against the human, %
+    ci_class = (HardClass.beats if low > 5 else HardClass.worse if high < -5 else HardClass.similar if -5 <= low and high <= 5
+                else HardClass.inconclusive)
+    return AttemptRecord(
+        attempt=attempt, status=Status.success, session=session, validation=Validation(attempt_id=attempt.id, checks=checks),
+        measurements=Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput", higher_is_better=True, arms=arms),
+        scores=Scores(attempt_id=attempt.id, primary_metric="output_throughput", higher_is_better=True, baseline_value=100.0,
+                      human_value=120.0, agent_value=100.0 * speed, speedup_vs_baseline=speed, human_speedup_vs_baseline=1.2,
+                      agent_vs_human_pct=(speed / 1.2 - 1) * 100, hard_class=hard_class((speed / 1.2 - 1) * 100, 5.0),
+                      hard_class_ci=ci_class, speedup_ci=(speed - half, speed + half), noise_pct=1.5, rounds=5))
 
 
 def start_driver(run: Path, n: int, first: bool) -> dict:
@@ -198,10 +211,16 @@ def start_driver(run: Path, n: int, first: bool) -> dict:
     return {"ready_s": ready, "written_s": time.perf_counter() - started}
 
 
-def drive(run: Path, n: int) -> dict:
-    """The real driver running `n` simulated attempts whose stages take no time, on 16 logical GPUs (16 slot
-    actors, 16 sessions at once): the driver process's own CPU seconds (user + system, its Ray threads
-    included) per attempt, and per `ray.wait` of its loop."""
+class _Enough(Exception):
+    """Raised from the driver's on_record once the measured attempts are recorded: the loop stops there."""
+
+
+def drive(run: Path, n: int, measured: int) -> dict:
+    """The real driver over a plan of `n` simulated attempts whose stages take no time, on 16 logical GPUs (16
+    slot actors, 16 sessions at once), stopped once `measured` attempts are recorded: the driver process's own
+    CPU seconds (user + system, its Ray threads included) per recorded attempt, and `ray.wait` calls per
+    attempt. The same number of events at every plan size: what could grow with the run is the structures
+    each event touches (the plan, the queue, the store's index), which are full size."""
     import resource
 
     sys.path.insert(0, str(ROOT))
@@ -215,8 +234,16 @@ def drive(run: Path, n: int) -> dict:
 
     ray.init(num_cpus=32, num_gpus=16, include_dashboard=False, log_to_driver=False)
     plan = plan_attempts(simulate.tasks(n), [simulate.SimAgent()])
-    driver = Driver(RunStore(run, background_writes=True), plan, Settings(agent_concurrency=16, work_dir=str(run) + "-work"),
-                    stages=simulate.stages(0.0), show_progress=False)
+    store, recorded = RunStore(run, background_writes=True), [0]
+
+    def count(_record) -> None:
+        recorded[0] += 1
+        if recorded[0] >= measured:
+            raise _Enough
+
+    driver = Driver(store, plan, Settings(agent_concurrency=16, work_dir=str(run) + "-work"),
+                    stages=simulate.stages(0.0), show_progress=False, on_record=count)
+    store.flush()  # the plan's attempt.json files are down: their writing is planning's cost, not the loop's
     driver.start_slots()  # actor start-up is not the loop's work
 
     def cpu() -> float:
@@ -224,11 +251,14 @@ def drive(run: Path, n: int) -> dict:
         return usage.ru_utime + usage.ru_stime
 
     before, started = cpu(), time.perf_counter()
-    driver.run()
+    try:
+        driver.run()
+    except _Enough:
+        pass
     spent, wall = cpu() - before, time.perf_counter() - started
     ray.shutdown()
-    return {"cpu_per_attempt_ms": spent / n * 1000, "wall_per_attempt_ms": wall / n * 1000,
-            "waits_per_attempt": driver.waits / n}
+    return {"cpu_per_attempt_ms": spent / recorded[0] * 1000, "wall_per_attempt_ms": wall / recorded[0] * 1000,
+            "waits_per_attempt": driver.waits / recorded[0], "recorded": recorded[0]}
 
 
 def wait_cost(in_flight: int, calls: int = 300) -> float:
@@ -262,10 +292,17 @@ def wait_cost(in_flight: int, calls: int = 300) -> float:
     return seconds * 1000
 
 
+def _env() -> dict[str, str]:
+    """This process's environment with Python's bytecode cache on, as a user's interpreter has it: with
+    PYTHONDONTWRITEBYTECODE set (as on this machine) every command compiles what it imports again (0.45 s of
+    `isobench status`, most of it Polars)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def step(name: str, run: Path, *extra: str) -> dict:
     """One step in a fresh interpreter started from this small one: its peak memory is its own (Linux keeps a
     process's high-water mark across exec, so a parent that had built the records would show in it)."""
-    proc = subprocess.run([sys.executable, "-c", STEP, name, str(run), *extra], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", STEP, name, str(run), *extra], capture_output=True, text=True, env=_env())
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     lines = proc.stdout.strip().splitlines()
@@ -274,7 +311,7 @@ def step(name: str, run: Path, *extra: str) -> dict:
 
 def command_seconds(run: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "isobench"), "status", str(run)], capture_output=True, check=True)
+    subprocess.run([str(Path(sys.executable).parent / "isobench"), "status", str(run)], capture_output=True, check=True, env=_env())
     return time.perf_counter() - started
 
 
@@ -291,19 +328,21 @@ def screenshot(page: Path, shot: Path) -> str:
     return str(shot) if shot.exists() else "chromium wrote no screenshot"
 
 
-def driver_loop(sizes: list[int], base: Path) -> None:
-    """The driver's own CPU per attempt on simulated runs of each size (16 slots), the cost of Ray's wait at 64
-    and at 1,064 refs in flight (16 or 1,000 slots' benchmarks and 48 sessions), and from both the per-attempt
-    cost at 1,000 slots: a thousand slot actors cannot start on 2 cores (a process each), and besides Ray's
-    wait the loop does the same O(1) work per event whatever the number of slots (counters, the queue's head;
-    driver.py), so the wait is the part that grows with them."""
+def driver_loop(sizes: list[int], base: Path, measured: int) -> None:
+    """The driver's own CPU per attempt over its first `measured` attempts of plans of each size (16 slots),
+    the cost of Ray's wait at 64 and at 1,064 refs in flight (16 or 1,000 slots' benchmarks and 48 sessions),
+    and from both the per-attempt cost at 1,000 slots: a thousand slot actors cannot start on 2 cores (a
+    process each), and besides Ray's wait the loop does the same O(1) work per event whatever the number of
+    slots (counters, the queue's head; driver.py), so the wait is the part that grows with them. Running
+    every attempt of a 100k plan would take 100 minutes here (60 ms of wall time each) to repeat the same
+    events; the first `measured` events over full-size structures show whether an event's cost grows."""
     found = []
     for n in sizes:
-        result = json.loads(step("driver", base / f"driver-{n}", str(n))["line"])
+        result = json.loads(step("driver", base / f"driver-{n}", str(n), str(min(n, measured)))["line"])
         found.append((n, result))
         shutil.rmtree(base / f"driver-{n}", ignore_errors=True)
-        print(f"driver n={n}: cpu {result['cpu_per_attempt_ms']:.2f} ms/attempt, wall {result['wall_per_attempt_ms']:.1f} "
-              f"ms/attempt, {result['waits_per_attempt']:.2f} waits/attempt", flush=True)
+        print(f"driver, plan of {n}, first {result['recorded']} attempts: cpu {result['cpu_per_attempt_ms']:.2f} ms/attempt, "
+              f"wall {result['wall_per_attempt_ms']:.1f} ms/attempt, {result['waits_per_attempt']:.2f} waits/attempt", flush=True)
     if len(found) >= 2:
         (n1, a), (n2, b) = found[-2], found[-1]
         print(f"driver cpu per attempt growth exponent ({n1} -> {n2}): "
@@ -322,10 +361,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--keep", help="build the run folders here and keep them")
     parser.add_argument("--screenshot", help="a folder: report.html of each size as headless Chromium shows it")
-    parser.add_argument("--driver-sizes", default="500,2000",
-                        help="simulated runs of the real driver (about 0.15 s of Ray calls per attempt here; '' for none)")
+    parser.add_argument("--driver-sizes", default="1000,10000",
+                        help="plan sizes of the real driver's simulated runs ('' for none)")
+    parser.add_argument("--driver-attempts", type=int, default=1000,
+                        help="attempts run (and measured) of each driver plan (about 60 ms of wall time each here)")
     args = parser.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="isobench-scale-"))
+    # bytecode cached before the first measured step, as any interpreter that ran the command once has it
+    subprocess.run([sys.executable, "-c", "import isobench_ray.cli, isobench_ray.report.write, isobench_ray.cluster.driver, ray"],
+                   check=True, env=_env())
     rows = []
     for n in map(int, args.sizes.split(",")):
         run = base / f"run-{n}"
@@ -353,7 +397,7 @@ def main() -> None:
             f"{k[:-2]} {math.log(max(b[k], 1e-9) / max(a[k], 1e-9)) / ratio:.2f}"
             for k in ("plan_s", "status_s", "resume_s", "regrade_s", "report_s")))
     if args.driver_sizes:
-        driver_loop([int(n) for n in args.driver_sizes.split(",")], base)
+        driver_loop([int(n) for n in args.driver_sizes.split(",")], base, args.driver_attempts)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 
