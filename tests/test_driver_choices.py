@@ -93,8 +93,36 @@ def test_a_queued_benchmark_no_idle_slot_suits_keeps_its_place_and_the_next_one_
     pool.actors, pool.idle, pool.ready = {free: None, busy: None}, [free], {free, busy}
     pool.slot_of = {free: "n/gpu0", busy: "n/gpu1"}
     driver.avoid[ids[0]] = {"n/gpu0"}  # it failed there: it waits for gpu1
-    driver.bench_queue.extend(ids)
+    for aid in ids:
+        driver.bench_queue.append(aid, 1)
     driver._dispatch_benchmarks()
     assert free.handed == [ids[1]] and busy.handed == []
     assert list(driver.bench_queue) == [ids[0], ids[2], ids[3]]
     assert driver.running["measurements"] == 1
+
+
+def test_one_gpu_benchmarks_behind_a_long_line_of_two_gpu_ones_still_get_the_one_gpu_slots(make_settings, tmp_path):
+    """70 two-GPU benchmarks queued before 3 one-GPU ones, a pool of one-GPU slots (the pool serves the smallest
+    size first). In one line the driver passed over 64 and stopped, and the pool kept its one-GPU shape for the
+    one-GPU work it never reached: nothing ran again. A line per size hands them out."""
+    from isobench_ray.cluster.driver import Driver
+    from isobench_ray.pipeline import plan_attempts
+    from isobench_ray.schema import Session
+    from isobench_ray.store import RunStore
+
+    store = RunStore(tmp_path)
+    plan = plan_attempts(simulate.tasks(70, gpus=2) + simulate.tasks(3, start=70), [simulate.SimAgent()])
+    driver = Driver(store, plan, make_settings(), stages=simulate.stages(0.0), show_progress=False)
+    for attempt, task, _ in plan:
+        store.save_stage(attempt.id, "session", Session(attempt_id=attempt.id, patch="--- x\n"))
+        driver.bench_queue.append(attempt.id, task.benchmark.gpus)
+    slots = [_Slot("n/gpu0"), _Slot("n/gpu1")]
+    pool = driver.slots
+    pool._gpus, pool.node_gpus = 2, [2]
+    pool.actors, pool.idle, pool.ready = dict.fromkeys(slots), list(slots), set(slots)
+    pool.slot_of, pool.size = {s: s.name for s in slots}, dict.fromkeys(slots, 1)
+    driver._dispatch_benchmarks()
+    one_gpu = [a.id for a, t, _ in plan if t.benchmark.gpus == 1]
+    assert slots[0].handed + slots[1].handed == one_gpu[:2]
+    assert driver.bench_queue.sizes() == [1, 2] and len(driver.bench_queue) == 71
+    assert list(driver.bench_queue)[0] == one_gpu[2]  # the third waits at the head of its own line

@@ -33,7 +33,41 @@ from isobench_ray.store import STAGE_FILES, RunStore
 if TYPE_CHECKING:
     from isobench_ray.agents import Agent
 
-SKIP_AT_MOST = 64  # queued benchmarks passed over per dispatch when no idle slot suits them
+SKIP_AT_MOST = 64  # queued benchmarks passed over per line and dispatch when no idle slot suits them
+
+
+class BenchQueue:
+    """Benchmarks waiting for a slot: one first-in-first-out line per number of GPUs they need, so that a long
+    line of multi-GPU benchmarks never stands in front of one-GPU ones (the pool serves one size at a time)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, collections.deque[str]] = {}
+        self.count = 0
+
+    def append(self, aid: str, gpus: int) -> None:
+        self.lines.setdefault(gpus, collections.deque()).append(aid)
+        self.count += 1
+
+    def popleft(self, gpus: int) -> str | None:
+        line = self.lines.get(gpus)
+        if not line:
+            return None
+        self.count -= 1
+        return line.popleft()
+
+    def putback(self, gpus: int, aids: list[str]) -> None:
+        """`aids`, taken from the head of the line in this order, back at its head in the same order."""
+        self.lines[gpus].extendleft(reversed(aids))
+        self.count += len(aids)
+
+    def sizes(self) -> list[int]:
+        return sorted(gpus for gpus, line in self.lines.items() if line)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        return (aid for gpus in sorted(self.lines) for aid in self.lines[gpus])
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -90,7 +124,7 @@ class Driver:
         self._slots_checked = 0.0
         self.by_id = {a.id: (a, t, ag) for a, t, ag in plan}
         self.queue: collections.deque[str] = collections.deque()
-        self.bench_queue: collections.deque[str] = collections.deque()
+        self.bench_queue = BenchQueue()
         self.in_flight: dict[Any, tuple[str, str, Any]] = {}
         self.running: collections.Counter[str] = collections.Counter()  # stage -> in flight, kept, never counted
         self.waits = 0
@@ -127,7 +161,7 @@ class Driver:
             ref = self._validate.options(name=f"validate:{aid}").remote(attempt, task, self.store.load_stage(aid, "session"), self.settings)
             self._submit(ref, aid, "validation")
         elif stage == "measurements":
-            self.bench_queue.append(aid)
+            self.bench_queue.append(aid, task.benchmark.gpus)
 
     def _submit(self, ref, aid: str, stage: str, actor=None) -> None:
         self.in_flight[ref] = (aid, stage, actor)
@@ -151,7 +185,7 @@ class Driver:
 
     def _dispatch(self) -> None:
         for aid, stage in self.policy.due():
-            (self.bench_queue.append(aid) if stage == "measurements" else self._advance(aid))
+            (self.bench_queue.append(aid, self.by_id[aid][1].benchmark.gpus) if stage == "measurements" else self._advance(aid))
         sessions = self.running["session"]
         benchmarking = self.running["measurements"] > 0
         while self.queue and sessions < self.settings.schedule.agent_concurrency and not (benchmarking and self.slots.cpu_only()):
@@ -173,31 +207,34 @@ class Driver:
         self._dispatch_benchmarks()
 
     def _dispatch_benchmarks(self) -> None:
-        """Benchmarks from the head of the queue to idle slots. One that no idle slot suits (its size, or the
-        slots it failed on) keeps its place; at most SKIP_AT_MOST are passed over per call, so a long queue
-        is never walked whole for every event."""
-        skipped: list[str] = []
-        while self.bench_queue and self.slots.idle and len(skipped) < SKIP_AT_MOST:
-            aid = self.bench_queue.popleft()
-            attempt, task, _ = self.by_id[aid]
-            if not self.slots.cpu_only() and task.benchmark.gpus > self.slots.max_node_gpus() > 0:
-                self._finish(error_record(attempt, self.store, "benchmark", FailureCause.no_slot,
-                                          f"the task needs {task.benchmark.gpus} GPUs on one node; the largest node "
-                                          f"alive has {self.slots.max_node_gpus()}"))
-                continue
-            actor = self.slots.pick(task, self.avoid.get(aid, set()))
-            if actor is None:
-                skipped.append(aid)
-                continue
-            session = self.store.load_stage(aid, "session")
-            self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
-        self.bench_queue.extendleft(reversed(skipped))
+        """Benchmarks to idle slots from the head of each size's line. One that no idle slot suits (the slots
+        it failed on) keeps its place, at most SKIP_AT_MOST passed over per line and call, so a long line is
+        never walked whole for every event; a line with no idle slot of its size at all is not walked."""
+        for gpus in self.bench_queue.sizes():
+            skipped: list[str] = []
+            while self.slots.idle and len(skipped) < SKIP_AT_MOST and (aid := self.bench_queue.popleft(gpus)) is not None:
+                attempt, task, _ = self.by_id[aid]
+                if not self.slots.cpu_only() and task.benchmark.gpus > self.slots.max_node_gpus() > 0:
+                    self._finish(error_record(attempt, self.store, "benchmark", FailureCause.no_slot,
+                                              f"the task needs {task.benchmark.gpus} GPUs on one node; the largest node "
+                                              f"alive has {self.slots.max_node_gpus()}"))
+                    continue
+                avoid = self.avoid.get(aid, set())
+                actor = self.slots.pick(task, avoid)
+                if actor is None:
+                    skipped.append(aid)
+                    if not avoid:  # no idle slot of this size at all: the rest of the line waits too
+                        break
+                    continue
+                session = self.store.load_stage(aid, "session")
+                self._submit(actor.run.remote(attempt, task, session.patch), aid, "measurements", actor)
+            self.bench_queue.putback(gpus, skipped)
 
     def _ensure_slots(self) -> None:
         # at most once a second: it asks the GCS for the alive nodes
         if time.monotonic() - self._slots_checked >= 1.0:
             self._slots_checked = time.monotonic()
-            self.slots.ensure({self.by_id[aid][1].benchmark.gpus for aid in self.bench_queue})
+            self.slots.ensure(set(self.bench_queue.sizes()))
         else:
             self.slots.poll_ready()
 
