@@ -145,6 +145,8 @@ def build(run: Path, n: int) -> float:
                 continue
             record = synthetic_record(attempt, i, patch, arms)
             (folder / "record.json").write_text(record.model_dump_json(indent=2))
+            if record.measurements:  # the stage file beside the record, as the driver leaves it
+                (folder / "measurements.json").write_text(record.measurements.model_dump_json(indent=2))
             stamp = f"{i:x}"
             runs_file.write(runs_text(record, stamp))
             rows_file.write(row_text(record, None, stamp))

@@ -1,8 +1,9 @@
 """`isobench regrade`: every score of a finished run again, from its stored samples, under one verdict policy.
 
-No GPU, no engine, no Ray: it reads each attempt's folder (record.json, measurements.json, judgement.json),
-recomputes the scores (scoring/hard.py) with the policy's verdict (scoring/policies.py) in both class columns
-(`hard_class` and `hard_class_ci`, so hard_pass, quadrants and success rates all follow the policy), and writes
+No GPU, no engine, no Ray: it reads each attempt's folder (record.json, which holds the measurements, and
+judgement.json; measurements.json only for a record without them), recomputes the scores (scoring/hard.py)
+with the policy's verdict (scoring/policies.py) in both class columns (`hard_class` and `hard_class_ci`, so
+hard_pass, quadrants and success rates all follow the policy), and writes
 a table with attempts.parquet's columns to RUN_DIR/regrade/<policy>.parquet. The run's own files are only
 read: unlike the run store, a file that does not fit today's models is not moved aside; fields an older
 version wrote and this one dropped are ignored, fields it lacked take their defaults.
@@ -126,7 +127,8 @@ def regrade(run_dir: str | Path, policy: str = "strict", margin: float | None = 
             if (folder / "record.json").exists():
                 skipped.append(folder.name)
             continue
-        measurements = read_lenient(folder / "measurements.json", Measurements) or record.measurements
+        # the record carries its measurements whole; measurements.json (the same samples) only for one that does not
+        measurements = record.measurements or read_lenient(folder / "measurements.json", Measurements)
         regraded, verdict = regrade_record(record, measurements, policy, grading, drop_max)
         chunk.append(regraded)
         if (judgement := read_lenient(folder / "judgement.json", Judgement)) is not None:
