@@ -65,6 +65,35 @@ def test_a_worker_node_dies_mid_run_and_nothing_is_lost(tmp_path, make_settings)
         cluster.shutdown()
 
 
+def test_a_node_that_joins_late_gets_benchmarks_at_once(tmp_path, make_settings):
+    """One GPU node when the run starts; a second joins once the first benchmark is done. The pool looks at
+    the alive nodes while benchmarks wait (at most once a second), not only at the start: the new node's slot
+    takes a share of what is left, and nothing is lost or run twice."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    cluster.add_node(num_cpus=4, num_gpus=1)
+    ray.init(address=cluster.address)
+    try:
+        plan = plan_attempts(simulate.tasks(12), [simulate.SimAgent()])
+        store = RunStore(tmp_path / "run")
+        # benchmarks of 1.5-4 s: about 30 s of work for one slot, time for a new slot's actor to start
+        driver = Driver(store, plan, make_settings(agent_concurrency=12), stages=simulate.stages(0.5), show_progress=False)
+        runner = threading.Thread(target=driver.run)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.progress.counts["done"] < 1:
+            time.sleep(0.1)
+        late = cluster.add_node(num_cpus=4, num_gpus=1)
+        runner.join(timeout=300)
+        assert not runner.is_alive()
+        records = store.records()
+        assert sorted(r.attempt.id for r in records) == sorted(a.id for a, _, _ in plan)
+        on_late = [r.attempt.id for r in records if f"/{late.node_id[:8]}/" in r.measurements.slot]
+        assert len(on_late) >= 2, sorted(r.measurements.slot for r in records)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def test_tensor_parallel_tasks_get_slots_of_that_many_gpus_on_one_node(tmp_path, make_settings):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     cluster.add_node(num_cpus=4, num_gpus=2)
