@@ -164,8 +164,9 @@ def synthetic_record(attempt, i: int, patch: str, arms: list):
     """A finished attempt of a plausible run: agent-k's speed-up over the baseline around 0.92 + 0.04 k (the
     human's 1.2), an interval 3 to 8 points wide each side, its classes from both, and one attempt in ten
     failed at validation (no measurements)."""
-    from isobench_ray.schema import AttemptRecord, Check, FailureCause, HardClass, Measurements, Scores, Session, Status, Validation
+    from isobench_ray.schema import AttemptRecord, Check, FailureCause, Measurements, Scores, Session, Status, Validation
     from isobench_ray.scoring.hard import hard_class
+    from isobench_ray.scoring.stats import Interval, hard_class_ci
 
     rng = random.Random(i)
     session = Session(attempt_id=attempt.id, patch=patch, files_changed=["x.py"], steps=40, tokens=120_000)
@@ -175,9 +176,7 @@ def synthetic_record(attempt, i: int, patch: str, arms: list):
                              session=session, validation=Validation(attempt_id=attempt.id, checks=[*checks[:1], Check(name="compile", ok=False)]))
     speed = max(0.5, 0.92 + 0.04 * (i % 10) + rng.gauss(0.0, 0.06))
     half = 0.03 + 0.05 * rng.random()
-    low, high = ((speed - half) / 1.2 - 1) * 100, ((speed + half) / 1.2 - 1) * 100  # the agent against the human, %
-    ci_class = (HardClass.beats if low > 5 else HardClass.worse if high < -5 else HardClass.similar if -5 <= low and high <= 5
-                else HardClass.inconclusive)
+    ci_class = hard_class_ci(Interval(speed / 1.2, (speed - half) / 1.2, (speed + half) / 1.2), 5.0, 1.5)  # against the human
     return AttemptRecord(
         attempt=attempt, status=Status.success, session=session, validation=Validation(attempt_id=attempt.id, checks=checks),
         measurements=Measurements(attempt_id=attempt.id, slot="node-1/gpu0", primary_metric="output_throughput", higher_is_better=True, arms=arms),

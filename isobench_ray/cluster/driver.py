@@ -42,29 +42,23 @@ class BenchQueue:
 
     def __init__(self) -> None:
         self.lines: dict[int, collections.deque[str]] = {}
-        self.count = 0
 
     def append(self, aid: str, gpus: int) -> None:
         self.lines.setdefault(gpus, collections.deque()).append(aid)
-        self.count += 1
 
     def popleft(self, gpus: int) -> str | None:
         line = self.lines.get(gpus)
-        if not line:
-            return None
-        self.count -= 1
-        return line.popleft()
+        return line.popleft() if line else None
 
     def putback(self, gpus: int, aids: list[str]) -> None:
         """`aids`, taken from the head of the line in this order, back at its head in the same order."""
         self.lines[gpus].extendleft(reversed(aids))
-        self.count += len(aids)
 
     def sizes(self) -> list[int]:
         return sorted(gpus for gpus, line in self.lines.items() if line)
 
-    def __len__(self) -> int:
-        return self.count
+    def __len__(self) -> int:  # a line per GPU count: a handful at most
+        return sum(map(len, self.lines.values()))
 
     def __iter__(self):
         return (aid for gpus in sorted(self.lines) for aid in self.lines[gpus])

@@ -172,7 +172,8 @@ def _notes(df: pl.DataFrame) -> list[Section]:
 def at_k_values(rollouts: int) -> list[int]:
     """The k the report shows pass@k and opt@k at: 1, the powers of two below the fewest rollouts, and that
     number itself (20 rollouts: 1, 2, 4, 8, 16, 20), so the table stays a few rows per agent."""
-    return sorted({1, max(1, rollouts), *(2**i for i in range(1, max(1, rollouts).bit_length()) if 2**i < rollouts)})
+    top = max(1, rollouts)
+    return sorted({top, *(2**i for i in range(top.bit_length()) if 2**i < top)})
 
 
 def agent_comparisons(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
